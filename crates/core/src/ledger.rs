@@ -1,0 +1,96 @@
+//! The ledger's records: one per family and dedupe key.
+//!
+//! The ledger is what makes at-least-once delivery harmless. A bake is
+//! claimed with a conditional write *before* its build starts, so a second
+//! delivery of the same event finds the claim and starts nothing.
+
+use serde::Serialize;
+
+use crate::plan::Trigger;
+use crate::state::{BakeState, Stage};
+
+/// How long a claim protects a bake whose build has not been recorded yet.
+/// Longer than the Lambda timeout, so a live invocation never loses its claim;
+/// short enough that a crashed one's retry can take over.
+pub const CLAIM_LEASE_SECS: i64 = 15 * 60;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct BakeKey {
+    pub family: String,
+    /// `push:<commit>`, `schedule:<YYYY-MM>` or `manual:<event id>`.
+    pub dedupe_key: String,
+}
+
+impl BakeKey {
+    pub fn new(family: impl Into<String>, dedupe_key: impl Into<String>) -> Self {
+        BakeKey {
+            family: family.into(),
+            dedupe_key: dedupe_key.into(),
+        }
+    }
+
+    /// A stable token for CodeBuild's `idempotencyToken`, so a StartBuild
+    /// retried after a timeout does not start a second build.
+    pub fn idempotency_token(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("{}\n{}", self.family, self.dedupe_key));
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A ledger item as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BakeRecord {
+    pub key: BakeKey,
+    pub trigger: Trigger,
+    pub commit: Option<String>,
+    pub state: BakeState,
+    pub build_id: Option<String>,
+    pub image: Option<String>,
+    pub test_build_id: Option<String>,
+    pub failed_stage: Option<Stage>,
+    pub reason: Option<String>,
+    /// Epoch seconds.
+    pub requested_at: i64,
+    pub updated_at: i64,
+    /// Epoch seconds until which a `requested` claim is held.
+    pub lease_until: i64,
+}
+
+impl BakeRecord {
+    pub fn requested(key: BakeKey, trigger: Trigger, commit: Option<String>, now: i64) -> Self {
+        BakeRecord {
+            key,
+            trigger,
+            commit,
+            state: BakeState::Requested,
+            build_id: None,
+            image: None,
+            test_build_id: None,
+            failed_stage: None,
+            reason: None,
+            requested_at: now,
+            updated_at: now,
+            lease_until: now + CLAIM_LEASE_SECS,
+        }
+    }
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This invocation owns the bake and must start it.
+    Claimed,
+    /// Someone already has it: a build was started, or a live claim exists.
+    Taken(Box<BakeRecord>),
+}
+
+/// Fields written together with a state change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub build_id: Option<String>,
+    pub image: Option<String>,
+    pub test_build_id: Option<String>,
+    pub failed_stage: Option<Stage>,
+    pub reason: Option<String>,
+}

@@ -1,0 +1,11 @@
+//! gild's decisions, free of I/O: what the catalog says, what an event means,
+//! which families to bake, how a bake moves through its states. Handlers ask
+//! this crate what to do and do it through the traits in [`ports`].
+
+pub mod catalog;
+pub mod event;
+pub mod ledger;
+pub mod plan;
+pub mod ports;
+pub mod retry;
+pub mod state;

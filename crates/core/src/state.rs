@@ -1,0 +1,199 @@
+//! The life of one bake, as data.
+//!
+//! `requested → baking → baked → testing → validated → promoted`, or `failed`
+//! at a stage. The ledger item holds the current state and the AMI carries it
+//! as the `gild:state` tag. Every handler asks [`next`] before acting: a step
+//! that does not apply to the current state (a duplicate or out-of-order
+//! event) returns `None` and the handler does nothing but log.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BakeState {
+    Requested,
+    Baking,
+    Baked,
+    Testing,
+    Validated,
+    Promoted,
+    Failed,
+}
+
+impl BakeState {
+    pub const ALL: [BakeState; 7] = [
+        BakeState::Requested,
+        BakeState::Baking,
+        BakeState::Baked,
+        BakeState::Testing,
+        BakeState::Validated,
+        BakeState::Promoted,
+        BakeState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BakeState::Requested => "requested",
+            BakeState::Baking => "baking",
+            BakeState::Baked => "baked",
+            BakeState::Testing => "testing",
+            BakeState::Validated => "validated",
+            BakeState::Promoted => "promoted",
+            BakeState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// No step leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, BakeState::Promoted | BakeState::Failed)
+    }
+}
+
+impl fmt::Display for BakeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a failed bake stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Bake,
+    Test,
+    Promote,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Bake => "bake",
+            Stage::Test => "test",
+            Stage::Promote => "promote",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Stage::Bake, Stage::Test, Stage::Promote]
+            .into_iter()
+            .find(|stage| stage.as_str() == s)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a bake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The trigger started the bake build.
+    BakeStarted,
+    /// The bake build succeeded and its AMI was tagged.
+    BakeSucceeded,
+    /// The test build was started for the AMI.
+    TestStarted,
+    TestPassed,
+    /// The family's SSM parameter now points at the AMI.
+    Promoted,
+    Failed(Stage),
+}
+
+/// Every allowed transition. Anything not listed is a no-op.
+pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
+    (BakeState::Requested, Step::BakeStarted, BakeState::Baking),
+    (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked),
+    (
+        BakeState::Baking,
+        Step::Failed(Stage::Bake),
+        BakeState::Failed,
+    ),
+    (BakeState::Baked, Step::TestStarted, BakeState::Testing),
+    // Starting the test build can fail for good (project gone): the image
+    // was never tested, so it must not linger.
+    (BakeState::Baked, Step::Failed(Stage::Test), BakeState::Failed),
+    (BakeState::Testing, Step::TestPassed, BakeState::Validated),
+    (
+        BakeState::Testing,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+    ),
+    (BakeState::Validated, Step::Promoted, BakeState::Promoted),
+    (
+        BakeState::Validated,
+        Step::Failed(Stage::Promote),
+        BakeState::Failed,
+    ),
+];
+
+/// The state after `step`, or `None` when the step does not apply.
+pub fn next(state: BakeState, step: Step) -> Option<BakeState> {
+    TRANSITIONS
+        .iter()
+        .find(|(from, s, _)| *from == state && *s == step)
+        .map(|(_, _, to)| *to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn happy_path_walks_every_state_once() {
+        let steps = [
+            Step::BakeStarted,
+            Step::BakeSucceeded,
+            Step::TestStarted,
+            Step::TestPassed,
+            Step::Promoted,
+        ];
+        let mut state = BakeState::Requested;
+        for step in steps {
+            state = next(state, step).expect("allowed on the happy path");
+        }
+        assert_eq!(state, BakeState::Promoted);
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        let steps = [
+            Step::BakeStarted,
+            Step::BakeSucceeded,
+            Step::TestStarted,
+            Step::TestPassed,
+            Step::Promoted,
+            Step::Failed(Stage::Bake),
+            Step::Failed(Stage::Test),
+            Step::Failed(Stage::Promote),
+        ];
+        for state in BakeState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for step in steps {
+                assert_eq!(next(state, step), None, "{state} accepted {step:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_order_steps_are_refused() {
+        assert_eq!(next(BakeState::Baking, Step::TestPassed), None);
+        assert_eq!(next(BakeState::Requested, Step::BakeSucceeded), None);
+        assert_eq!(next(BakeState::Baked, Step::Promoted), None);
+        assert_eq!(next(BakeState::Testing, Step::Failed(Stage::Bake)), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for state in BakeState::ALL {
+            assert_eq!(BakeState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(BakeState::parse("nope"), None);
+    }
+}
