@@ -1,1 +1,16 @@
+//! AWS adapters: gild-core's ports implemented over the AWS SDK.
+//!
+//! Endpoints come from the standard AWS settings (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_<SERVICE>`), so the same code talks to AWS or to the
+//! local emulator without a branch.
 
+mod error;
+
+pub mod codebuild;
+pub mod codecommit;
+pub mod config;
+pub mod dynamodb;
+pub mod eventbridge;
+
+pub use config::load_sdk_config;
+pub use error::classify;

@@ -129,7 +129,10 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
             if !valid_name(role.get_ref()) {
                 return Err(at(
                     role.span(),
-                    format!("family `{name}`: role `{}` is not a role folder name under ansible/roles/", role.get_ref()),
+                    format!(
+                        "family `{name}`: role `{}` is not a role folder name under ansible/roles/",
+                        role.get_ref()
+                    ),
                 ));
             }
             if roles.contains(role.get_ref()) {
@@ -205,7 +208,9 @@ os = "windows"
         assert_eq!(debian.path, "images/debian12-base");
         assert_eq!(debian.roles, vec!["baseline", "cw-agent"]);
         assert_eq!(catalog.get("win2022-core").map(|f| f.os), Some(Os::Windows));
-        assert!(catalog.get("win2022-core").is_some_and(|f| f.roles.is_empty()));
+        assert!(catalog
+            .get("win2022-core")
+            .is_some_and(|f| f.roles.is_empty()));
     }
 
     #[test]
@@ -241,8 +246,11 @@ os = "windows"
 
     #[test]
     fn bad_family_name_and_duplicate_role() {
-        let err = parse("g", "[families.\"Bad Name\"]\npath = \"a\"\nos = \"linux\"\n")
-            .expect_err("bad name");
+        let err = parse(
+            "g",
+            "[families.\"Bad Name\"]\npath = \"a\"\nos = \"linux\"\n",
+        )
+        .expect_err("bad name");
         assert_eq!(err.line, 1);
         let err = parse(
             "g",
@@ -255,16 +263,19 @@ os = "windows"
 
     #[test]
     fn syntax_error_names_line() {
-        let err = parse("gild.toml", "[families.a]\npath = \"a\nos = \"linux\"\n")
-            .expect_err("syntax");
+        let err =
+            parse("gild.toml", "[families.a]\npath = \"a\nos = \"linux\"\n").expect_err("syntax");
         assert_eq!(err.line, 2, "{err}");
     }
 
     #[test]
     fn empty_catalog_is_refused_and_unknown_top_level_key_too() {
         assert!(parse("g", "").is_err());
-        let err = parse("g", "version = 2\n[families.a]\npath = \"a\"\nos = \"linux\"\n")
-            .expect_err("top-level key");
+        let err = parse(
+            "g",
+            "version = 2\n[families.a]\npath = \"a\"\nos = \"linux\"\n",
+        )
+        .expect_err("top-level key");
         assert_eq!(err.line, 1);
     }
 

@@ -338,7 +338,9 @@ mod tests {
             json!({"family": "a", "requested_by": "carol"}),
         ))
         .expect("valid");
-        assert!(matches!(ok.kind, EventKind::BuildRequested(BuildRequest { target: BuildTarget::Family(ref f), .. }) if f == "a"));
+        assert!(
+            matches!(ok.kind, EventKind::BuildRequested(BuildRequest { target: BuildTarget::Family(ref f), .. }) if f == "a")
+        );
         assert!(parse(envelope(GILD_SOURCE, BUILD_REQUESTED, json!({"all": true}))).is_ok());
         assert!(parse(envelope(GILD_SOURCE, BUILD_REQUESTED, json!({}))).is_err());
         assert!(parse(envelope(

@@ -9,3 +9,6 @@ pub mod plan;
 pub mod ports;
 pub mod retry;
 pub mod state;
+
+#[cfg(feature = "fakes")]
+pub mod fakes;

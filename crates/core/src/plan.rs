@@ -364,9 +364,7 @@ pub fn affected_families(
                 match previous.and_then(|p| p.get(name)) {
                     Some(before) if before == family => {}
                     Some(_) => mark(name, format!("its {CATALOG_FILE} entry changed")),
-                    None if previous.is_some() => {
-                        mark(name, format!("added to {CATALOG_FILE}"))
-                    }
+                    None if previous.is_some() => mark(name, format!("added to {CATALOG_FILE}")),
                     None => mark(
                         name,
                         format!("{CATALOG_FILE} changed and its previous version is unknown"),
@@ -471,7 +469,10 @@ os = "windows"
         let got = affected_families(&after, Some(&cat(CATALOG)), &["gild.toml".into()]);
         assert_eq!(got.keys().collect::<Vec<_>>(), vec!["win2022-iis"]);
         // Unknown previous version: every family counts as changed.
-        assert_eq!(affected_families(&after, None, &["gild.toml".into()]).len(), 3);
+        assert_eq!(
+            affected_families(&after, None, &["gild.toml".into()]).len(),
+            3
+        );
         // A family removed from the catalog builds nothing.
         let fewer = cat(CATALOG.split("[families.win2022-iis]").next().unwrap_or(""));
         assert!(affected_families(&fewer, Some(&cat(CATALOG)), &["gild.toml".into()]).is_empty());
@@ -485,7 +486,10 @@ os = "windows"
         };
         for (event, why) in [
             (push("referenceCreated", "tag", "v1.0"), "tag `v1.0`"),
-            (push("referenceUpdated", "branch", "feature/x"), "not the tracked"),
+            (
+                push("referenceUpdated", "branch", "feature/x"),
+                "not the tracked",
+            ),
             (push("referenceDeleted", "branch", "main"), "deleted"),
         ] {
             let Triage::Ignore(reason) = triage(&event, &settings) else {

@@ -119,7 +119,11 @@ pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
     (BakeState::Baked, Step::TestStarted, BakeState::Testing),
     // Starting the test build can fail for good (project gone): the image
     // was never tested, so it must not linger.
-    (BakeState::Baked, Step::Failed(Stage::Test), BakeState::Failed),
+    (
+        BakeState::Baked,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+    ),
     (BakeState::Testing, Step::TestPassed, BakeState::Validated),
     (
         BakeState::Testing,

@@ -1,0 +1,252 @@
+//! The bake ledger in DynamoDB: partition key `family`, sort key `dedupe_key`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
+use gild_core::plan::Trigger;
+use gild_core::ports::{Ledger, PortError, PortResult};
+use gild_core::state::{BakeState, Stage};
+
+use crate::classify;
+
+const SERVICE: &str = "DynamoDB";
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoLedger {
+    client: Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoLedger {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(key: &BakeKey) -> Item {
+        HashMap::from([
+            ("family".to_owned(), s(&key.family)),
+            ("dedupe_key".to_owned(), s(&key.dedupe_key)),
+        ])
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn to_item(record: &BakeRecord) -> Item {
+    let mut item = DynamoLedger::key(&record.key);
+    item.insert("trigger".into(), s(record.trigger.as_str()));
+    item.insert("state".into(), s(record.state.as_str()));
+    item.insert("requested_at".into(), n(record.requested_at));
+    item.insert("updated_at".into(), n(record.updated_at));
+    item.insert("lease_until".into(), n(record.lease_until));
+    let optional = [
+        ("commit", record.commit.as_deref()),
+        ("build_id", record.build_id.as_deref()),
+        ("image", record.image.as_deref()),
+        ("test_build_id", record.test_build_id.as_deref()),
+        ("failed_stage", record.failed_stage.map(Stage::as_str)),
+        ("reason", record.reason.as_deref()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            item.insert(name.into(), s(value));
+        }
+    }
+    item
+}
+
+fn from_item(item: &Item) -> PortResult<BakeRecord> {
+    let bad = |what: String| PortError::InvalidResponse {
+        service: SERVICE,
+        operation: "read ledger item",
+        message: what,
+    };
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or_default()
+    };
+    let need = |name: &str| text(name).ok_or_else(|| bad(format!("missing `{name}`")));
+    let state = need("state")?;
+    let trigger = need("trigger")?;
+    Ok(BakeRecord {
+        key: BakeKey::new(need("family")?, need("dedupe_key")?),
+        trigger: Trigger::parse(&trigger)
+            .ok_or_else(|| bad(format!("unknown trigger `{trigger}`")))?,
+        commit: text("commit"),
+        state: BakeState::parse(&state).ok_or_else(|| bad(format!("unknown state `{state}`")))?,
+        build_id: text("build_id"),
+        image: text("image"),
+        test_build_id: text("test_build_id"),
+        failed_stage: text("failed_stage").and_then(|s| Stage::parse(&s)),
+        reason: text("reason"),
+        requested_at: number("requested_at"),
+        updated_at: number("updated_at"),
+        lease_until: number("lease_until"),
+    })
+}
+
+impl Ledger for DynamoLedger {
+    async fn claim(&self, record: &BakeRecord, now: i64) -> PortResult<Claim> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            // New, or a claim whose holder died before recording a build.
+            .condition_expression(
+                "attribute_not_exists(family) OR (#state = :requested AND lease_until < :now AND attribute_not_exists(build_id))",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":requested", s(BakeState::Requested.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(err) => {
+                let existing = match err.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(e)) => {
+                        Some(e.item().cloned())
+                    }
+                    _ => None,
+                };
+                match existing {
+                    Some(Some(item)) => Ok(Claim::Taken(Box::new(from_item(&item)?))),
+                    // Lost the race but the old item did not come back: read it.
+                    Some(None) => match self.get(&record.key).await? {
+                        Some(found) => Ok(Claim::Taken(Box::new(found))),
+                        None => Err(PortError::ConditionFailed {
+                            service: SERVICE,
+                            operation: "PutItem",
+                            message: "claim refused but no item found".into(),
+                        }),
+                    },
+                    None => Err(classify(SERVICE, "PutItem", err)),
+                }
+            }
+        }
+    }
+
+    async fn advance(
+        &self,
+        key: &BakeKey,
+        from: BakeState,
+        to: BakeState,
+        change: &Change,
+        now: i64,
+    ) -> PortResult<bool> {
+        let mut sets = vec!["#state = :to".to_owned(), "updated_at = :now".to_owned()];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .condition_expression("#state = :from")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", n(now));
+        let fields = [
+            ("build_id", change.build_id.as_deref()),
+            ("image", change.image.as_deref()),
+            ("test_build_id", change.test_build_id.as_deref()),
+            ("failed_stage", change.failed_stage.map(Stage::as_str)),
+            ("reason", change.reason.as_deref()),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                sets.push(format!("{name} = :{name}"));
+                request = request.expression_attribute_values(format!(":{name}"), s(value));
+            }
+        }
+        match request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(classify(SERVICE, "UpdateItem", err)),
+        }
+    }
+
+    async fn release(&self, key: &BakeKey) -> PortResult<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#state = :requested")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":requested", s(BakeState::Requested.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already moved on: nothing to release.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(classify(SERVICE, "UpdateItem", err)),
+        }
+    }
+
+    async fn get(&self, key: &BakeKey) -> PortResult<Option<BakeRecord>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(SERVICE, "GetItem", e))?;
+        out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn list(&self) -> PortResult<Vec<BakeRecord>> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .send();
+        let mut records = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(SERVICE, "Scan", e))?;
+            for item in page.items() {
+                records.push(from_item(item)?);
+            }
+        }
+        Ok(records)
+    }
+}

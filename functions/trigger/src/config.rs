@@ -1,0 +1,41 @@
+use gild_core::plan::Settings;
+use gild_lambda::{optional, required, ConfigError};
+
+/// Read once at cold start; a missing variable stops the function at init
+/// with its name, before any event is taken.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bake_project: String,
+    pub ledger_table: String,
+    pub repository: String,
+    pub tracked_branch: String,
+    /// StartBuild calls in flight at once on a fan-out.
+    pub concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let concurrency = optional("GILD_START_CONCURRENCY", 8usize)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "GILD_START_CONCURRENCY",
+                value: "0".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            bake_project: required("GILD_BAKE_PROJECT")?,
+            ledger_table: required("GILD_LEDGER_TABLE")?,
+            repository: required("GILD_REPOSITORY")?,
+            tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
+            concurrency,
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            tracked_branch: self.tracked_branch.clone(),
+            repository: Some(self.repository.clone()),
+        }
+    }
+}
