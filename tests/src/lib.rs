@@ -32,8 +32,14 @@ pub enum HarnessError {
         log: PathBuf,
     },
 
-    #[error("binary `{name}` not built: run `cargo build --workspace --bins` (looked in: {})", display_paths(searched))]
-    BinaryNotBuilt { name: String, searched: Vec<PathBuf> },
+    #[error(
+        "binary `{name}` not built: run `cargo build --workspace --bins` (looked in: {})",
+        display_paths(searched)
+    )]
+    BinaryNotBuilt {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
 
     #[error("{context}: {source}")]
     Io {
@@ -87,6 +93,9 @@ pub enum HarnessError {
 
     #[error("the runtime API server of `{function}` stopped while an invocation was pending")]
     RuntimeApiStopped { function: String },
+
+    #[error("invalid harness input: {message}")]
+    InvalidInput { message: String },
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -169,6 +178,37 @@ fn binary_dirs() -> Vec<PathBuf> {
     dirs.push(workspace_root().join("target").join(&profile));
     dirs.dedup();
     dirs
+}
+
+/// Non-cryptographic randomness for request ids and the like; std's hasher
+/// keys are randomly seeded, which is all the uniqueness tests need.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.finish()
+}
+
+/// A random id in the UUID v4 text format AWS uses for request ids.
+pub(crate) fn new_uuid() -> String {
+    let hi = random_u64();
+    let lo = random_u64();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0x0fff,
+        ((lo >> 48) & 0x3fff) | 0x8000,
+        lo & 0xffff_ffff_ffff
+    )
 }
 
 /// Whether harness log files should be kept after a successful run: always

@@ -30,11 +30,18 @@ pub fn skip_requested() -> bool {
 pub fn moto_server_path() -> PathBuf {
     match std::env::var_os("GILD_MOTO_SERVER") {
         Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => workspace_root().join(".venv").join("bin").join("moto_server"),
+        _ => workspace_root()
+            .join(".venv")
+            .join("bin")
+            .join("moto_server"),
     }
 }
 
 /// A running `moto_server`, killed (and reaped) on drop.
+///
+/// Keep it owned by a test (or a guard that is dropped): Rust never drops
+/// `static`s, so a server stored in one would outlive the test binary.
+/// Tests sharing a server should call `reset` instead of restarting.
 pub struct MotoServer {
     child: ChildGuard,
     port: u16,
@@ -60,10 +67,8 @@ impl MotoServer {
             // Another process can grab the port between our probe and moto's
             // bind; moto then exits at once and we try again on a new port.
             let port = free_port()?;
-            let log_path = std::env::temp_dir().join(format!(
-                "gild-moto-{}-{port}.log",
-                std::process::id()
-            ));
+            let log_path =
+                std::env::temp_dir().join(format!("gild-moto-{}-{port}.log", std::process::id()));
             let child = spawn_moto(&exe, port, &log_path)?;
             match wait_ready(&client, &child, port).await {
                 Startup::Ready => {

@@ -65,6 +65,14 @@ pub enum Action {
     },
 }
 
+impl Action {
+    pub fn family(&self) -> &str {
+        match self {
+            Action::StartBake { family, .. } => family,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// The event's `detail-type`.

@@ -1,0 +1,260 @@
+//! `gild plan` as users run it: the real binary on real-shaped events.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn event(name: &str) -> String {
+    root().join("tests/events").join(name).display().to_string()
+}
+
+fn catalog() -> String {
+    root()
+        .join("tests/fixtures/catalog.toml")
+        .display()
+        .to_string()
+}
+
+/// Runs `gild plan`; Ok(json) on success, Err(stderr) on failure.
+fn plan(args: &[&str]) -> Result<Value, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_gild"))
+        .arg("plan")
+        .args(args)
+        .output()
+        .expect("gild runs");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("plan prints JSON"))
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "one-line error: {stderr}"
+        );
+        Err(stderr)
+    }
+}
+
+fn families(plan: &Value) -> Vec<String> {
+    plan["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .map(|a| a["family"].as_str().expect("family").to_owned())
+        .collect()
+}
+
+#[test]
+fn schedule_plans_every_family_for_the_month() {
+    let p = plan(&["--event", &event("schedule.json"), "--catalog", &catalog()]).expect("plan");
+    assert_eq!(p["event"], "Scheduled Event");
+    assert_eq!(
+        families(&p),
+        ["al2023-base", "debian12-base", "win2022-core"]
+    );
+    for action in p["actions"].as_array().expect("actions") {
+        assert_eq!(action["action"], "start_bake");
+        assert_eq!(action["trigger"], "schedule");
+        assert_eq!(action["dedupe_key"], "schedule:2026-11");
+    }
+}
+
+#[test]
+fn push_plans_only_affected_families() {
+    let push = event("codecommit-push.json");
+    let cat = catalog();
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &cat,
+        "--changed",
+        "images/al2023-base/al2023.pkr.hcl",
+        "--changed",
+        "docs/index.md",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p), ["al2023-base"]);
+    assert_eq!(p["actions"][0]["trigger"], "push");
+    assert_eq!(
+        p["actions"][0]["dedupe_key"],
+        "push:a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1"
+    );
+
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &cat,
+        "--changed",
+        "ansible/roles/cw-agent/tasks/main.yml",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p), ["debian12-base", "win2022-core"]);
+
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &cat,
+        "--changed",
+        "buildspecs/bake.yml",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p).len(), 3);
+
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &cat,
+        "--changed",
+        "functions/trigger/src/main.rs",
+        "--changed",
+        "README.md",
+    ])
+    .expect("plan");
+    assert!(families(&p).is_empty());
+    assert!(p["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("touches no family"));
+}
+
+#[test]
+fn catalog_edit_builds_changed_entries_or_all_without_previous() {
+    let dir = std::env::temp_dir().join(format!("gild-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let before = std::fs::read_to_string(catalog()).expect("fixture");
+    let after = before.replace(
+        "roles = [\"baseline\"]",
+        "roles = [\"baseline\", \"cw-agent\"]",
+    );
+    assert_ne!(before, after);
+    let after_path = dir.join("after.toml");
+    std::fs::write(&after_path, after).expect("write");
+    let push = event("codecommit-push.json");
+    let after_s = after_path.display().to_string();
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &after_s,
+        "--previous-catalog",
+        &catalog(),
+        "--changed",
+        "gild.toml",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p), ["al2023-base"]);
+    let p = plan(&[
+        "--event",
+        &push,
+        "--catalog",
+        &after_s,
+        "--changed",
+        "gild.toml",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p).len(), 3);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ignored_events_have_no_actions_and_a_reason() {
+    for (file, why) in [
+        ("codecommit-tag.json", "tag"),
+        ("codecommit-branch-deleted.json", "deleted"),
+        ("codecommit-other-branch.json", "not the tracked branch"),
+    ] {
+        let p = plan(&["--event", &event(file), "--catalog", &catalog()]).expect(file);
+        assert_eq!(p["actions"], Value::Array(vec![]), "{file}");
+        assert!(
+            p["reason"].as_str().expect("reason").contains(why),
+            "{file}: {}",
+            p["reason"]
+        );
+    }
+}
+
+#[test]
+fn new_tracked_branch_counts_every_file_as_changed() {
+    let p = plan(&[
+        "--event",
+        &event("codecommit-branch-created.json"),
+        "--catalog",
+        &catalog(),
+        "--changed",
+        "images/debian12-base/x",
+    ])
+    .expect("plan");
+    assert_eq!(families(&p), ["debian12-base"]);
+}
+
+#[test]
+fn manual_requests() {
+    let p = plan(&[
+        "--event",
+        &event("manual-build.json"),
+        "--catalog",
+        &catalog(),
+    ]);
+    // The sample asks for debian12-base, which the fixture catalog has.
+    let p = p.expect("plan");
+    assert_eq!(families(&p), ["debian12-base"]);
+    assert_eq!(p["actions"][0]["trigger"], "manual");
+    assert_eq!(
+        p["actions"][0]["dedupe_key"],
+        "manual:5f0c9b1e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
+    let p = plan(&[
+        "--event",
+        &event("manual-build-all.json"),
+        "--catalog",
+        &catalog(),
+    ])
+    .expect("plan");
+    assert_eq!(families(&p).len(), 3);
+    let err = plan(&[
+        "--event",
+        &event("manual-build-unknown.json"),
+        "--catalog",
+        &catalog(),
+    ])
+    .expect_err("unknown");
+    assert!(
+        err.contains(
+            "unknown family `centos6`; known families: al2023-base, debian12-base, win2022-core"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_and_unreadable_inputs_fail_with_one_line() {
+    let err = plan(&[
+        "--event",
+        &event("codecommit-malformed.json"),
+        "--catalog",
+        &catalog(),
+    ])
+    .expect_err("malformed");
+    assert!(err.contains("referenceType"), "{err}");
+    let err = plan(&["--event", "/nonexistent/event.json"]).expect_err("missing file");
+    assert!(err.contains("cannot read /nonexistent/event.json"), "{err}");
+    let err = plan(&["--event", &event("github-push.body.json")]).expect_err("not EventBridge");
+    assert!(err.contains("not an EventBridge event"), "{err}");
+    let err = plan(&[
+        "--event",
+        &event("schedule.json"),
+        "--catalog",
+        &event("schedule.json"),
+    ])
+    .expect_err("bad catalog");
+    assert!(err.contains("schedule.json:1:"), "{err}");
+}

@@ -1,0 +1,296 @@
+//! A transparent recording proxy in front of moto's CodeBuild.
+//!
+//! moto accepts `StartBuild` but drops `environmentVariablesOverride`, which
+//! is exactly what the pipeline's tests need to assert on. The proxy forwards
+//! every request unchanged (so moto still tracks builds and projects) and
+//! records what each successful `StartBuild` asked for.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::Full;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use crate::http_client::{self, HttpClient};
+use crate::HarnessError;
+
+const TARGET_PREFIX: &str = "CodeBuild_20161006.";
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Headers that describe one connection rather than the message, so they
+/// must not be copied from one hop to the next (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What one successful `StartBuild` requested, plus the ids moto assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedBuild {
+    pub project_name: String,
+    pub source_version: Option<String>,
+    /// `environmentVariablesOverride` as (name, value), in request order.
+    pub env: Vec<(String, String)>,
+    pub idempotency_token: Option<String>,
+    pub build_id: String,
+    pub arn: String,
+}
+
+impl StartedBuild {
+    /// The overridden value of environment variable `name`, if any.
+    pub fn env_value(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A running proxy; the server stops on drop.
+pub struct CodeBuildProxy {
+    state: Arc<ProxyState>,
+    address: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+struct ProxyState {
+    upstream: String,
+    upstream_host: HeaderValue,
+    client: HttpClient,
+    started: Mutex<Vec<StartedBuild>>,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Recorded data stays valid even if a holder panicked.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CodeBuildProxy {
+    /// Proxies to `moto_endpoint` (e.g. `MotoServer::endpoint()`).
+    pub async fn start(moto_endpoint: &str) -> Result<CodeBuildProxy, HarnessError> {
+        let upstream = moto_endpoint.trim_end_matches('/').to_string();
+        let invalid = || HarnessError::InvalidInput {
+            message: format!("`{moto_endpoint}` is not an http://host:port endpoint"),
+        };
+        let uri: Uri = upstream.parse().map_err(|_| invalid())?;
+        if uri.scheme_str() != Some("http") {
+            return Err(invalid());
+        }
+        let authority = uri.authority().ok_or_else(invalid)?;
+        // SigV4 signs Host, but moto does not verify signatures; moto does
+        // however route by Host, so it must see its own address.
+        let upstream_host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| HarnessError::io("cannot bind the CodeBuild proxy", e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| HarnessError::io("cannot read the CodeBuild proxy address", e))?;
+        let state = Arc::new(ProxyState {
+            upstream,
+            upstream_host,
+            client: http_client::new_client(),
+            started: Mutex::new(Vec::new()),
+            calls: Mutex::new(HashMap::new()),
+        });
+        let app = Router::new()
+            .fallback(forward)
+            .with_state(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(CodeBuildProxy {
+            state,
+            address,
+            server,
+        })
+    }
+
+    /// Base URL for `AWS_ENDPOINT_URL_CODEBUILD` / `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Successful `StartBuild` calls, oldest first.
+    pub fn started(&self) -> Vec<StartedBuild> {
+        relock(&self.state.started).clone()
+    }
+
+    /// How many requests named CodeBuild operation `op` went through.
+    pub fn calls(&self, op: &str) -> usize {
+        relock(&self.state.calls).get(op).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for CodeBuildProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn proxy_error(status: StatusCode, message: String) -> Response {
+    let body = json!({"__type": "GildProxyError", "message": message});
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if name != "host" && !HOP_BY_HOP.contains(&name.as_str()) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => {
+            return proxy_error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {e}"),
+            )
+        }
+    };
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .map(str::to_string);
+    if let Some(op) = &operation {
+        *relock(&state.calls).entry(op.clone()).or_insert(0) += 1;
+    }
+
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let url = format!("{}{}", state.upstream, path);
+    let mut upstream_request = match http::Request::builder()
+        .method(parts.method.clone())
+        .uri(&url)
+        .body(Full::new(body.clone()))
+    {
+        Ok(request) => request,
+        Err(e) => {
+            return proxy_error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot build upstream request for {url}: {e}"),
+            )
+        }
+    };
+    copy_headers(&parts.headers, upstream_request.headers_mut());
+    upstream_request
+        .headers_mut()
+        .insert("host", state.upstream_host.clone());
+
+    let upstream = match http_client::send(&state.client, upstream_request, UPSTREAM_TIMEOUT).await
+    {
+        Ok(response) => response,
+        Err(e) => return proxy_error(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+
+    if operation.as_deref() == Some("StartBuild") && upstream.status.is_success() {
+        let started = started_build(&body, &upstream.body);
+        relock(&state.started).push(started);
+    }
+
+    let mut response = Response::new(Body::from(upstream.body));
+    *response.status_mut() = upstream.status;
+    copy_headers(&upstream.headers, response.headers_mut());
+    response
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StartBuildInput {
+    #[serde(default)]
+    project_name: String,
+    source_version: Option<String>,
+    #[serde(default)]
+    environment_variables_override: Vec<EnvironmentVariable>,
+    idempotency_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct EnvironmentVariable {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+struct StartBuildOutput {
+    #[serde(default)]
+    build: BuildIds,
+}
+
+#[derive(Deserialize, Default)]
+struct BuildIds {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    arn: String,
+}
+
+/// Best effort: a request moto accepted but we cannot parse is still
+/// recorded, so a test asserting on it fails on the fields, not on the count.
+fn started_build(request: &Bytes, response: &Bytes) -> StartedBuild {
+    let input: StartBuildInput = serde_json::from_slice(request).unwrap_or_default();
+    let output: StartBuildOutput = serde_json::from_slice(response).unwrap_or_default();
+    StartedBuild {
+        project_name: input.project_name,
+        source_version: input.source_version,
+        env: input
+            .environment_variables_override
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect(),
+        idempotency_token: input.idempotency_token,
+        build_id: output.build.id,
+        arn: output.build.arn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_build_is_parsed() {
+        let request = Bytes::from_static(
+            br#"{"projectName":"p","sourceVersion":"abc","idempotencyToken":"t",
+                "environmentVariablesOverride":[{"name":"A","value":"1","type":"PLAINTEXT"}]}"#,
+        );
+        let response = Bytes::from_static(br#"{"build":{"id":"p:1","arn":"arn:x"}}"#);
+        let started = started_build(&request, &response);
+        assert_eq!(started.project_name, "p");
+        assert_eq!(started.source_version.as_deref(), Some("abc"));
+        assert_eq!(started.env_value("A"), Some("1"));
+        assert_eq!(started.idempotency_token.as_deref(), Some("t"));
+        assert_eq!(started.build_id, "p:1");
+        assert_eq!(started.arn, "arn:x");
+    }
+}
