@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 pub mod aws;
 pub mod codebuild;
 pub mod codecommit;
+pub mod events;
 pub mod git;
 pub mod moto;
+pub mod pipeline;
 pub mod runtime_api;
 
 mod http_client;

@@ -110,9 +110,12 @@ impl Ledger for DynamoLedger {
             .set_item(Some(to_item(record)))
             // New, or a claim whose holder died before recording a build.
             .condition_expression(
-                "attribute_not_exists(family) OR (#state = :requested AND lease_until < :now AND attribute_not_exists(build_id))",
+                "attribute_not_exists(#family) OR (#state = :requested AND #lease < :now AND attribute_not_exists(#build))",
             )
+            .expression_attribute_names("#family", "family")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#build", "build_id")
             .expression_attribute_values(":requested", s(BakeState::Requested.as_str()))
             .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -152,7 +155,8 @@ impl Ledger for DynamoLedger {
         change: &Change,
         now: i64,
     ) -> PortResult<bool> {
-        let mut sets = vec!["#state = :to".to_owned(), "updated_at = :now".to_owned()];
+        // Every name goes through a placeholder: several are DynamoDB reserved words.
+        let mut sets = vec!["#state = :to".to_owned(), "#updated_at = :now".to_owned()];
         let mut request = self
             .client
             .update_item()
@@ -160,6 +164,7 @@ impl Ledger for DynamoLedger {
             .set_key(Some(Self::key(key)))
             .condition_expression("#state = :from")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#updated_at", "updated_at")
             .expression_attribute_values(":from", s(from.as_str()))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":now", n(now));
@@ -172,8 +177,10 @@ impl Ledger for DynamoLedger {
         ];
         for (name, value) in fields {
             if let Some(value) = value {
-                sets.push(format!("{name} = :{name}"));
-                request = request.expression_attribute_values(format!(":{name}"), s(value));
+                sets.push(format!("#{name} = :{name}"));
+                request = request
+                    .expression_attribute_names(format!("#{name}"), name)
+                    .expression_attribute_values(format!(":{name}"), s(value));
             }
         }
         match request
@@ -199,9 +206,10 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .update_expression("SET lease_until = :zero")
+            .update_expression("SET #lease = :zero")
             .condition_expression("#state = :requested")
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#lease", "lease_until")
             .expression_attribute_values(":requested", s(BakeState::Requested.as_str()))
             .expression_attribute_values(":zero", n(0))
             .send()
