@@ -26,14 +26,16 @@ pub fn skip_requested() -> bool {
 }
 
 /// Where `MotoServer::start` looks for the executable: `GILD_MOTO_SERVER`,
-/// else the pinned copy `make tools` installs into `<workspace>/.venv`.
+/// else the pinned moto `make tools` installs into `<workspace>/.venv`, behind
+/// `tools/moto_serial.py` (requests applied one at a time, as atomic as
+/// DynamoDB's conditional writes).
 pub fn moto_server_path() -> PathBuf {
     match std::env::var_os("GILD_MOTO_SERVER") {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => workspace_root()
             .join(".venv")
             .join("bin")
-            .join("moto_server"),
+            .join("gild-moto-server"),
     }
 }
 

@@ -53,10 +53,18 @@ pub async fn create_stack(config: &SdkConfig) -> Result<(), HarnessError> {
         .key_schema(key("dedupe_key", KeyType::Range).map_err(|e| setup("ledger", e))?)
         .send()
         .await
-        .map_err(|e| setup("ledger table", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        .map_err(|e| {
+            setup(
+                "ledger table",
+                aws_sdk_dynamodb::error::DisplayErrorContext(e),
+            )
+        })?;
 
     let codebuild = aws_sdk_codebuild::Client::new(config);
-    for (project, buildspec) in [(BAKE_PROJECT, "buildspecs/bake.yml"), (TEST_PROJECT, "buildspecs/test.yml")] {
+    for (project, buildspec) in [
+        (BAKE_PROJECT, "buildspecs/bake.yml"),
+        (TEST_PROJECT, "buildspecs/test.yml"),
+    ] {
         use aws_sdk_codebuild::types::*;
         let source = ProjectSource::builder()
             .r#type(SourceType::Codecommit)
@@ -83,7 +91,10 @@ pub async fn create_stack(config: &SdkConfig) -> Result<(), HarnessError> {
             .source(source)
             .artifacts(artifacts)
             .environment(environment)
-            .service_role(format!("arn:aws:iam::{}:role/gild-codebuild", aws::ACCOUNT_ID))
+            .service_role(format!(
+                "arn:aws:iam::{}:role/gild-codebuild",
+                aws::ACCOUNT_ID
+            ))
             .send()
             .await
             .map_err(|e| setup(project, aws_sdk_codebuild::error::DisplayErrorContext(e)))?;
@@ -136,7 +147,12 @@ impl Pipeline {
 
     /// Runs a function binary of the workspace through the Runtime API.
     pub async fn spawn(&self, function: &str) -> Result<LambdaProcess, HarnessError> {
-        LambdaProcess::spawn(&bin_path(function)?, &format!("gild-{function}"), &self.function_env()).await
+        LambdaProcess::spawn(
+            &bin_path(function)?,
+            &format!("gild-{function}"),
+            &self.function_env(),
+        )
+        .await
     }
 
     /// Build ids moto holds for a project: what really started.
@@ -151,7 +167,12 @@ impl Pipeline {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| setup("build list", aws_sdk_codebuild::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    setup(
+                        "build list",
+                        aws_sdk_codebuild::error::DisplayErrorContext(e),
+                    )
+                })?;
             ids.extend(out.ids().iter().cloned());
             token = out.next_token().map(str::to_owned);
             if token.is_none() {

@@ -97,11 +97,16 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     let (repo, first) = images_repo();
     repo.write("images/al2023-base/al2023-base.pkr.hcl", "# packer v2\n")
         .expect("write");
-    repo.write("ansible/roles/cw-agent/tasks/main.yml", "---\n- name: agent\n")
-        .expect("write");
+    repo.write(
+        "ansible/roles/cw-agent/tasks/main.yml",
+        "---\n- name: agent\n",
+    )
+    .expect("write");
     repo.write("README.md", "# images, documented\n")
         .expect("write");
-    let second = repo.commit("touch al2023 and the cw-agent role").expect("commit");
+    let second = repo
+        .commit("touch al2023 and the cw-agent role")
+        .expect("commit");
     let pipeline = Pipeline::start(repo).await.expect("pipeline");
     let trigger = pipeline.spawn("trigger").await.expect("trigger binary");
 
@@ -114,12 +119,19 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     }
 
     // al2023-base by its folder; debian12-base and win2022-core by the role.
-    let expected: BTreeMap<String, usize> = [("al2023-base", 1), ("debian12-base", 1), ("win2022-core", 1)]
-        .into_iter()
-        .map(|(f, n)| (f.to_owned(), n))
-        .collect();
+    let expected: BTreeMap<String, usize> = [
+        ("al2023-base", 1),
+        ("debian12-base", 1),
+        ("win2022-core", 1),
+    ]
+    .into_iter()
+    .map(|(f, n)| (f.to_owned(), n))
+    .collect();
     assert_eq!(started_families(&pipeline), expected, "{first_outcome}");
-    assert_eq!(pipeline.builds(BAKE_PROJECT).await.expect("builds").len(), 3);
+    assert_eq!(
+        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        3
+    );
     for build in pipeline.codebuild.started() {
         assert_eq!(build.project_name, BAKE_PROJECT);
         assert_eq!(build.source_version.as_deref(), Some(second.as_str()));
@@ -129,7 +141,12 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     }
     let states = ledger_states(&pipeline).await;
     assert_eq!(states.len(), 3);
-    assert!(states.iter().all(|(_, key, state)| key == &format!("push:{second}") && state == "baking"), "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|(_, key, state)| key == &format!("push:{second}") && state == "baking"),
+        "{states:?}"
+    );
     // GetDifferences went through the SDK paginator and the catalog was read once per delivery.
     assert!(pipeline.codecommit.calls("GetDifferences") >= 3);
 }
@@ -147,46 +164,35 @@ async fn concurrent_deliveries_to_separate_instances_start_each_bake_once() {
         instances.push(pipeline.spawn("trigger").await.expect("trigger binary"));
     }
     let schedule = events::schedule("2026-11-11T03:00:00Z").expect("event");
-    let outcomes = futures_join(&instances, &schedule).await;
-    let started: usize = outcomes
-        .iter()
-        .map(|o| o["started"].as_array().map_or(0, Vec::len))
-        .sum();
-    assert_eq!(started, 3, "{outcomes:?}");
+    let outcomes = futures::future::join_all(instances.iter().map(|instance| async {
+        instance
+            .invoke(&schedule)
+            .await
+            .expect("invocation")
+            .outcome
+    }))
+    .await;
+    // Losing the race to a live claim is an error, so Lambda retries it.
+    for err in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(err.error_type, "gild.StartFailed", "{err}");
+        assert!(err.error_message.contains("another invocation"), "{err}");
+    }
+    assert_eq!(pipeline.codebuild.started().len(), 3, "{outcomes:?}");
+    // Lambda's retries of the losers find every bake started.
+    for instance in &instances {
+        let retry = invoke_ok(instance, &schedule).await;
+        assert_eq!(
+            retry["duplicates"].as_array().map(Vec::len),
+            Some(3),
+            "{retry}"
+        );
+    }
     assert_eq!(started_families(&pipeline).values().sum::<usize>(), 3);
     assert!(started_families(&pipeline).values().all(|n| *n == 1));
-    assert_eq!(pipeline.builds(BAKE_PROJECT).await.expect("builds").len(), 3);
-}
-
-async fn futures_join(instances: &[LambdaProcess], event: &Value) -> Vec<Value> {
-    let calls = instances.iter().map(|instance| invoke_ok(instance, event));
-    let mut out = Vec::new();
-    // join_all without pulling futures into the harness: spawn-free, same task.
-    let pinned: Vec<_> = calls.map(Box::pin).collect();
-    let mut pending = pinned;
-    while !pending.is_empty() {
-        let (value, _, rest) = select_all(pending).await;
-        out.push(value);
-        pending = rest;
-    }
-    out
-}
-
-async fn select_all<F: std::future::Future + Unpin>(
-    futures: Vec<F>,
-) -> (F::Output, usize, Vec<F>) {
-    let mut futures = futures;
-    std::future::poll_fn(move |cx| {
-        for i in 0..futures.len() {
-            if let std::task::Poll::Ready(value) = std::pin::Pin::new(&mut futures[i]).poll(cx) {
-                let mut rest = std::mem::take(&mut futures);
-                rest.remove(i);
-                return std::task::Poll::Ready((value, i, rest));
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
+    assert_eq!(
+        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -206,7 +212,11 @@ async fn schedule_twice_manual_and_ignored_events() {
     assert_eq!(outcome["duplicates"].as_array().map(Vec::len), Some(3));
     assert_eq!(started_families(&pipeline).values().sum::<usize>(), 3);
     for build in pipeline.codebuild.started() {
-        assert_eq!(build.source_version.as_deref(), Some(first.as_str()), "schedule bakes the tip");
+        assert_eq!(
+            build.source_version.as_deref(),
+            Some(first.as_str()),
+            "schedule bakes the tip"
+        );
         assert_eq!(build.env_value("GILD_TRIGGER"), Some("schedule"));
     }
 
@@ -217,17 +227,37 @@ async fn schedule_twice_manual_and_ignored_events() {
     assert_eq!(started_families(&pipeline).get("win2022-core"), Some(&2));
 
     // Ignored: tag, deleted branch, other branch, a docs-only push.
-    for name in ["codecommit-tag.json", "codecommit-branch-deleted.json", "codecommit-other-branch.json"] {
+    for name in [
+        "codecommit-tag.json",
+        "codecommit-branch-deleted.json",
+        "codecommit-other-branch.json",
+    ] {
         let mut event = events::sample(name).expect("sample");
         event["detail"]["repositoryName"] = gild_tests::pipeline::REPOSITORY.into();
         let outcome = invoke_ok(&trigger, &event).await;
-        assert_eq!(outcome["started"], Value::Array(vec![]), "{name}: {outcome}");
+        assert_eq!(
+            outcome["started"],
+            Value::Array(vec![]),
+            "{name}: {outcome}"
+        );
         assert!(outcome["reason"].as_str().is_some_and(|r| !r.is_empty()));
     }
-    pipeline.repo.write("README.md", "# docs only\n").expect("write");
+    pipeline
+        .repo
+        .write("README.md", "# docs only\n")
+        .expect("write");
     let docs = pipeline.repo.commit("docs").expect("commit");
-    let outcome = invoke_ok(&trigger, &events::push("main", Some(&first), &docs).expect("event")).await;
-    assert!(outcome["reason"].as_str().is_some_and(|r| r.contains("touches no family")), "{outcome}");
+    let outcome = invoke_ok(
+        &trigger,
+        &events::push("main", Some(&first), &docs).expect("event"),
+    )
+    .await;
+    assert!(
+        outcome["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("touches no family")),
+        "{outcome}"
+    );
     assert_eq!(pipeline.codebuild.started().len(), 4);
 
     // Malformed and unknown input: a clear, typed error, nothing started.
@@ -236,13 +266,27 @@ async fn schedule_twice_manual_and_ignored_events() {
     let invocation = trigger.invoke(&malformed).await.expect("invocation");
     let err = invocation.outcome.expect_err("malformed event fails");
     assert_eq!(err.error_type, "gild.BadEvent");
-    assert!(err.error_message.contains("referenceType"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("referenceType"),
+        "{}",
+        err.error_message
+    );
     let unknown = events::manual("req-2", Some("centos6")).expect("event");
-    let err = trigger.invoke(&unknown).await.expect("invocation").outcome.expect_err("unknown family");
+    let err = trigger
+        .invoke(&unknown)
+        .await
+        .expect("invocation")
+        .outcome
+        .expect_err("unknown family");
     assert_eq!(err.error_type, "gild.PlanRefused");
-    assert!(err.error_message.contains("known families: al2023-base, debian12-base, win2022-core"));
+    assert!(err
+        .error_message
+        .contains("known families: al2023-base, debian12-base, win2022-core"));
     assert_eq!(pipeline.codebuild.started().len(), 4);
-    assert_eq!(pipeline.builds(BAKE_PROJECT).await.expect("builds").len(), 4);
+    assert_eq!(
+        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -257,14 +301,29 @@ async fn broken_catalog_starts_nothing_and_names_the_line() {
     )
     .expect("write");
     repo.write("images/extra/x.pkr.hcl", "#\n").expect("write");
-    let second = repo.commit("add a family with a typo'd key").expect("commit");
+    let second = repo
+        .commit("add a family with a typo'd key")
+        .expect("commit");
     let pipeline = Pipeline::start(repo).await.expect("pipeline");
     let trigger = pipeline.spawn("trigger").await.expect("trigger binary");
     let event = events::push("main", Some(&first), &second).expect("event");
-    let err = trigger.invoke(&event).await.expect("invocation").outcome.expect_err("bad catalog");
+    let err = trigger
+        .invoke(&event)
+        .await
+        .expect("invocation")
+        .outcome
+        .expect_err("bad catalog");
     assert_eq!(err.error_type, "gild.CatalogInvalid");
-    assert!(err.error_message.contains("gild.toml:"), "{}", err.error_message);
-    assert!(err.error_message.contains("parent"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("gild.toml:"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains("parent"),
+        "{}",
+        err.error_message
+    );
     assert!(pipeline.codebuild.started().is_empty());
 }
 

@@ -147,6 +147,40 @@ impl Ledger for DynamoLedger {
         }
     }
 
+    async fn lock(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+        now: i64,
+        lease_secs: i64,
+    ) -> PortResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key)))
+            .update_expression("SET #lease = :until")
+            .condition_expression("#state = :state AND #lease < :now")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_values(":state", s(state.as_str()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":until", n(now + lease_secs))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(classify(SERVICE, "UpdateItem", err)),
+        }
+    }
+
     async fn advance(
         &self,
         key: &BakeKey,
@@ -156,7 +190,11 @@ impl Ledger for DynamoLedger {
         now: i64,
     ) -> PortResult<bool> {
         // Every name goes through a placeholder: several are DynamoDB reserved words.
-        let mut sets = vec!["#state = :to".to_owned(), "#updated_at = :now".to_owned()];
+        let mut sets = vec![
+            "#state = :to".to_owned(),
+            "#updated_at = :now".to_owned(),
+            "#lease = :zero".to_owned(),
+        ];
         let mut request = self
             .client
             .update_item()
@@ -165,6 +203,8 @@ impl Ledger for DynamoLedger {
             .condition_expression("#state = :from")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":from", s(from.as_str()))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":now", n(now));
@@ -200,17 +240,17 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn release(&self, key: &BakeKey) -> PortResult<()> {
+    async fn release(&self, key: &BakeKey, state: BakeState) -> PortResult<()> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
             .update_expression("SET #lease = :zero")
-            .condition_expression("#state = :requested")
+            .condition_expression("#state = :state")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#lease", "lease_until")
-            .expression_attribute_values(":requested", s(BakeState::Requested.as_str()))
+            .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":zero", n(0))
             .send()
             .await;

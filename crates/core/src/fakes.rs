@@ -50,6 +50,24 @@ impl Ledger for MemoryLedger {
         }
     }
 
+    async fn lock(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+        now: i64,
+        lease_secs: i64,
+    ) -> PortResult<bool> {
+        let mut records = lock(&self.records);
+        let Some(record) = records
+            .get_mut(key)
+            .filter(|r| r.state == state && !r.is_locked(now))
+        else {
+            return Ok(false);
+        };
+        record.lease_until = now + lease_secs;
+        Ok(true)
+    }
+
     async fn advance(
         &self,
         key: &BakeKey,
@@ -64,6 +82,7 @@ impl Ledger for MemoryLedger {
         };
         record.state = to;
         record.updated_at = now;
+        record.lease_until = 0;
         let fields = [
             (&mut record.build_id, &change.build_id),
             (&mut record.image, &change.image),
@@ -81,10 +100,10 @@ impl Ledger for MemoryLedger {
         Ok(true)
     }
 
-    async fn release(&self, key: &BakeKey) -> PortResult<()> {
+    async fn release(&self, key: &BakeKey, state: BakeState) -> PortResult<()> {
         if let Some(record) = lock(&self.records)
             .get_mut(key)
-            .filter(|r| r.state == BakeState::Requested)
+            .filter(|r| r.state == state)
         {
             record.lease_until = 0;
         }

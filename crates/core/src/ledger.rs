@@ -9,10 +9,11 @@ use serde::Serialize;
 use crate::plan::Trigger;
 use crate::state::{BakeState, Stage};
 
-/// How long a claim protects a bake whose build has not been recorded yet.
-/// Longer than the Lambda timeout, so a live invocation never loses its claim;
-/// short enough that a crashed one's retry can take over.
-pub const CLAIM_LEASE_SECS: i64 = 15 * 60;
+/// How long a claim or a step lock is held by default. It must outlive the
+/// Lambda timeout, so a live invocation never loses it, and end before
+/// Lambda's first retry of a crashed one (about a minute later), so the
+/// retry can take over. The stack sets it from each function's timeout.
+pub const DEFAULT_LEASE_SECS: i64 = 90;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct BakeKey {
@@ -53,12 +54,25 @@ pub struct BakeRecord {
     /// Epoch seconds.
     pub requested_at: i64,
     pub updated_at: i64,
-    /// Epoch seconds until which a `requested` claim is held.
+    /// Epoch seconds until which the claim or step lock is held.
     pub lease_until: i64,
 }
 
 impl BakeRecord {
-    pub fn requested(key: BakeKey, trigger: Trigger, commit: Option<String>, now: i64) -> Self {
+    /// Another invocation holds this record's lock right now.
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.lease_until >= now
+    }
+}
+
+impl BakeRecord {
+    pub fn requested(
+        key: BakeKey,
+        trigger: Trigger,
+        commit: Option<String>,
+        now: i64,
+        lease_secs: i64,
+    ) -> Self {
         BakeRecord {
             key,
             trigger,
@@ -71,7 +85,7 @@ impl BakeRecord {
             reason: None,
             requested_at: now,
             updated_at: now,
-            lease_until: now + CLAIM_LEASE_SECS,
+            lease_until: now + lease_secs,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `gild-aws` implements them over the AWS SDK; unit tests implement them in
 //! memory to inject what no emulator produces (throttling, timeouts).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
@@ -116,6 +117,86 @@ pub trait Builds: Send + Sync {
     fn start_bake(&self, request: &BakeRequest) -> impl Future<Output = PortResult<String>> + Send;
 }
 
+/// What the test build needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRequest {
+    pub key: BakeKey,
+    pub image: String,
+    pub commit: Option<String>,
+}
+
+pub trait Tests: Send + Sync {
+    /// Starts the test build for an image; returns the build id.
+    fn start_test(&self, request: &TestRequest) -> impl Future<Output = PortResult<String>> + Send;
+}
+
+pub trait BuildInfo: Send + Sync {
+    /// The variables a finished build exported (`BatchGetBuilds`), for when
+    /// the completion event did not carry them.
+    fn exported_variables(
+        &self,
+        build_id: &str,
+    ) -> impl Future<Output = PortResult<BTreeMap<String, String>>> + Send;
+}
+
+/// An AMI as gild sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: String,
+    /// EBS snapshots behind the image's block devices.
+    pub snapshots: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub trait Images: Send + Sync {
+    /// `None` when the image does not exist (or no longer does).
+    fn describe(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = PortResult<Option<ImageInfo>>> + Send;
+    /// Images of this account carrying the tag `key=value`.
+    fn find_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = PortResult<Vec<ImageInfo>>> + Send;
+    /// Sets tags on images and snapshots; existing keys are overwritten.
+    fn tag(
+        &self,
+        resources: &[String],
+        tags: &[(String, String)],
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// Deregisters an image; an image already gone is not an error.
+    fn deregister(&self, image_id: &str) -> impl Future<Output = PortResult<()>> + Send;
+    /// Deletes a snapshot; one already gone is not an error.
+    fn delete_snapshot(&self, snapshot_id: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+pub trait Parameters: Send + Sync {
+    /// Points the parameter at the image (`aws:ec2:image`, history kept by
+    /// SSM); returns the new version.
+    fn promote(&self, name: &str, image_id: &str) -> impl Future<Output = PortResult<i64>> + Send;
+    fn current(&self, name: &str) -> impl Future<Output = PortResult<Option<String>>> + Send;
+}
+
+/// A message ready to publish: see `announce` for how it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub subject: String,
+    /// The `MessageStructure=json` body: `default`, `email`, `sqs`, `lambda`.
+    pub message: String,
+    /// String message attributes, for subscription filter policies.
+    pub attributes: Vec<(String, String)>,
+}
+
+pub trait Notifier: Send + Sync {
+    /// Returns the message id.
+    fn publish(&self, publication: &Publication)
+        -> impl Future<Output = PortResult<String>> + Send;
+}
+
 pub trait Ledger: Send + Sync {
     /// Claims a bake: succeeds when no record exists, or when an earlier
     /// claim expired without a build being recorded.
@@ -124,8 +205,18 @@ pub trait Ledger: Send + Sync {
         record: &BakeRecord,
         now: i64,
     ) -> impl Future<Output = PortResult<Claim>> + Send;
-    /// Moves a record from `from` to `to` with `change`, only if it is still
-    /// in `from`; `Ok(false)` when it was not (a duplicate or late event).
+    /// Takes the lock on a record in `state` for `lease_secs`, so only one
+    /// invocation does the work of the next step; `Ok(false)` when the record
+    /// is in another state or someone else holds the lock.
+    fn lock(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+        now: i64,
+        lease_secs: i64,
+    ) -> impl Future<Output = PortResult<bool>> + Send;
+    /// Moves a record from `from` to `to` with `change` and frees its lock,
+    /// only if it is still in `from`; `Ok(false)` when it was not.
     fn advance(
         &self,
         key: &BakeKey,
@@ -134,8 +225,13 @@ pub trait Ledger: Send + Sync {
         change: &Change,
         now: i64,
     ) -> impl Future<Output = PortResult<bool>> + Send;
-    /// Gives up a claim after its build failed to start, so a retry can claim it.
-    fn release(&self, key: &BakeKey) -> impl Future<Output = PortResult<()>> + Send;
+    /// Frees the lock of a record still in `state` after its work failed, so
+    /// a retry can take it at once.
+    fn release(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+    ) -> impl Future<Output = PortResult<()>> + Send;
     fn get(&self, key: &BakeKey) -> impl Future<Output = PortResult<Option<BakeRecord>>> + Send;
     /// Every record (for `gild status`; the ledger holds one item per bake).
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;

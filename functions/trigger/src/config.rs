@@ -11,6 +11,8 @@ pub struct Config {
     pub tracked_branch: String,
     /// StartBuild calls in flight at once on a fan-out.
     pub concurrency: usize,
+    /// How long a claim is held; longer than the function's timeout.
+    pub lease_secs: i64,
 }
 
 impl Config {
@@ -29,6 +31,7 @@ impl Config {
             repository: required("GILD_REPOSITORY")?,
             tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
             concurrency,
+            lease_secs: optional("GILD_LEASE_SECS", gild_core::ledger::DEFAULT_LEASE_SECS)?,
         })
     }
 

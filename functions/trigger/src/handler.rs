@@ -34,7 +34,18 @@ pub enum TriggerError {
 #[derive(Debug)]
 pub struct StartFailure {
     pub family: String,
-    pub error: PortError,
+    pub error: StartError,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// Another invocation claimed this bake and has not recorded a build
+    /// yet. Failing (rather than calling it a duplicate) makes Lambda retry
+    /// later, so a claim whose holder crashed is taken over, never lost.
+    #[error("another invocation is starting it (claim held until {lease_until})")]
+    InFlight { lease_until: i64 },
 }
 
 impl TriggerError {
@@ -93,17 +104,26 @@ pub struct Handler<R, L, B> {
     ledger: L,
     builds: B,
     concurrency: usize,
+    lease_secs: i64,
     backoff: Backoff,
 }
 
 impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
-    pub fn new(settings: Settings, repo: R, ledger: L, builds: B, concurrency: usize) -> Self {
+    pub fn new(
+        settings: Settings,
+        repo: R,
+        ledger: L,
+        builds: B,
+        concurrency: usize,
+        lease_secs: i64,
+    ) -> Self {
         Handler {
             settings,
             repo,
             ledger,
             builds,
             concurrency: concurrency.max(1),
+            lease_secs,
             backoff: Backoff::default(),
         }
     }
@@ -137,7 +157,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             return Ok(outcome);
         }
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
-        let results: Vec<(String, Result<Done, PortError>)> = stream::iter(plan.actions)
+        let results: Vec<(String, Result<Done, StartError>)> = stream::iter(plan.actions)
             .map(|action| async move {
                 let Action::StartBake { family, .. } = &action;
                 let family = family.clone();
@@ -241,7 +261,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     /// Claim, start, record. The claim comes first so that a concurrent or
     /// later delivery of the same event finds it and starts nothing.
-    async fn start_once(&self, action: Action, now: i64) -> Result<Done, PortError> {
+    async fn start_once(&self, action: Action, now: i64) -> Result<Done, StartError> {
         let Action::StartBake {
             family,
             trigger,
@@ -255,9 +275,20 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         })?;
         let key = BakeKey::new(family, dedupe_key);
         let jitter = seed(&key.family);
-        let record = BakeRecord::requested(key.clone(), trigger, Some(commit.clone()), now);
+        let record = BakeRecord::requested(
+            key.clone(),
+            trigger,
+            Some(commit.clone()),
+            now,
+            self.lease_secs,
+        );
         let claim = with_backoff(&self.backoff, jitter, || self.ledger.claim(&record, now)).await?;
         if let Claim::Taken(existing) = claim {
+            if existing.state == BakeState::Requested && existing.build_id.is_none() {
+                return Err(StartError::InFlight {
+                    lease_until: existing.lease_until,
+                });
+            }
             info!(family = %key.family, dedupe_key = %key.dedupe_key, state = %existing.state,
                   build_id = existing.build_id.as_deref().unwrap_or(""), "already claimed, not starting again");
             return Ok(Done::Duplicate(Duplicate {
@@ -280,10 +311,10 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             Ok(build_id) => build_id,
             Err(err) => {
                 // Let the retried event claim it again.
-                if let Err(release) = self.ledger.release(&key).await {
+                if let Err(release) = self.ledger.release(&key, BakeState::Requested).await {
                     warn!(family = %key.family, error = %release, "could not release claim; it expires on its own");
                 }
-                return Err(err);
+                return Err(err.into());
             }
         };
         let change = Change {
@@ -351,6 +382,7 @@ os = "windows"
             MemoryLedger::default(),
             ScriptedBuilds::default(),
             2,
+            60,
         )
         .with_backoff(Backoff {
             base: Duration::from_millis(1),
@@ -464,21 +496,22 @@ os = "windows"
     async fn expired_claim_without_build_is_taken_over() {
         let h = handler(&[]);
         let key = BakeKey::new("a", "schedule:2026-11");
-        let stale = BakeRecord::requested(key, gild_core::plan::Trigger::Schedule, None, 0);
+        let stale = BakeRecord::requested(key, gild_core::plan::Trigger::Schedule, None, 0, 60);
         h.ledger()
             .claim(&stale, 0)
             .await
             .expect("seed a crashed claim");
-        // Within the lease the crashed claim still blocks …
-        let blocked = h
+        // Within the lease the crashed claim still blocks, as an error so
+        // that Lambda retries …
+        let err = h
             .handle(schedule("2026-11-11T03:00:00Z"), 10)
             .await
-            .expect("ok");
-        assert_eq!(blocked.duplicates.len(), 1);
-        // … after it, a retry takes over.
-        let later = gild_core::ledger::CLAIM_LEASE_SECS + 10;
+            .expect_err("in flight");
+        assert!(err.to_string().contains("another invocation"), "{err}");
+        assert_eq!(h.builds().started_families(), vec!["b", "c"]);
+        // … and the retry, after the lease, takes over.
         let taken = h
-            .handle(schedule("2026-11-11T03:00:00Z"), later)
+            .handle(schedule("2026-11-11T03:00:00Z"), 100)
             .await
             .expect("ok");
         assert_eq!(taken.started.len(), 1);

@@ -19,6 +19,7 @@ async fn main() -> Result<(), Error> {
         DynamoLedger::new(DynamoDb::new(&aws), &config.ledger_table),
         CodeBuildBuilds::new(CodeBuild::new(&aws), &config.bake_project),
         config.concurrency,
+        config.lease_secs,
     );
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
