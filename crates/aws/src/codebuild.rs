@@ -1,8 +1,10 @@
-//! Starting bake builds on CodeBuild.
+//! Starting bake and test builds on CodeBuild, and reading what they exported.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_codebuild::Client;
-use gild_core::ports::{BakeRequest, Builds, PortError, PortResult};
+use gild_core::ports::{BakeRequest, BuildInfo, Builds, PortError, PortResult, TestRequest, Tests};
 
 use crate::classify;
 
@@ -57,5 +59,134 @@ impl Builds for CodeBuildBuilds {
                 operation: "StartBuild",
                 message: "no build id in the response".into(),
             })
+    }
+}
+
+impl BuildInfo for CodeBuildBuilds {
+    async fn exported_variables(&self, build_id: &str) -> PortResult<BTreeMap<String, String>> {
+        exported_variables(&self.client, build_id).await
+    }
+}
+
+/// Starts test builds for baked images.
+pub struct TestBuilds {
+    client: Client,
+    test_project: String,
+}
+
+impl TestBuilds {
+    pub fn new(client: Client, test_project: impl Into<String>) -> Self {
+        TestBuilds {
+            client,
+            test_project: test_project.into(),
+        }
+    }
+}
+
+/// The test build's idempotency token. It must differ from the bake's
+/// (`BakeKey::idempotency_token`), which CodeBuild would otherwise answer with
+/// a parameter mismatch; the image is in it so that another image of the
+/// same bake gets a test of its own. FNV-1a keeps it short and stable across
+/// builds of this code, which std's hasher does not promise.
+fn test_token(request: &TestRequest) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in request.image.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // "test-" + 32 + "-" + 16 = 54 characters, under CodeBuild's 64.
+    format!("test-{}-{hash:016x}", request.key.idempotency_token())
+}
+
+impl Tests for TestBuilds {
+    async fn start_test(&self, request: &TestRequest) -> PortResult<String> {
+        let mut start = self
+            .client
+            .start_build()
+            .project_name(&self.test_project)
+            .idempotency_token(test_token(request))
+            .environment_variables_override(plain("GILD_FAMILY", &request.key.family)?)
+            .environment_variables_override(plain("GILD_AMI_ID", &request.image)?)
+            .environment_variables_override(plain("GILD_DEDUPE_KEY", &request.key.dedupe_key)?);
+        if let Some(commit) = &request.commit {
+            start = start
+                .source_version(commit)
+                .environment_variables_override(plain("GILD_SOURCE_COMMIT", commit)?);
+        }
+        let out = start
+            .send()
+            .await
+            .map_err(|e| classify(SERVICE, "StartBuild", e))?;
+        out.build_value()
+            .and_then(|b| b.id().map(str::to_owned))
+            .ok_or_else(|| PortError::InvalidResponse {
+                service: SERVICE,
+                operation: "StartBuild",
+                message: "no build id in the response".into(),
+            })
+    }
+}
+
+impl BuildInfo for TestBuilds {
+    async fn exported_variables(&self, build_id: &str) -> PortResult<BTreeMap<String, String>> {
+        exported_variables(&self.client, build_id).await
+    }
+}
+
+async fn exported_variables(
+    client: &Client,
+    build_id: &str,
+) -> PortResult<BTreeMap<String, String>> {
+    let out = client
+        .batch_get_builds()
+        .ids(build_id)
+        .send()
+        .await
+        .map_err(|e| classify(SERVICE, "BatchGetBuilds", e))?;
+    let build = out.builds().iter().find(|b| b.id() == Some(build_id));
+    let Some(build) = build.filter(|_| out.builds_not_found().is_empty()) else {
+        // CodeBuild answers an unknown id with success and `buildsNotFound`.
+        return Err(PortError::NotFound {
+            service: SERVICE,
+            operation: "BatchGetBuilds",
+            code: "BuildNotFound".into(),
+            message: format!("CodeBuild knows no build `{build_id}`"),
+        });
+    };
+    Ok(build
+        .exported_environment_variables()
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v.name()?.to_owned(),
+                v.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gild_core::ledger::BakeKey;
+
+    fn request(image: &str) -> TestRequest {
+        TestRequest {
+            key: BakeKey {
+                family: "al2023-base".into(),
+                dedupe_key: "push:abc".into(),
+            },
+            image: image.into(),
+            commit: None,
+        }
+    }
+
+    #[test]
+    fn test_tokens_are_stable_distinct_and_short() {
+        let a = test_token(&request("ami-0123456789abcdef0"));
+        assert_eq!(a, test_token(&request("ami-0123456789abcdef0")));
+        assert_ne!(a, test_token(&request("ami-0123456789abcdef1")));
+        assert_ne!(a, request("x").key.idempotency_token());
+        assert!(a.len() <= 64, "{a}");
     }
 }

@@ -10,7 +10,10 @@ pub mod codebuild;
 pub mod codecommit;
 pub mod config;
 pub mod dynamodb;
+pub mod ec2;
 pub mod eventbridge;
+pub mod sns;
+pub mod ssm;
 
 pub use config::load_sdk_config;
 pub use error::classify;

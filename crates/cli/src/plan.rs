@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use gild_core::catalog::{self, Catalog, CATALOG_FILE};
+use gild_core::completion::Projects;
 use gild_core::event;
 use gild_core::plan::{self, Inputs, Settings, Triage};
 
@@ -27,6 +28,12 @@ pub struct PlanArgs {
     /// Only pushes to this repository build (default: any).
     #[arg(long, env = "GILD_REPOSITORY")]
     repository: Option<String>,
+    /// The CodeBuild project that bakes images.
+    #[arg(long, default_value = "gild-bake", env = "GILD_BAKE_PROJECT")]
+    bake_project: String,
+    /// The CodeBuild project that tests them.
+    #[arg(long, default_value = "gild-test", env = "GILD_TEST_PROJECT")]
+    test_project: String,
 }
 
 fn load_catalog(path: &std::path::Path) -> Result<Catalog, CliError> {
@@ -39,11 +46,15 @@ pub fn run(args: &PlanArgs) -> Result<String, CliError> {
     let settings = Settings {
         tracked_branch: args.tracked_branch.clone(),
         repository: args.repository.clone(),
+        projects: Projects {
+            bake: args.bake_project.clone(),
+            test: args.test_project.clone(),
+        },
     };
     let triage = plan::triage(&event, &settings);
     let inputs = match &triage {
         // Ignored events need no catalog: explain them even without one.
-        Triage::Ignore(_) | Triage::BuildStateChange => Inputs::default(),
+        Triage::Ignore(_) | Triage::Completion(_) => Inputs::default(),
         _ => Inputs {
             catalog: load_catalog(&args.catalog)?,
             previous_catalog: args

@@ -2,7 +2,9 @@
 //! which families to bake, how a bake moves through its states. Handlers ask
 //! this crate what to do and do it through the traits in [`ports`].
 
+pub mod announce;
 pub mod catalog;
+pub mod completion;
 pub mod event;
 pub mod ledger;
 pub mod plan;

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CATALOG_FILE};
+use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
 
 /// What set a bake off. Part of the dedupe key, the build's environment and
@@ -63,13 +64,61 @@ pub enum Action {
         #[serde(skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
     },
+    TagImage {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+    StartTest {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+    Promote {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+    AnnounceSuccess {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+    Cleanup {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+    AnnounceFailure {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
 }
 
 impl Action {
     pub fn family(&self) -> &str {
         match self {
-            Action::StartBake { family, .. } => family,
+            Action::StartBake { family, .. }
+            | Action::TagImage { family, .. }
+            | Action::StartTest { family, .. }
+            | Action::Promote { family, .. }
+            | Action::AnnounceSuccess { family, .. }
+            | Action::Cleanup { family, .. }
+            | Action::AnnounceFailure { family, .. } => family,
         }
+    }
+
+    fn completion_step(name: &str, family: String, image: Option<String>) -> Option<Self> {
+        Some(match name {
+            "tag_image" => Action::TagImage { family, image },
+            "start_test" => Action::StartTest { family, image },
+            "promote" => Action::Promote { family, image },
+            "announce_success" => Action::AnnounceSuccess { family, image },
+            "cleanup" => Action::Cleanup { family, image },
+            "announce_failure" => Action::AnnounceFailure { family, image },
+            _ => return None,
+        })
     }
 }
 
@@ -98,6 +147,7 @@ pub struct Settings {
     /// The images repository; pushes to other repositories are ignored.
     /// `None` accepts any (used by `gild plan` when not told).
     pub repository: Option<String>,
+    pub projects: Projects,
 }
 
 impl Default for Settings {
@@ -105,6 +155,7 @@ impl Default for Settings {
         Settings {
             tracked_branch: "main".into(),
             repository: None,
+            projects: Projects::default(),
         }
     }
 }
@@ -135,8 +186,8 @@ pub enum Triage {
         request_id: String,
         request: BuildRequest,
     },
-    /// A CodeBuild completion: not the trigger's business.
-    BuildStateChange,
+    /// A completed build of one of gild's projects.
+    Completion(Finished),
 }
 
 pub fn triage(event: &Event, settings: &Settings) -> Triage {
@@ -203,7 +254,14 @@ pub fn triage(event: &Event, settings: &Settings) -> Triage {
             request_id: event.envelope.id.clone(),
             request: request.clone(),
         },
-        EventKind::BuildStateChange(_) => Triage::BuildStateChange,
+        EventKind::BuildStateChange(change) => match classify(change, &settings.projects) {
+            Ok(finished) if finished.family.is_some() => Triage::Completion(finished),
+            Ok(finished) => Triage::Ignore(format!(
+                "build {} has no {ENV_FAMILY}: not a gild bake",
+                finished.build_id
+            )),
+            Err(reason) => Triage::Ignore(reason),
+        },
     }
 }
 
@@ -241,10 +299,34 @@ pub fn plan(event: &Event, triage: &Triage, inputs: &Inputs) -> Result<Plan, Pla
     };
     match triage {
         Triage::Ignore(reason) => Ok(Plan::ignore(event, reason.clone())),
-        Triage::BuildStateChange => Ok(Plan::ignore(
-            event,
-            "a build's completion starts no bake".into(),
-        )),
+        Triage::Completion(finished) => {
+            let family = finished.family.clone().unwrap_or_default();
+            let actions: Vec<Action> = work_chain(finished.completion)
+                .into_iter()
+                .flat_map(|work| work.action_names().iter())
+                .filter_map(|name| {
+                    Action::completion_step(name, family.clone(), finished.image.clone())
+                })
+                .collect();
+            let what = match finished.completion {
+                Completion::BakeSucceeded => "bake succeeded: tag the image, then test it",
+                Completion::BakeFailed => "bake failed: remove what it left, announce it",
+                Completion::TestPassed => "tests passed: promote the image, announce it",
+                Completion::TestFailed => {
+                    "tests failed: remove the image, keep the previous one, announce it"
+                }
+            };
+            Ok(Plan {
+                event: detail_type,
+                actions,
+                reason: format!(
+                    "build {} of {family} {}; {what} (if the ledger's bake is in state {})",
+                    finished.build_id,
+                    finished.status,
+                    finished.completion.expected_state()
+                ),
+            })
+        }
         Triage::Schedule { month } => {
             let names = inputs.catalog.names();
             if names.is_empty() {
@@ -489,8 +571,8 @@ os = "windows"
     #[test]
     fn push_triage_ignores_tags_other_branches_deletions_and_repos() {
         let settings = Settings {
-            tracked_branch: "main".into(),
             repository: Some("platform-images".into()),
+            ..Settings::default()
         };
         for (event, why) in [
             (push("referenceCreated", "tag", "v1.0"), "tag `v1.0`"),

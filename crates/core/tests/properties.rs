@@ -74,6 +74,10 @@ fn plan_anything(value: Value) {
         if let Ok(plan) = plan::plan(&event, &triage, &inputs) {
             let mut seen = std::collections::BTreeSet::new();
             for action in &plan.actions {
+                // Completion plans name one family several times; bakes must not.
+                if !matches!(action, plan::Action::StartBake { .. }) {
+                    continue;
+                }
                 let family = action.family();
                 assert!(seen.insert(family.to_owned()), "family planned twice");
                 assert!(

@@ -39,6 +39,7 @@ impl Config {
         Settings {
             tracked_branch: self.tracked_branch.clone(),
             repository: Some(self.repository.clone()),
+            ..Settings::default()
         }
     }
 }

@@ -143,7 +143,12 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     pub async fn handle(&self, event: Value, now: i64) -> Result<Outcome, TriggerError> {
         let event = event::parse(event)?;
-        let triage = plan::triage(&event, &self.settings);
+        let mut triage = plan::triage(&event, &self.settings);
+        if let Triage::Completion(_) = triage {
+            triage = Triage::Ignore(
+                "build completions are handled by bake-finished and test-finished".into(),
+            );
+        }
         let inputs = self.read_inputs(&triage).await?;
         let plan = plan::plan(&event, &triage, &inputs)?;
         let mut outcome = Outcome {
@@ -159,8 +164,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
         let results: Vec<(String, Result<Done, StartError>)> = stream::iter(plan.actions)
             .map(|action| async move {
-                let Action::StartBake { family, .. } = &action;
-                let family = family.clone();
+                let family = action.family().to_owned();
                 (family, self.start_once(action, now).await)
             })
             .buffer_unordered(self.concurrency)
@@ -189,7 +193,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     async fn read_inputs(&self, triage: &Triage) -> Result<Inputs, TriggerError> {
         match triage {
-            Triage::Ignore(_) | Triage::BuildStateChange => Ok(Inputs::default()),
+            Triage::Ignore(_) | Triage::Completion(_) => Ok(Inputs::default()),
             Triage::Push { commit, base, .. } => {
                 let catalog = self.catalog_at(commit).await?;
                 let changed = self
@@ -267,7 +271,15 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             trigger,
             dedupe_key,
             commit,
-        } = action;
+        } = action
+        else {
+            // The trigger's plans hold nothing else; refuse rather than guess.
+            return Err(StartError::Port(PortError::InvalidResponse {
+                service: "planner",
+                operation: "plan",
+                message: format!("unexpected action for {}", action.family()),
+            }));
+        };
         let commit = commit.ok_or_else(|| PortError::InvalidResponse {
             service: "planner",
             operation: "plan",
@@ -375,8 +387,8 @@ os = "windows"
         }
         Handler::new(
             Settings {
-                tracked_branch: "main".into(),
                 repository: Some("imgs".into()),
+                ..Settings::default()
             },
             repo,
             MemoryLedger::default(),

@@ -1,0 +1,363 @@
+//! What gild tells people: one SNS message per outcome, with a short
+//! readable email and a JSON body with the same facts for programs.
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::plan::Trigger;
+use crate::ports::Publication;
+use crate::state::Stage;
+
+/// Version of the machine-readable body; bump on incompatible changes.
+pub const SCHEMA: &str = "gild.announcement/1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    Promoted { parameter: String, version: i64 },
+    Failed { stage: Stage, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub family: String,
+    pub image: Option<String>,
+    pub region: String,
+    pub trigger: Trigger,
+    pub dedupe_key: String,
+    pub commit: Option<String>,
+    pub outcome: Outcome,
+    /// What the test build checked, in words.
+    pub tested: Option<String>,
+    /// The family's parameter (for failures: the one left untouched).
+    pub parameter: String,
+    pub bake_log: Option<String>,
+    pub test_log: Option<String>,
+    pub test_report: Option<String>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+impl Announcement {
+    fn outcome_word(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Promoted { .. } => "promoted",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn subject(&self) -> String {
+        let image = self
+            .image
+            .as_deref()
+            .map(|i| format!(" {i}"))
+            .unwrap_or_default();
+        match &self.outcome {
+            Outcome::Promoted { .. } => format!("gild: {}{image} ready", self.family),
+            Outcome::Failed { stage, .. } => {
+                format!("gild: {}{image} FAILED at {stage}", self.family)
+            }
+        }
+    }
+
+    fn trigger_text(&self) -> String {
+        match self.trigger {
+            Trigger::Schedule => format!(
+                "monthly patch rebuild ({})",
+                self.dedupe_key.trim_start_matches("schedule:")
+            ),
+            Trigger::Push => match &self.commit {
+                Some(commit) => format!("push of {}", short(commit)),
+                None => "push".into(),
+            },
+            Trigger::Manual => "manual request".into(),
+        }
+    }
+
+    /// The email body: short, aligned, links last.
+    pub fn email(&self) -> String {
+        let mut lines = Vec::new();
+        let mut row = |label: &str, value: &str| lines.push(format!("{label:<12}{value}"));
+        let (headline, summary) = match &self.outcome {
+            Outcome::Promoted { parameter, .. } => (
+                format!("{}: new image {} is ready", self.family, self.image.as_deref().unwrap_or("?")),
+                format!("It passed its tests and {parameter} now points at it."),
+            ),
+            Outcome::Failed { stage: Stage::Bake, .. } => (
+                format!("{}: the bake FAILED", self.family),
+                format!("Nothing was promoted and anything the bake left was removed;\n{} still points at the previous image.", self.parameter),
+            ),
+            Outcome::Failed { stage, .. } => (
+                format!("{}: the new image FAILED at {stage}", self.family),
+                format!("It was never promoted; the image and its snapshots were removed.\n{} still points at the previous image.", self.parameter),
+            ),
+        };
+        row("Family", &self.family);
+        if let Some(image) = &self.image {
+            let removed = matches!(self.outcome, Outcome::Failed { .. });
+            row(
+                "Image",
+                &format!("{image}{}", if removed { " (removed)" } else { "" }),
+            );
+        }
+        row("Region", &self.region);
+        row("Trigger", &self.trigger_text());
+        if let Some(commit) = &self.commit {
+            row("Commit", commit);
+        }
+        match &self.outcome {
+            Outcome::Promoted { parameter, version } => {
+                if let Some(tested) = &self.tested {
+                    row("Tested", tested);
+                }
+                row("Parameter", &format!("{parameter} (version {version})"));
+            }
+            Outcome::Failed { stage, reason } => {
+                row("Failed at", stage.as_str());
+                row("Reason", reason);
+                if let Some(tested) = &self.tested {
+                    row("Tested", tested);
+                }
+            }
+        }
+        for (label, link) in [
+            ("Bake log", &self.bake_log),
+            ("Test report", &self.test_report),
+            ("Test log", &self.test_log),
+        ] {
+            if let Some(link) = link {
+                row(label, link);
+            }
+        }
+        let mut body = format!("{headline}\n\n{summary}\n\n{}\n", lines.join("\n"));
+        if let Outcome::Promoted { parameter, .. } = &self.outcome {
+            body.push_str(&format!(
+                "\nUse it:      resolve:ssm:{parameter} (launch templates), or\n             aws ssm get-parameter --name {parameter}\nRoll back:   aws ssm get-parameter-history --name {parameter}, then put the previous value back\n"
+            ));
+        }
+        body.push_str(&format!(
+            "\n-- \ngild, bake {} of {}\n",
+            self.dedupe_key, self.family
+        ));
+        body
+    }
+
+    /// The same facts for programs (`default`, `sqs` and `lambda` bodies).
+    pub fn json(&self) -> serde_json::Value {
+        let (stage, reason, version) = match &self.outcome {
+            Outcome::Promoted { version, .. } => (None, None, Some(*version)),
+            Outcome::Failed { stage, reason } => {
+                (Some(stage.as_str()), Some(reason.as_str()), None)
+            }
+        };
+        json!({
+            "schema": SCHEMA,
+            "outcome": self.outcome_word(),
+            "family": self.family,
+            "image": self.image,
+            "region": self.region,
+            "trigger": self.trigger.as_str(),
+            "dedupe_key": self.dedupe_key,
+            "commit": self.commit,
+            "stage": stage,
+            "reason": reason,
+            "parameter": self.parameter,
+            "parameter_version": version,
+            "tested": self.tested,
+            "links": {
+                "bake_log": self.bake_log,
+                "test_log": self.test_log,
+                "test_report": self.test_report,
+            },
+            "at": self.at,
+        })
+    }
+
+    /// The SNS publication: `MessageStructure=json` with a body per protocol,
+    /// and attributes subscribers can filter on.
+    pub fn publication(&self) -> Publication {
+        let machine = self.json().to_string();
+        let message = json!({
+            "default": machine,
+            "sqs": machine,
+            "lambda": machine,
+            "email": self.email(),
+            "email-json": machine,
+        });
+        let mut attributes = vec![
+            ("family".to_owned(), self.family.clone()),
+            ("outcome".to_owned(), self.outcome_word().to_owned()),
+            ("trigger".to_owned(), self.trigger.as_str().to_owned()),
+        ];
+        if let Outcome::Failed { stage, .. } = &self.outcome {
+            attributes.push(("stage".to_owned(), stage.as_str().to_owned()));
+        }
+        Publication {
+            subject: self.subject(),
+            message: message.to_string(),
+            attributes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promoted() -> Announcement {
+        Announcement {
+            family: "debian13-base".into(),
+            image: Some("ami-0123456789abcdef0".into()),
+            region: "us-east-1".into(),
+            trigger: Trigger::Push,
+            dedupe_key: "push:a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1".into(),
+            commit: Some("a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1".into()),
+            outcome: Outcome::Promoted {
+                parameter: "/gild/debian13-base/ami".into(),
+                version: 3,
+            },
+            tested: Some(
+                "images/debian13-base/tests on a fresh instance (build gild-test:7f1c)".into(),
+            ),
+            parameter: "/gild/debian13-base/ami".into(),
+            bake_log: Some("https://logs.example/bake".into()),
+            test_log: Some("https://logs.example/test".into()),
+            test_report: Some("https://reports.example/test".into()),
+            at: "2026-11-12T15:01:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn success_email_reads_well() {
+        let a = promoted();
+        assert_eq!(
+            a.subject(),
+            "gild: debian13-base ami-0123456789abcdef0 ready"
+        );
+        let expected = "\
+debian13-base: new image ami-0123456789abcdef0 is ready
+
+It passed its tests and /gild/debian13-base/ami now points at it.
+
+Family      debian13-base
+Image       ami-0123456789abcdef0
+Region      us-east-1
+Trigger     push of a3f5c7e9b1d3
+Commit      a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1
+Tested      images/debian13-base/tests on a fresh instance (build gild-test:7f1c)
+Parameter   /gild/debian13-base/ami (version 3)
+Bake log    https://logs.example/bake
+Test report https://reports.example/test
+Test log    https://logs.example/test
+
+Use it:      resolve:ssm:/gild/debian13-base/ami (launch templates), or
+             aws ssm get-parameter --name /gild/debian13-base/ami
+Roll back:   aws ssm get-parameter-history --name /gild/debian13-base/ami, then put the previous value back
+
+-- 
+gild, bake push:a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1 of debian13-base
+";
+        assert_eq!(a.email(), expected);
+    }
+
+    #[test]
+    fn test_failure_email_reads_well() {
+        let a = Announcement {
+            trigger: Trigger::Schedule,
+            dedupe_key: "schedule:2026-11".into(),
+            outcome: Outcome::Failed {
+                stage: Stage::Test,
+                reason: "test build FAILED".into(),
+            },
+            bake_log: None,
+            ..promoted()
+        };
+        assert_eq!(
+            a.subject(),
+            "gild: debian13-base ami-0123456789abcdef0 FAILED at test"
+        );
+        let expected = "\
+debian13-base: the new image FAILED at test
+
+It was never promoted; the image and its snapshots were removed.
+/gild/debian13-base/ami still points at the previous image.
+
+Family      debian13-base
+Image       ami-0123456789abcdef0 (removed)
+Region      us-east-1
+Trigger     monthly patch rebuild (2026-11)
+Commit      a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1
+Failed at   test
+Reason      test build FAILED
+Tested      images/debian13-base/tests on a fresh instance (build gild-test:7f1c)
+Test report https://reports.example/test
+Test log    https://logs.example/test
+
+-- 
+gild, bake schedule:2026-11 of debian13-base
+";
+        assert_eq!(a.email(), expected);
+    }
+
+    #[test]
+    fn bake_failure_email_reads_well() {
+        let a = Announcement {
+            image: None,
+            trigger: Trigger::Manual,
+            dedupe_key: "manual:5f0c".into(),
+            outcome: Outcome::Failed {
+                stage: Stage::Bake,
+                reason: "bake build FAILED".into(),
+            },
+            tested: None,
+            test_log: None,
+            test_report: None,
+            ..promoted()
+        };
+        assert_eq!(a.subject(), "gild: debian13-base FAILED at bake");
+        let expected = "\
+debian13-base: the bake FAILED
+
+Nothing was promoted and anything the bake left was removed;
+/gild/debian13-base/ami still points at the previous image.
+
+Family      debian13-base
+Region      us-east-1
+Trigger     manual request
+Commit      a3f5c7e9b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1
+Failed at   bake
+Reason      bake build FAILED
+Bake log    https://logs.example/bake
+
+-- 
+gild, bake manual:5f0c of debian13-base
+";
+        assert_eq!(a.email(), expected);
+    }
+
+    #[test]
+    fn publication_carries_bodies_and_attributes() {
+        let p = promoted().publication();
+        let message: serde_json::Value = serde_json::from_str(&p.message).expect("json");
+        for key in ["default", "sqs", "lambda", "email", "email-json"] {
+            assert!(message[key].is_string(), "{key}");
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(message["sqs"].as_str().expect("sqs")).expect("json body");
+        assert_eq!(body["schema"], SCHEMA);
+        assert_eq!(body["outcome"], "promoted");
+        assert_eq!(body["parameter_version"], 3);
+        assert_eq!(body["image"], "ami-0123456789abcdef0");
+        assert!(p
+            .attributes
+            .contains(&("outcome".into(), "promoted".into())));
+        assert!(p
+            .attributes
+            .contains(&("family".into(), "debian13-base".into())));
+        assert!(p.subject.len() <= 100);
+    }
+}
