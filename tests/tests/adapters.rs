@@ -9,10 +9,13 @@ use gild_aws::codebuild::{CodeBuildBuilds, TestBuilds};
 use gild_aws::ec2::Ec2Images;
 use gild_aws::sns::SnsNotifier;
 use gild_aws::ssm::SsmParameters;
+use gild_core::announce::{Announcement, Outcome};
 use gild_core::ledger::BakeKey;
+use gild_core::plan::Trigger;
 use gild_core::ports::{
     BuildInfo, Images, Notifier, Parameters, PortError, Publication, TestRequest, Tests,
 };
+use gild_core::state::Stage;
 use gild_tests::codebuild::CodeBuildProxy;
 use gild_tests::moto::MotoServer;
 use gild_tests::pipeline::{create_stack, TEST_PROJECT};
@@ -60,15 +63,16 @@ async fn bake_image(config: &SdkConfig, name: &str, tags: &[(&str, &str)]) -> St
         .and_then(|i| i.instance_id())
         .expect("instance id")
         .to_owned();
-    let mut spec = TagSpecification::builder().resource_type(ResourceType::Image);
-    for (key, value) in tags {
-        spec = spec.tags(Tag::builder().key(*key).value(*value).build());
+    let mut request = ec2.create_image().instance_id(&instance).name(name);
+    // moto answers 500 (KeyError 'Tags') to a tag specification without tags.
+    if !tags.is_empty() {
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Image);
+        for (key, value) in tags {
+            spec = spec.tags(Tag::builder().key(*key).value(*value).build());
+        }
+        request = request.tag_specifications(spec.build());
     }
-    let image = ec2
-        .create_image()
-        .instance_id(&instance)
-        .name(name)
-        .tag_specifications(spec.build())
+    let image = request
         .send()
         .await
         .expect("create image")
@@ -154,7 +158,10 @@ async fn describe_reports_snapshots_and_tags_and_none_for_unknown_images() {
         info.tags.get("gild:family").map(String::as_str),
         Some("al2023-base")
     );
-    assert_eq!(info.tags.get("Name").map(String::as_str), Some("al2023 base"));
+    assert_eq!(
+        info.tags.get("Name").map(String::as_str),
+        Some("al2023 base")
+    );
     assert!(!info.snapshots.is_empty(), "{info:?}");
     for snapshot in &info.snapshots {
         assert!(snapshot.starts_with("snap-"), "{info:?}");
@@ -230,7 +237,11 @@ async fn find_by_tag_finds_exactly_the_tagged_image() {
         .await
         .expect("find");
     let ids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(ids, vec![wanted.as_str()], "not {other_value} nor {untagged}");
+    assert_eq!(
+        ids,
+        vec![wanted.as_str()],
+        "not {other_value} nor {untagged}"
+    );
     assert_eq!(
         found[0].tags.get("gild:dedupe").map(String::as_str),
         Some("push:abc")
@@ -309,9 +320,15 @@ async fn promote_keeps_history_and_current_follows() {
     let name = "/gild/al2023-base/latest";
 
     assert_eq!(parameters.promote(name, &first).await.expect("promote"), 1);
-    assert_eq!(parameters.current(name).await.expect("current"), Some(first.clone()));
+    assert_eq!(
+        parameters.current(name).await.expect("current"),
+        Some(first.clone())
+    );
     assert_eq!(parameters.promote(name, &second).await.expect("promote"), 2);
-    assert_eq!(parameters.current(name).await.expect("current"), Some(second.clone()));
+    assert_eq!(
+        parameters.current(name).await.expect("current"),
+        Some(second.clone())
+    );
 
     let history = aws_sdk_ssm::Client::new(&config)
         .get_parameter_history()
@@ -333,7 +350,10 @@ async fn promote_keeps_history_and_current_follows() {
     );
 
     assert_eq!(
-        parameters.current("/gild/never-promoted").await.expect("ok"),
+        parameters
+            .current("/gild/never-promoted")
+            .await
+            .expect("ok"),
         None
     );
 }
@@ -374,8 +394,8 @@ async fn publish_delivers_the_sqs_message_subject_and_attributes() {
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .expect("queue arn")
         .to_owned();
-    // RawMessageDelivery is left unset: moto treats the attribute as set
-    // whenever it is present, even as "false".
+    // RawMessageDelivery stays at its default (false), so the queue gets
+    // SNS's JSON envelope rather than the bare message.
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
@@ -436,7 +456,10 @@ async fn publish_delivers_the_sqs_message_subject_and_attributes() {
         subject: format!("gild: ☃ broke\n{}", "x".repeat(120)),
         ..publication.clone()
     };
-    notifier.publish(&unruly).await.expect("publish mended subject");
+    notifier
+        .publish(&unruly)
+        .await
+        .expect("publish mended subject");
     let received = sqs
         .receive_message()
         .queue_url(&queue_url)
@@ -444,11 +467,61 @@ async fn publish_delivers_the_sqs_message_subject_and_attributes() {
         .send()
         .await
         .expect("receive");
-    let body = received.messages().first().and_then(|m| m.body()).expect("body");
+    let body = received
+        .messages()
+        .first()
+        .and_then(|m| m.body())
+        .expect("body");
     let envelope: Value = serde_json::from_str(body).expect("JSON");
     let subject = envelope["Subject"].as_str().expect("subject");
     assert_eq!(subject.len(), 100, "{subject}");
     assert!(subject.starts_with("gild: ? broke?xxx"), "{subject}");
+
+    // What the pipeline really publishes goes through SNS's validation too.
+    let announcement = Announcement {
+        family: "al2023-base".into(),
+        image: Some("ami-0123456789abcdef0".into()),
+        region: gild_tests::aws::REGION.into(),
+        trigger: Trigger::Push,
+        dedupe_key: "push:0123abcd".into(),
+        commit: Some("0123abcd".into()),
+        outcome: Outcome::Failed {
+            stage: Stage::Test,
+            reason: "goss: 2 of 40 checks failed".into(),
+        },
+        tested: None,
+        parameter: "/gild/al2023-base/latest".into(),
+        bake_log: None,
+        test_log: None,
+        test_report: None,
+        at: "2026-11-11T03:00:00Z".into(),
+    };
+    let id = notifier
+        .publish(&announcement.publication())
+        .await
+        .expect("publish announcement");
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive");
+    let body = received
+        .messages()
+        .first()
+        .and_then(|m| m.body())
+        .expect("body");
+    let envelope: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(envelope["MessageId"], id.as_str());
+    assert_eq!(envelope["Subject"], announcement.subject().as_str());
+    let machine: Value =
+        serde_json::from_str(envelope["Message"].as_str().expect("message")).expect("JSON body");
+    assert_eq!(machine, announcement.json());
+    assert_eq!(
+        envelope["MessageAttributes"]["stage"],
+        json!({"Type": "String", "Value": "test"})
+    );
 }
 
 fn test_request(image: &str, commit: Option<&str>) -> TestRequest {
@@ -467,7 +540,9 @@ async fn test_builds_start_with_overrides_and_report_exports() {
     let Some((moto, config)) = emulator().await else {
         return;
     };
-    let proxy = CodeBuildProxy::start(&moto.endpoint()).await.expect("proxy");
+    let proxy = CodeBuildProxy::start(&moto.endpoint())
+        .await
+        .expect("proxy");
     let via_proxy = gild_tests::aws::sdk_config(&proxy.endpoint());
     let tests = TestBuilds::new(aws_sdk_codebuild::Client::new(&via_proxy), TEST_PROJECT);
 
@@ -507,7 +582,10 @@ async fn test_builds_start_with_overrides_and_report_exports() {
 
     let unknown = "gild-test:00000000-0000-0000-0000-000000000000";
     for err in [
-        tests.exported_variables(unknown).await.expect_err("unknown"),
+        tests
+            .exported_variables(unknown)
+            .await
+            .expect_err("unknown"),
         CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(&config), "gild-bake")
             .exported_variables(unknown)
             .await

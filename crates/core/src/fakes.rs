@@ -8,7 +8,10 @@ use std::sync::Mutex;
 
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::plan::DiffBase;
-use crate::ports::{BakeRequest, Builds, Ledger, PortError, PortResult, Repository};
+use crate::ports::{
+    BakeRequest, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters, PortError,
+    PortResult, Publication, Repository, TestRequest, Tests,
+};
 use crate::state::BakeState;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -225,5 +228,155 @@ pub fn denied() -> PortError {
         code: "AccessDeniedException".into(),
         message: "not authorized".into(),
         server_side: false,
+    }
+}
+
+/// EC2 images and snapshots in memory, counting every mutation.
+#[derive(Default)]
+pub struct MemoryImages {
+    pub images: Mutex<BTreeMap<String, ImageInfo>>,
+    pub snapshots: Mutex<std::collections::BTreeSet<String>>,
+    pub tag_calls: Mutex<usize>,
+    pub deregistered: Mutex<Vec<String>>,
+    pub deleted_snapshots: Mutex<Vec<String>>,
+    /// Errors returned by the next calls to `tag`, in order.
+    pub tag_faults: Mutex<VecDeque<PortError>>,
+}
+
+impl MemoryImages {
+    /// Adds an image as Packer leaves it: tagged at creation, one snapshot.
+    pub fn add(&self, id: &str, tags: &[(&str, &str)]) {
+        let snapshot = format!("snap-{}", id.trim_start_matches("ami-"));
+        lock(&self.snapshots).insert(snapshot.clone());
+        lock(&self.images).insert(
+            id.to_owned(),
+            ImageInfo {
+                id: id.to_owned(),
+                name: Some(id.to_owned()),
+                state: "available".into(),
+                snapshots: vec![snapshot],
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            },
+        );
+    }
+
+    pub fn get(&self, id: &str) -> Option<ImageInfo> {
+        lock(&self.images).get(id).cloned()
+    }
+}
+
+impl Images for MemoryImages {
+    async fn describe(&self, image_id: &str) -> PortResult<Option<ImageInfo>> {
+        Ok(self.get(image_id))
+    }
+
+    async fn find_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<ImageInfo>> {
+        Ok(lock(&self.images)
+            .values()
+            .filter(|i| i.tags.get(key).map(String::as_str) == Some(value))
+            .cloned()
+            .collect())
+    }
+
+    async fn tag(&self, resources: &[String], tags: &[(String, String)]) -> PortResult<()> {
+        if let Some(fault) = lock(&self.tag_faults).pop_front() {
+            return Err(fault);
+        }
+        *lock(&self.tag_calls) += 1;
+        let mut images = lock(&self.images);
+        for id in resources {
+            if let Some(image) = images.get_mut(id) {
+                image.tags.extend(tags.iter().cloned());
+            }
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, image_id: &str) -> PortResult<()> {
+        if lock(&self.images).remove(image_id).is_some() {
+            lock(&self.deregistered).push(image_id.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> PortResult<()> {
+        if lock(&self.snapshots).remove(snapshot_id) {
+            lock(&self.deleted_snapshots).push(snapshot_id.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Test builds and build info: records starts, serves exported variables.
+#[derive(Default)]
+pub struct RecordingTests {
+    pub started: Mutex<Vec<TestRequest>>,
+    pub exported: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    pub start_faults: Mutex<VecDeque<PortError>>,
+}
+
+impl Tests for RecordingTests {
+    async fn start_test(&self, request: &TestRequest) -> PortResult<String> {
+        if let Some(fault) = lock(&self.start_faults).pop_front() {
+            return Err(fault);
+        }
+        let mut started = lock(&self.started);
+        started.push(request.clone());
+        Ok(format!("gild-test:run-{}", started.len()))
+    }
+}
+
+impl BuildInfo for RecordingTests {
+    async fn exported_variables(&self, build_id: &str) -> PortResult<BTreeMap<String, String>> {
+        lock(&self.exported)
+            .get(build_id)
+            .cloned()
+            .ok_or_else(|| PortError::NotFound {
+                service: "CodeBuild",
+                operation: "BatchGetBuilds",
+                code: "BuildNotFound".into(),
+                message: build_id.to_owned(),
+            })
+    }
+}
+
+/// SSM parameters with their history.
+#[derive(Default)]
+pub struct MemoryParameters {
+    pub history: Mutex<BTreeMap<String, Vec<String>>>,
+    pub faults: Mutex<VecDeque<PortError>>,
+}
+
+impl Parameters for MemoryParameters {
+    async fn promote(&self, name: &str, image_id: &str) -> PortResult<i64> {
+        if let Some(fault) = lock(&self.faults).pop_front() {
+            return Err(fault);
+        }
+        let mut history = lock(&self.history);
+        let versions = history.entry(name.to_owned()).or_default();
+        versions.push(image_id.to_owned());
+        Ok(versions.len() as i64)
+    }
+
+    async fn current(&self, name: &str) -> PortResult<Option<String>> {
+        Ok(lock(&self.history)
+            .get(name)
+            .and_then(|v| v.last().cloned()))
+    }
+}
+
+#[derive(Default)]
+pub struct RecordingNotifier {
+    pub published: Mutex<Vec<Publication>>,
+}
+
+impl Notifier for RecordingNotifier {
+    async fn publish(&self, publication: &Publication) -> PortResult<String> {
+        let mut published = lock(&self.published);
+        published.push(publication.clone());
+        Ok(format!("msg-{}", published.len()))
     }
 }

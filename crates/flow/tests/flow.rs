@@ -1,0 +1,540 @@
+//! The completion driver against in-memory ports: every path, duplicates,
+//! out-of-order events and injected faults, counting every side effect.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gild_core::completion::{tags, Projects};
+use gild_core::fakes::{
+    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingTests,
+};
+use gild_core::ledger::{BakeKey, BakeRecord, Change};
+use gild_core::plan::Trigger;
+use gild_core::ports::{Ledger, PortError};
+use gild_core::retry::Backoff;
+use gild_core::state::{BakeState, Stage};
+use gild_flow::{Accept, Completions, FlowSettings, Ports};
+use serde_json::Value;
+
+type Flow = Completions<
+    MemoryLedger,
+    MemoryImages,
+    RecordingTests,
+    RecordingTests,
+    MemoryParameters,
+    RecordingNotifier,
+>;
+
+const BAKE_BUILD: &str = "gild-bake:3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7";
+const AMI: &str = "ami-0123456789abcdef0";
+const FAMILY: &str = "al2023-base";
+const DEDUPE: &str = "schedule:2026-11";
+
+fn key() -> BakeKey {
+    BakeKey::new(FAMILY, DEDUPE)
+}
+
+/// Both functions share one set of ports, as both share AWS in production.
+type AllPorts = Ports<
+    MemoryLedger,
+    MemoryImages,
+    RecordingTests,
+    RecordingTests,
+    MemoryParameters,
+    RecordingNotifier,
+>;
+
+fn empty_ports() -> AllPorts {
+    Ports {
+        ledger: MemoryLedger::default(),
+        images: MemoryImages::default(),
+        build_info: RecordingTests::default(),
+        tests: RecordingTests::default(),
+        parameters: MemoryParameters::default(),
+        notifier: RecordingNotifier::default(),
+    }
+}
+
+fn flow_with(ports: AllPorts, accept: Accept) -> Flow {
+    let settings = FlowSettings {
+        accept,
+        projects: Projects::default(),
+        parameter_prefix: "/gild".into(),
+        lease_secs: 60,
+    };
+    Completions::new(ports, settings).with_backoff(Backoff {
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(2),
+        attempts: 3,
+    })
+}
+
+/// The bake-finished side over fresh fakes.
+fn world() -> Flow {
+    flow_with(empty_ports(), Accept::Bake)
+}
+
+/// The test-finished side, over the same fakes ("the same AWS") as `bake`.
+fn into_test(bake: Flow) -> Flow {
+    flow_with(bake.into_ports(), Accept::Test)
+}
+
+fn sample(name: &str) -> Value {
+    let path = format!("{}/../../tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json")
+}
+
+fn set_env(event: &mut Value, name: &str, value: &str) {
+    let vars = event["detail"]["additional-information"]["environment"]["environment-variables"]
+        .as_array_mut()
+        .expect("env vars");
+    vars.retain(|v| v["name"] != name);
+    vars.push(serde_json::json!({"name": name, "type": "PLAINTEXT", "value": value}));
+}
+
+fn bake_event(status: &str) -> Value {
+    let mut event = sample("codebuild-bake-succeeded.json");
+    event["detail"]["build-status"] = status.into();
+    set_env(&mut event, "GILD_DEDUPE_KEY", DEDUPE);
+    if status != "SUCCEEDED" {
+        if let Some(info) = event["detail"]["additional-information"].as_object_mut() {
+            info.remove("exported-environment-variables");
+        }
+    }
+    event
+}
+
+fn test_event(status: &str, test_build: &str) -> Value {
+    let mut event = sample("codebuild-test-succeeded.json");
+    event["detail"]["build-status"] = status.into();
+    event["detail"]["build-id"] =
+        format!("arn:aws:codebuild:us-east-1:111122223333:build/{test_build}").into();
+    event
+}
+
+async fn seed_baking(f: &Flow) {
+    let record = BakeRecord::requested(key(), Trigger::Schedule, Some("9f2c1e7".into()), 0, 60);
+    f.ports().ledger.claim(&record, 0).await.expect("claim");
+    let started = Change {
+        build_id: Some(BAKE_BUILD.into()),
+        ..Change::default()
+    };
+    assert!(f
+        .ports()
+        .ledger
+        .advance(&key(), BakeState::Requested, BakeState::Baking, &started, 1)
+        .await
+        .expect("advance"));
+    f.ports().images.add(
+        AMI,
+        &[
+            (tags::MANAGED, "true"),
+            (tags::BUILD_ID, BAKE_BUILD),
+            (tags::BASE_AMI, "ami-base"),
+        ],
+    );
+}
+
+async fn state(f: &Flow) -> BakeRecord {
+    f.ports()
+        .ledger
+        .get(&key())
+        .await
+        .expect("get")
+        .expect("record")
+}
+
+fn subjects(f: &Flow) -> Vec<String> {
+    f.ports()
+        .notifier
+        .published
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|p| p.subject.clone())
+        .collect()
+}
+
+fn test_build(f: &Flow) -> String {
+    format!(
+        "gild-test:run-{}",
+        f.ports().tests.started.lock().expect("lock").len()
+    )
+}
+
+/// A bake flow and a test flow over the same fakes: the test flow is the
+/// same value with `Accept::Test`, so we run both kinds through one driver
+/// built for each by swapping settings.
+#[tokio::test]
+async fn success_tags_tests_promotes_and_announces_once() {
+    let bake = world();
+    seed_baking(&bake).await;
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Testing]);
+    let image = bake.ports().images.get(AMI).expect("image");
+    assert_eq!(
+        image.tags.get(tags::STATE).map(String::as_str),
+        Some("testing")
+    );
+    assert_eq!(
+        image.tags.get(tags::FAMILY).map(String::as_str),
+        Some(FAMILY)
+    );
+    assert_eq!(
+        image.tags.get(tags::TRIGGER).map(String::as_str),
+        Some("schedule")
+    );
+    assert_eq!(
+        image.tags.get(tags::BASE_AMI).map(String::as_str),
+        Some("ami-base")
+    );
+    assert_eq!(*bake.ports().images.tag_calls.lock().expect("lock"), 2);
+    let started = bake.ports().tests.started.lock().expect("lock").clone();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].image, AMI);
+
+    // Duplicate bake completions: nothing more.
+    for _ in 0..2 {
+        let again = bake.handle(bake_event("SUCCEEDED"), 11).await.expect("dup");
+        assert!(again.reached.is_empty());
+        assert!(again.noop.is_some());
+    }
+    assert_eq!(bake.ports().tests.started.lock().expect("lock").len(), 1);
+
+    let test = into_test(bake);
+    let event = test_event("SUCCEEDED", &test_build(&test));
+    let report = test.handle(event.clone(), 20).await.expect("test");
+    assert_eq!(
+        report.reached,
+        vec![BakeState::Validated, BakeState::Promoted]
+    );
+    let again = test.handle(event, 21).await.expect("dup test");
+    assert!(again.reached.is_empty());
+    let history = test
+        .ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .clone();
+    assert_eq!(
+        history,
+        BTreeMap::from([("/gild/al2023-base/ami".to_owned(), vec![AMI.to_owned()])])
+    );
+    assert_eq!(subjects(&test), vec![format!("gild: {FAMILY} {AMI} ready")]);
+    let image = test.ports().images.get(AMI).expect("image kept");
+    assert_eq!(
+        image.tags.get(tags::STATE).map(String::as_str),
+        Some("promoted")
+    );
+    assert_eq!(state(&test).await.state, BakeState::Promoted);
+}
+
+#[tokio::test]
+async fn bake_failure_cleans_up_what_the_build_left_and_announces() {
+    let bake = world();
+    seed_baking(&bake).await;
+    // An unrelated image gild did not make must survive.
+    bake.ports()
+        .images
+        .add("ami-00000000000000099", &[("Name", "someone else's")]);
+    let report = bake
+        .handle(bake_event("FAILED"), 10)
+        .await
+        .expect("failure handled");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert_eq!(
+        bake.ports()
+            .images
+            .deregistered
+            .lock()
+            .expect("lock")
+            .clone(),
+        vec![AMI.to_owned()]
+    );
+    assert_eq!(
+        bake.ports()
+            .images
+            .deleted_snapshots
+            .lock()
+            .expect("lock")
+            .len(),
+        1
+    );
+    assert!(bake.ports().images.get("ami-00000000000000099").is_some());
+    assert_eq!(
+        subjects(&bake),
+        vec![format!("gild: {FAMILY} FAILED at bake")]
+    );
+    let record = state(&bake).await;
+    assert_eq!(record.failed_stage, Some(Stage::Bake));
+    assert_eq!(record.reason.as_deref(), Some("bake build FAILED"));
+    // Redelivered: no second announcement.
+    assert!(bake
+        .handle(bake_event("FAILED"), 11)
+        .await
+        .expect("dup")
+        .reached
+        .is_empty());
+    assert_eq!(subjects(&bake).len(), 1);
+    assert!(bake.ports().tests.started.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn test_failure_removes_the_image_and_never_promotes() {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    let test = into_test(bake);
+    let event = test_event("FAILED", &test_build(&test));
+    let report = test.handle(event.clone(), 20).await.expect("test failure");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert!(test
+        .ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .is_empty());
+    assert!(test.ports().images.get(AMI).is_none());
+    assert!(test
+        .ports()
+        .images
+        .snapshots
+        .lock()
+        .expect("lock")
+        .is_empty());
+    assert_eq!(
+        subjects(&test),
+        vec![format!("gild: {FAMILY} {AMI} FAILED at test")]
+    );
+    assert!(test
+        .handle(event, 21)
+        .await
+        .expect("dup")
+        .reached
+        .is_empty());
+    assert_eq!(subjects(&test).len(), 1);
+    // A late "passed" for the same build changes nothing either.
+    let passed = test_event("SUCCEEDED", &test_build(&test));
+    assert!(test
+        .handle(passed, 22)
+        .await
+        .expect("late")
+        .reached
+        .is_empty());
+    assert!(test
+        .ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn out_of_order_test_result_before_bake_result_is_a_noop() {
+    let test = flow_with(empty_ports(), Accept::Test);
+    seed_baking(&test).await;
+    let report = test
+        .handle(test_event("SUCCEEDED", "gild-test:run-1"), 10)
+        .await
+        .expect("noop");
+    assert!(report.reached.is_empty());
+    assert!(
+        report
+            .noop
+            .as_deref()
+            .is_some_and(|r| r.contains("not the bake's test build")),
+        "{report:?}"
+    );
+    assert_eq!(state(&test).await.state, BakeState::Baking);
+    assert!(subjects(&test).is_empty());
+}
+
+#[tokio::test]
+async fn missing_or_foreign_images_fail_the_bake_without_touching_them() {
+    // No GILD_AMI_ID in the event, and CodeBuild has none either.
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports()
+        .build_info
+        .exported
+        .lock()
+        .expect("lock")
+        .insert(BAKE_BUILD.into(), BTreeMap::new());
+    let mut event = sample("codebuild-bake-succeeded-no-export.json");
+    event["detail"]["build-status"] = "SUCCEEDED".into();
+    let report = bake.handle(event, 10).await.expect("handled");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert!(state(&bake)
+        .await
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("exported no GILD_AMI_ID")));
+
+    // The fallback finds the AMI through BatchGetBuilds.
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports()
+        .build_info
+        .exported
+        .lock()
+        .expect("lock")
+        .insert(
+            BAKE_BUILD.into(),
+            BTreeMap::from([("GILD_AMI_ID".to_owned(), AMI.to_owned())]),
+        );
+    let event = sample("codebuild-bake-succeeded-no-export.json");
+    let report = bake.handle(event, 10).await.expect("handled");
+    assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Testing]);
+
+    // An image without gild's creation tags is not ours: fail, leave it.
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports().images.images.lock().expect("lock").clear();
+    bake.ports().images.add(AMI, &[("Name", "base image")]);
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("handled");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert!(bake.ports().images.get(AMI).is_some());
+    assert!(bake
+        .ports()
+        .images
+        .deregistered
+        .lock()
+        .expect("lock")
+        .is_empty());
+    assert_eq!(
+        subjects(&bake),
+        vec![format!("gild: {FAMILY} {AMI} FAILED at bake")]
+    );
+
+    // An AMI that does not exist at all.
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports().images.images.lock().expect("lock").clear();
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("handled");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert!(state(&bake)
+        .await
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("does not exist")));
+}
+
+#[tokio::test]
+async fn faults_are_retried_or_resumed_without_repeating_effects() {
+    let bake = world();
+    seed_baking(&bake).await;
+    // Throttled once: retried inside the invocation.
+    bake.ports()
+        .images
+        .tag_faults
+        .lock()
+        .expect("lock")
+        .push_back(PortError::Throttled {
+            service: "EC2",
+            operation: "CreateTags",
+            code: "RequestLimitExceeded".into(),
+            message: "slow down".into(),
+        });
+    bake.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    let test = into_test(bake);
+    // SSM refuses for good once: the step fails, the lock is released …
+    test.ports()
+        .parameters
+        .faults
+        .lock()
+        .expect("lock")
+        .push_back(PortError::Service {
+            service: "SSM",
+            operation: "PutParameter",
+            code: "AccessDeniedException".into(),
+            message: "no".into(),
+            server_side: false,
+        });
+    let event = test_event("SUCCEEDED", &test_build(&test));
+    let err = test
+        .handle(event.clone(), 20)
+        .await
+        .expect_err("promote fails");
+    assert_eq!(err.name(), "StepFailed");
+    assert_eq!(state(&test).await.state, BakeState::Validated);
+    assert!(subjects(&test).is_empty());
+    // … and Lambda's retry resumes at the promotion, once.
+    let report = test.handle(event, 21).await.expect("retry");
+    assert_eq!(report.reached, vec![BakeState::Promoted]);
+    assert_eq!(
+        test.ports()
+            .parameters
+            .history
+            .lock()
+            .expect("lock")
+            .get("/gild/al2023-base/ami")
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(subjects(&test).len(), 1);
+}
+
+#[tokio::test]
+async fn a_held_lock_makes_the_duplicate_retry_later() {
+    let bake = world();
+    seed_baking(&bake).await;
+    assert!(bake
+        .ports()
+        .ledger
+        .lock(&key(), BakeState::Baking, 10, 60)
+        .await
+        .expect("lock"));
+    let err = bake
+        .handle(bake_event("SUCCEEDED"), 11)
+        .await
+        .expect_err("busy");
+    assert_eq!(err.name(), "Busy");
+    assert_eq!(*bake.ports().images.tag_calls.lock().expect("lock"), 0);
+    // After the lease, the retry does the work.
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 100)
+        .await
+        .expect("retry");
+    assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Testing]);
+}
+
+#[tokio::test]
+async fn foreign_events_are_ignored() {
+    let bake = world();
+    for (event, why) in [
+        (sample("schedule.json"), "not a CodeBuild"),
+        (sample("codebuild-bake-in-progress.json"), "IN_PROGRESS"),
+        (
+            sample("codebuild-bake-succeeded.json"),
+            "not started by gild",
+        ),
+        (sample("codebuild-test-succeeded.json"), "other project"),
+    ] {
+        let report = bake.handle(event, 1).await.expect("ignored");
+        assert!(
+            report.noop.as_deref().is_some_and(|r| r.contains(why)),
+            "{why}: {report:?}"
+        );
+    }
+    let err = bake
+        .handle(serde_json::json!({"nope": true}), 1)
+        .await
+        .expect_err("bad");
+    assert_eq!(err.name(), "BadEvent");
+}
