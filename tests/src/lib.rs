@@ -16,6 +16,8 @@ pub mod git;
 pub mod moto;
 pub mod pipeline;
 pub mod runtime_api;
+pub mod scenario;
+pub mod standin;
 
 mod http_client;
 mod process;

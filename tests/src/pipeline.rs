@@ -21,6 +21,16 @@ pub const REPOSITORY: &str = "platform-images";
 pub const LEDGER_TABLE: &str = "gild-ledger";
 pub const BAKE_PROJECT: &str = "gild-bake";
 pub const TEST_PROJECT: &str = "gild-test";
+pub const TOPIC: &str = "gild-announcements";
+/// A subscriber of the announcement topic, as an operator's queue would be.
+pub const SUBSCRIBER_QUEUE: &str = "gild-announcements-subscriber";
+
+/// What `create_stack` made that callers need to find again.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub topic_arn: String,
+    pub queue_url: String,
+}
 
 fn setup(context: &str, err: impl std::fmt::Display) -> HarnessError {
     HarnessError::InvalidInput {
@@ -29,7 +39,7 @@ fn setup(context: &str, err: impl std::fmt::Display) -> HarnessError {
 }
 
 /// Creates the stack's resources in the emulator.
-pub async fn create_stack(config: &SdkConfig) -> Result<(), HarnessError> {
+pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let attr = |name: &str| {
         AttributeDefinition::builder()
@@ -99,10 +109,45 @@ pub async fn create_stack(config: &SdkConfig) -> Result<(), HarnessError> {
             .await
             .map_err(|e| setup(project, aws_sdk_codebuild::error::DisplayErrorContext(e)))?;
     }
-    Ok(())
+
+    let sns = aws_sdk_sns::Client::new(config);
+    let topic_arn = sns
+        .create_topic()
+        .name(TOPIC)
+        .send()
+        .await
+        .map_err(|e| setup("topic", aws_sdk_sns::error::DisplayErrorContext(e)))?
+        .topic_arn
+        .ok_or_else(|| setup("topic", "no ARN"))?;
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(SUBSCRIBER_QUEUE)
+        .send()
+        .await
+        .map_err(|e| setup("queue", aws_sdk_sqs::error::DisplayErrorContext(e)))?
+        .queue_url
+        .ok_or_else(|| setup("queue", "no URL"))?;
+    let queue_arn = format!(
+        "arn:aws:sqs:{}:{}:{SUBSCRIBER_QUEUE}",
+        aws::REGION,
+        aws::ACCOUNT_ID
+    );
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .map_err(|e| setup("subscription", aws_sdk_sns::error::DisplayErrorContext(e)))?;
+    Ok(Stack {
+        topic_arn,
+        queue_url,
+    })
 }
 
 pub struct Pipeline {
+    pub stack: Stack,
     pub moto: MotoServer,
     pub codecommit: CodeCommitStub,
     pub codebuild: CodeBuildProxy,
@@ -115,10 +160,11 @@ impl Pipeline {
     pub async fn start(repo: TestRepo) -> Result<Pipeline, HarnessError> {
         let moto = MotoServer::start().await?;
         let aws = aws::sdk_config(&moto.endpoint());
-        create_stack(&aws).await?;
+        let stack = create_stack(&aws).await?;
         let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), REPOSITORY).await?;
         let codebuild = CodeBuildProxy::start(&moto.endpoint()).await?;
         Ok(Pipeline {
+            stack,
             moto,
             codecommit,
             codebuild,
@@ -139,6 +185,7 @@ impl Pipeline {
             ("GILD_BAKE_PROJECT", BAKE_PROJECT.to_owned()),
             ("GILD_TEST_PROJECT", TEST_PROJECT.to_owned()),
             ("GILD_TRACKED_BRANCH", "main".to_owned()),
+            ("GILD_TOPIC_ARN", self.stack.topic_arn.clone()),
         ] {
             env.push((name.to_owned(), value));
         }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod plan;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,8 @@ enum Command {
     Plan(plan::PlanArgs),
     /// Request a bake of one family (or all) by putting a `Build Requested` event on the bus.
     Build(build::BuildArgs),
+    /// Show the latest bakes from the ledger: state, AMI, trigger, commit, age.
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Build(args) => build::run(&args),
+        Command::Status(args) => status::run(&args),
     };
     match result {
         Ok(output) => {

@@ -1,0 +1,326 @@
+//! The pipeline's three functions running together as real processes, with
+//! EventBridge's routing and the build stand-in between them, and readers
+//! for what ends up in the emulator. `make demo` and the end-to-end tests
+//! both drive the pipeline through this.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::pipeline::{Pipeline, BAKE_PROJECT};
+use crate::runtime_api::{Invocation, LambdaProcess};
+use crate::standin::{BuildStandIn, Completed};
+use crate::HarnessError;
+
+pub struct Functions {
+    pub trigger: LambdaProcess,
+    pub bake_finished: LambdaProcess,
+    pub test_finished: LambdaProcess,
+}
+
+/// One event handed to one function, and what came of it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub function: &'static str,
+    pub event: Value,
+    pub invocation: Invocation,
+}
+
+impl Functions {
+    pub async fn spawn(pipeline: &Pipeline) -> Result<Functions, HarnessError> {
+        Ok(Functions {
+            trigger: pipeline.spawn("trigger").await?,
+            bake_finished: pipeline.spawn("bake-finished").await?,
+            test_finished: pipeline.spawn("test-finished").await?,
+        })
+    }
+
+    /// Routes an event as the stack's EventBridge rules do and invokes the
+    /// function through the Runtime API.
+    pub async fn deliver(&self, event: &Value) -> Result<Delivery, HarnessError> {
+        let (function, process) = if event["source"] == "aws.codebuild" {
+            if event["detail"]["project-name"] == BAKE_PROJECT {
+                ("bake-finished", &self.bake_finished)
+            } else {
+                ("test-finished", &self.test_finished)
+            }
+        } else {
+            ("trigger", &self.trigger)
+        };
+        Ok(Delivery {
+            function,
+            event: event.clone(),
+            invocation: process.invoke(event).await?,
+        })
+    }
+
+    /// Runs the stand-in's pending builds and delivers their completions,
+    /// each `copies` times, in an order shuffled by `seed`, until no build is
+    /// pending. Returns every delivery made.
+    pub async fn settle(
+        &self,
+        pipeline: &Pipeline,
+        standin: &BuildStandIn,
+        copies: usize,
+        seed: u64,
+    ) -> Result<Vec<(Completed, Vec<Delivery>)>, HarnessError> {
+        let mut all = Vec::new();
+        let mut round = 0u64;
+        loop {
+            let completed = standin.run_pending(&pipeline.codebuild.started()).await?;
+            if completed.is_empty() {
+                return Ok(all);
+            }
+            let mut queue: Vec<(usize, &Completed)> = completed
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| std::iter::repeat_n((i, c), copies.max(1)))
+                .collect();
+            shuffle(&mut queue, seed.wrapping_add(round));
+            round += 1;
+            let mut deliveries: Vec<Vec<Delivery>> = completed.iter().map(|_| Vec::new()).collect();
+            for (i, c) in queue {
+                deliveries[i].push(self.deliver(&c.event).await?);
+            }
+            all.extend(completed.into_iter().zip(deliveries));
+        }
+    }
+}
+
+/// Fisher-Yates with a fixed generator, so a failing order can be replayed.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        items.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+/// An announcement as the subscriber queue received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub subject: String,
+    /// The `sqs` body: the machine-readable JSON.
+    pub body: Value,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Pipeline {
+    /// Drains the subscriber queue (what an SQS subscriber of the topic got).
+    pub async fn announcements(&self) -> Result<Vec<Received>, HarnessError> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let mut received = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.stack.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .map_err(|e| {
+                    read_error("ReceiveMessage", aws_sdk_sqs::error::DisplayErrorContext(e))
+                })?;
+            let messages = out.messages();
+            if messages.is_empty() {
+                return Ok(received);
+            }
+            for message in messages {
+                let envelope: Value = serde_json::from_str(message.body().unwrap_or("{}"))
+                    .map_err(|source| HarnessError::Json {
+                        context: "SNS envelope".into(),
+                        source,
+                    })?;
+                let body = serde_json::from_str(envelope["Message"].as_str().unwrap_or("null"))
+                    .unwrap_or(Value::Null);
+                let attributes = envelope["MessageAttributes"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v["Value"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                received.push(Received {
+                    subject: envelope["Subject"].as_str().unwrap_or_default().to_owned(),
+                    body,
+                    attributes,
+                });
+                if let Some(handle) = message.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(&self.stack.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            read_error("DeleteMessage", aws_sdk_sqs::error::DisplayErrorContext(e))
+                        })?;
+                }
+            }
+        }
+    }
+
+    /// Every version of a family's parameter, oldest first.
+    pub async fn parameter_history(&self, family: &str) -> Result<Vec<String>, HarnessError> {
+        let ssm = aws_sdk_ssm::Client::new(&self.aws);
+        let out = ssm
+            .get_parameter_history()
+            .name(format!("/gild/{family}/ami"))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .parameters()
+                .iter()
+                .filter_map(|p| p.value().map(str::to_owned))
+                .collect()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(read_error(
+                "GetParameterHistory",
+                aws_sdk_ssm::error::DisplayErrorContext(e),
+            )),
+        }
+    }
+
+    /// Images gild manages, id → tags.
+    pub async fn gild_images(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, HarnessError> {
+        let ec2 = aws_sdk_ec2::Client::new(&self.aws);
+        let out = ec2
+            .describe_images()
+            .owners("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:gild:managed")
+                    .values("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                read_error("DescribeImages", aws_sdk_ec2::error::DisplayErrorContext(e))
+            })?;
+        Ok(out
+            .images()
+            .iter()
+            .map(|i| {
+                (
+                    i.image_id().unwrap_or_default().to_owned(),
+                    i.tags()
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.key().unwrap_or_default().to_owned(),
+                                t.value().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+
+    /// Snapshots tagged for gild, id → tags.
+    pub async fn gild_snapshots(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, HarnessError> {
+        let ec2 = aws_sdk_ec2::Client::new(&self.aws);
+        let out = ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:gild:managed")
+                    .values("true")
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                read_error(
+                    "DescribeSnapshots",
+                    aws_sdk_ec2::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(out
+            .snapshots()
+            .iter()
+            .map(|s| {
+                (
+                    s.snapshot_id().unwrap_or_default().to_owned(),
+                    s.tags()
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.key().unwrap_or_default().to_owned(),
+                                t.value().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect())
+    }
+
+    /// Ledger items: family → (dedupe key, state, failed stage).
+    pub async fn ledger(&self) -> Result<Vec<BTreeMap<String, String>>, HarnessError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
+        let out = dynamodb
+            .scan()
+            .table_name(crate::pipeline::LEDGER_TABLE)
+            .send()
+            .await
+            .map_err(|e| read_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let mut rows: Vec<BTreeMap<String, String>> = out
+            .items()
+            .iter()
+            .map(|item| {
+                item.iter()
+                    .filter_map(|(k, v)| {
+                        v.as_s()
+                            .ok()
+                            .cloned()
+                            .or_else(|| v.as_n().ok().cloned())
+                            .map(|v| (k.clone(), v))
+                    })
+                    .collect()
+            })
+            .collect();
+        rows.sort_by(|a, b| a.get("family").cmp(&b.get("family")));
+        Ok(rows)
+    }
+}
+
+fn read_error(what: &str, err: impl std::fmt::Display) -> HarnessError {
+    HarnessError::InvalidInput {
+        message: format!("reading the emulator ({what}): {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shuffle;
+
+    #[test]
+    fn shuffle_is_a_permutation_and_depends_on_the_seed() {
+        let mut a: Vec<u32> = (0..20).collect();
+        let mut b = a.clone();
+        shuffle(&mut a, 1);
+        shuffle(&mut b, 2);
+        assert_ne!(a, b);
+        a.sort();
+        assert_eq!(a, (0..20).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,325 @@
+//! A stand-in for what CodeBuild runs, at its edges only.
+//!
+//! The emulator records builds but runs nothing. For each build the trigger
+//! or bake-finished started (as the CodeBuild proxy saw it), this does what
+//! the real build leaves behind and reports it the way AWS does:
+//! - bake: what Packer does in EC2 (launch an instance from the base image,
+//!   create an image tagged at creation, tag its snapshot, terminate), then
+//!   a real-shaped `CodeBuild Build State Change` exporting `GILD_AMI_ID`;
+//! - test: a completion event that passed, or failed for families told to.
+//!
+//! Packer, Ansible and the test scripts themselves do not run here.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::types::{
+    HttpTokensState, InstanceMetadataOptionsRequest, InstanceType, ResourceType, Tag,
+    TagSpecification,
+};
+use serde_json::{json, Value};
+
+use crate::codebuild::StartedBuild;
+use crate::events::sample;
+use crate::pipeline::{BAKE_PROJECT, TEST_PROJECT};
+use crate::{aws, HarnessError};
+
+fn ec2_error(what: &str, err: impl std::fmt::Display) -> HarnessError {
+    HarnessError::InvalidInput {
+        message: format!("stand-in {what}: {err}"),
+    }
+}
+
+/// Registers the image bakes start from, as a vendor's base AMI would be.
+pub async fn register_base_image(config: &SdkConfig, name: &str) -> Result<String, HarnessError> {
+    aws_sdk_ec2::Client::new(config)
+        .register_image()
+        .name(name)
+        .description("base image the demo's bakes start from")
+        .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+        .root_device_name("/dev/xvda")
+        .virtualization_type("hvm")
+        .send()
+        .await
+        .map_err(|e| ec2_error("RegisterImage", aws_sdk_ec2::error::DisplayErrorContext(e)))?
+        .image_id
+        .ok_or_else(|| ec2_error("RegisterImage", "no image id"))
+}
+
+/// A build the stand-in finished, with the event AWS would emit.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub project: String,
+    pub family: String,
+    pub status: &'static str,
+    pub image: Option<String>,
+    pub event: Value,
+}
+
+pub struct BuildStandIn {
+    ec2: aws_sdk_ec2::Client,
+    base_image: String,
+    fail_bake: BTreeSet<String>,
+    fail_test: BTreeSet<String>,
+    done: Mutex<BTreeSet<String>>,
+    sequence: Mutex<u32>,
+}
+
+impl BuildStandIn {
+    pub fn new(config: &SdkConfig, base_image: impl Into<String>) -> Self {
+        BuildStandIn {
+            ec2: aws_sdk_ec2::Client::new(config),
+            base_image: base_image.into(),
+            fail_bake: BTreeSet::new(),
+            fail_test: BTreeSet::new(),
+            done: Mutex::new(BTreeSet::new()),
+            sequence: Mutex::new(0),
+        }
+    }
+
+    /// This family's bakes fail after registering an image (left for cleanup).
+    pub fn fail_bake(mut self, family: &str) -> Self {
+        self.fail_bake.insert(family.to_owned());
+        self
+    }
+
+    /// This family's tests fail.
+    pub fn fail_test(mut self, family: &str) -> Self {
+        self.fail_test.insert(family.to_owned());
+        self
+    }
+
+    /// Runs every recorded build not run yet, in start order.
+    pub async fn run_pending(
+        &self,
+        started: &[StartedBuild],
+    ) -> Result<Vec<Completed>, HarnessError> {
+        let mut completed = Vec::new();
+        for build in started {
+            let fresh = self
+                .done
+                .lock()
+                .map(|mut done| done.insert(build.build_id.clone()))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            completed.push(self.run(build).await?);
+        }
+        Ok(completed)
+    }
+
+    async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {
+        let family = build
+            .env_value("GILD_FAMILY")
+            .unwrap_or_default()
+            .to_owned();
+        if build.project_name == BAKE_PROJECT {
+            let image = self.bake(build, &family).await?;
+            let failed = self.fail_bake.contains(&family);
+            let status = if failed { "FAILED" } else { "SUCCEEDED" };
+            let mut exported = vec![("GILD_FAMILY", family.clone())];
+            if !failed {
+                exported.push(("GILD_AMI_ID", image.clone()));
+                exported.push(("GILD_BASE_AMI", self.base_image.clone()));
+            }
+            Ok(Completed {
+                event: self.event(build, status, &exported)?,
+                project: build.project_name.clone(),
+                family,
+                status,
+                image: Some(image),
+            })
+        } else if build.project_name == TEST_PROJECT {
+            let status = if self.fail_test.contains(&family) {
+                "FAILED"
+            } else {
+                "SUCCEEDED"
+            };
+            Ok(Completed {
+                event: self.event(build, status, &[])?,
+                project: build.project_name.clone(),
+                image: build.env_value("GILD_AMI_ID").map(str::to_owned),
+                family,
+                status,
+            })
+        } else {
+            Err(HarnessError::InvalidInput {
+                message: format!("stand-in: unknown project {}", build.project_name),
+            })
+        }
+    }
+
+    /// What Packer leaves in EC2: an image made from an instance of the base
+    /// image, tagged at creation, with its snapshot tagged too.
+    async fn bake(&self, build: &StartedBuild, family: &str) -> Result<String, HarnessError> {
+        let commit = build.env_value("GILD_SOURCE_COMMIT").unwrap_or("unknown");
+        let instance = self
+            .ec2
+            .run_instances()
+            .image_id(&self.base_image)
+            .instance_type(InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ec2_error("RunInstances", aws_sdk_ec2::error::DisplayErrorContext(e)))?
+            .instances()
+            .first()
+            .and_then(|i| i.instance_id().map(str::to_owned))
+            .ok_or_else(|| ec2_error("RunInstances", "no instance"))?;
+        let tags = [
+            ("Name", format!("gild-{family}-{}", short(&build.build_id))),
+            ("gild:managed", "true".to_owned()),
+            ("gild:family", family.to_owned()),
+            ("gild:source-commit", commit.to_owned()),
+            ("gild:build-id", build.build_id.clone()),
+            ("gild:base-ami", self.base_image.clone()),
+        ];
+        let tag_list: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+            .collect();
+        let image = self
+            .ec2
+            .create_image()
+            .instance_id(&instance)
+            .name(format!("gild-{family}-{}", short(&build.build_id)))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::Image)
+                    .set_tags(Some(tag_list.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| ec2_error("CreateImage", aws_sdk_ec2::error::DisplayErrorContext(e)))?
+            .image_id
+            .ok_or_else(|| ec2_error("CreateImage", "no image id"))?;
+        let snapshots: Vec<String> = self
+            .ec2
+            .describe_images()
+            .image_ids(&image)
+            .send()
+            .await
+            .map_err(|e| ec2_error("DescribeImages", aws_sdk_ec2::error::DisplayErrorContext(e)))?
+            .images()
+            .iter()
+            .flat_map(|i| i.block_device_mappings())
+            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+            .collect();
+        if !snapshots.is_empty() {
+            // moto cannot tag snapshots at creation; Packer's snapshot_tags can.
+            self.ec2
+                .create_tags()
+                .set_resources(Some(snapshots))
+                .set_tags(Some(tag_list))
+                .send()
+                .await
+                .map_err(|e| ec2_error("CreateTags", aws_sdk_ec2::error::DisplayErrorContext(e)))?;
+        }
+        self.ec2
+            .terminate_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .map_err(|e| {
+                ec2_error(
+                    "TerminateInstances",
+                    aws_sdk_ec2::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(image)
+    }
+
+    /// A `CodeBuild Build State Change` in the shape AWS emits.
+    fn event(
+        &self,
+        build: &StartedBuild,
+        status: &str,
+        exported: &[(&str, String)],
+    ) -> Result<Value, HarnessError> {
+        let mut event = sample("codebuild-bake-succeeded.json")?;
+        let n = self.sequence.lock().map(|mut n| {
+            *n += 1;
+            *n
+        });
+        let n = n.unwrap_or_default();
+        let arn = format!(
+            "arn:aws:codebuild:{}:{}:build/{}",
+            aws::REGION,
+            aws::ACCOUNT_ID,
+            build.build_id
+        );
+        let stream = build
+            .build_id
+            .split(':')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        event["id"] = format!("00000000-0000-4000-8000-{n:012}").into();
+        event["account"] = aws::ACCOUNT_ID.into();
+        event["region"] = aws::REGION.into();
+        event["time"] = "2026-11-11T04:00:00Z".into();
+        event["resources"] = json!([arn]);
+        let detail = &mut event["detail"];
+        detail["build-status"] = status.into();
+        detail["project-name"] = build.project_name.clone().into();
+        detail["build-id"] = arn.into();
+        let info = &mut detail["additional-information"];
+        info["initiator"] = "gild".into();
+        info["source"]["buildspec"] = format!(
+            "buildspecs/{}.yml",
+            if build.project_name == BAKE_PROJECT {
+                "bake"
+            } else {
+                "test"
+            }
+        )
+        .into();
+        info["source-version"] = build.source_version.clone().unwrap_or_default().into();
+        info["environment"]["environment-variables"] = build
+            .env
+            .iter()
+            .map(|(name, value)| json!({"name": name, "type": "PLAINTEXT", "value": value}))
+            .collect();
+        info["logs"] = json!({
+            "group-name": format!("/aws/codebuild/{}", build.project_name),
+            "stream-name": stream,
+            "deep-link": format!(
+                "https://console.aws.amazon.com/cloudwatch/home?region={}#logEvent:group=/aws/codebuild/{};stream={stream}",
+                aws::REGION, build.project_name
+            ),
+        });
+        match info.as_object_mut() {
+            Some(map) if exported.is_empty() => {
+                map.remove("exported-environment-variables");
+            }
+            Some(map) => {
+                map.insert(
+                    "exported-environment-variables".into(),
+                    exported
+                        .iter()
+                        .map(|(name, value)| json!({"name": name, "value": value}))
+                        .collect(),
+                );
+            }
+            None => {}
+        }
+        Ok(event)
+    }
+}
+
+fn short(build_id: &str) -> &str {
+    build_id
+        .split(':')
+        .nth(1)
+        .and_then(|uuid| uuid.get(..8))
+        .unwrap_or("build")
+}
