@@ -17,6 +17,7 @@ pub(crate) struct ChildGuard {
 
 impl ChildGuard {
     pub(crate) fn spawn(command: &mut Command, what: &str) -> Result<Self, HarnessError> {
+        die_with_parent(command);
         let child = command
             .spawn()
             .map_err(|e| HarnessError::io(format!("cannot start {what}"), e))?;
@@ -52,6 +53,26 @@ impl ChildGuard {
             let _ = child.kill();
         }
         let _ = child.wait();
+    }
+}
+
+/// Destructors do not run when the harness process is killed or aborts (a
+/// panic inside a destructor, SIGKILL from a CI timeout), so the kernel is
+/// asked to kill the child when its parent dies: no moto or function process
+/// can outlive a test run or `make demo`. The signal follows the *thread*
+/// that spawned the child, so children are spawned from async code (runtime
+/// threads live as long as the runtime), never from `spawn_blocking`.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // prctl(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -174,6 +174,9 @@ impl Announcement {
                 "test_report": self.test_report,
             },
             "at": self.at,
+            // The email's text, for subscribers that show people a message
+            // (chat, queues read by a person) without re-rendering the facts.
+            "text": self.email(),
         })
     }
 

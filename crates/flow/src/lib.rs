@@ -54,7 +54,7 @@ pub enum FlowError {
     Port {
         work: &'static str,
         family: String,
-        error: PortError,
+        error: Box<PortError>,
     },
 }
 
@@ -452,7 +452,7 @@ where
     ) -> Result<(BakeState, Change), FlowError> {
         let key = &cx.record.key;
         let build = build_id(
-            &cx.record
+            cx.record
                 .build_id
                 .as_deref()
                 .unwrap_or(&cx.finished.build_id),
@@ -591,7 +591,7 @@ fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowError {
     FlowError::Port {
         work,
         family: key.family.clone(),
-        error,
+        error: Box::new(error),
     }
 }
 
