@@ -104,7 +104,7 @@ async fn run() -> Result<(), HarnessError> {
     for _ in 0..2 {
         let delivery = functions.deliver(&schedule).await?;
         report(
-            &delivery.function,
+            delivery.function,
             "Scheduled Event",
             &delivery.invocation.outcome,
         );

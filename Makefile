@@ -1,0 +1,58 @@
+# gild: two commands on a fresh machine.
+#   make demo   the whole pipeline offline, no AWS account
+#   make test   every lint and test
+# Both install what they need (pinned) into .venv on first use.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+REQUIREMENTS := tools/requirements.txt
+# The stamp names the requirements' hash, so a changed pin reinstalls.
+TOOLS_STAMP := $(VENV)/.tools-$(shell sha256sum $(REQUIREMENTS) tools/moto_serial.py | sha256sum | cut -c1-16)
+CARGO ?= cargo
+CARGO_FLAGS := --locked
+
+.PHONY: help tools build test lint unit demo clean
+
+help:
+	@echo "make demo    run the whole pipeline locally against an emulator (no AWS account)"
+	@echo "make test    format check, clippy -D warnings, every test"
+	@echo "make tools   install the pinned Python tools (moto) into $(VENV)"
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): $(REQUIREMENTS) tools/moto_serial.py
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
+	# moto behind a one-request-at-a-time wrapper: see tools/moto_serial.py.
+	printf '#!%s\n' "$(abspath $(VENV))/bin/python" > $(VENV)/bin/gild-moto-server
+	cat tools/moto_serial.py >> $(VENV)/bin/gild-moto-server
+	chmod +x $(VENV)/bin/gild-moto-server
+	touch $@
+
+build:
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+# End-to-end tests run the function binaries, so they are built first.
+unit: tools build
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast; \
+	fi
+
+test: lint unit
+
+demo: tools build
+	./target/debug/gild-demo
+
+clean:
+	rm -rf $(VENV) target
