@@ -258,3 +258,51 @@ fn malformed_and_unreadable_inputs_fail_with_one_line() {
     .expect_err("bad catalog");
     assert!(err.contains("schedule.json:1:"), "{err}");
 }
+
+#[test]
+fn completion_events_explain_their_actions() {
+    let names = |p: &Value| -> Vec<String> {
+        p["actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["action"].as_str().expect("action").to_owned())
+            .collect()
+    };
+    let p = plan(&["--event", &event("codebuild-bake-succeeded.json")]).expect("plan");
+    assert_eq!(names(&p), ["tag_image", "start_test"]);
+    assert_eq!(p["actions"][0]["family"], "al2023-base");
+    assert_eq!(p["actions"][0]["image"], "ami-0123456789abcdef0");
+    let p = plan(&["--event", &event("codebuild-bake-failed.json")]).expect("plan");
+    assert_eq!(names(&p), ["cleanup", "announce_failure"]);
+    let p = plan(&["--event", &event("codebuild-test-succeeded.json")]).expect("plan");
+    assert_eq!(names(&p), ["promote", "announce_success"]);
+    assert_eq!(p["actions"][0]["image"], "ami-0123456789abcdef0");
+    let p = plan(&["--event", &event("codebuild-test-failed.json")]).expect("plan");
+    assert_eq!(names(&p), ["cleanup", "announce_failure"]);
+    let p = plan(&["--event", &event("codebuild-bake-in-progress.json")]).expect("plan");
+    assert!(names(&p).is_empty());
+    assert!(p["reason"]
+        .as_str()
+        .expect("reason")
+        .contains("IN_PROGRESS"));
+    // Projects are told apart by name.
+    let p = plan(&[
+        "--event",
+        &event("codebuild-bake-succeeded.json"),
+        "--bake-project",
+        "other",
+    ])
+    .expect("plan");
+    assert!(names(&p).is_empty(), "{p}");
+    let p = plan(&[
+        "--event",
+        &event("codebuild-test-succeeded.json"),
+        "--bake-project",
+        "gild-test",
+        "--test-project",
+        "x",
+    ])
+    .expect("plan");
+    assert_eq!(names(&p), ["tag_image", "start_test"]);
+}
