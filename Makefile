@@ -9,13 +9,19 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := .venv
-REQUIREMENTS := tools/requirements.txt
+# Every tools/requirements*.txt is installed into the one virtualenv.
+REQUIREMENTS := $(sort $(wildcard tools/requirements*.txt))
 # The stamp names the requirements' hash, so a changed pin reinstalls.
-TOOLS_STAMP := $(VENV)/.tools-$(shell sha256sum $(REQUIREMENTS) tools/moto_serial.py | sha256sum | cut -c1-16)
+TOOLS_STAMP := $(VENV)/.tools-$(shell cat $(REQUIREMENTS) tools/moto_serial.py | sha256sum | cut -c1-16)
 CARGO ?= cargo
 CARGO_FLAGS := --locked
 
 .PHONY: help tools build test lint unit demo clean
+
+# Checks of the parts beside the Rust code (infra, images, playbooks) live in
+# mk/*.mk; each adds its targets to CHECKS, which `make test` runs.
+CHECKS :=
+-include mk/*.mk
 
 help:
 	@echo "make demo    run the whole pipeline locally against an emulator (no AWS account)"
@@ -27,7 +33,7 @@ tools: $(TOOLS_STAMP)
 $(TOOLS_STAMP): $(REQUIREMENTS) tools/moto_serial.py
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	# moto behind a one-request-at-a-time wrapper: see tools/moto_serial.py.
 	printf '#!%s\n' "$(abspath $(VENV))/bin/python" > $(VENV)/bin/gild-moto-server
 	cat tools/moto_serial.py >> $(VENV)/bin/gild-moto-server
@@ -49,7 +55,7 @@ unit: tools build
 		$(CARGO) test $(CARGO_FLAGS) --workspace --no-fail-fast; \
 	fi
 
-test: lint unit
+test: lint unit $(CHECKS)
 
 demo: tools build
 	./target/debug/gild-demo
