@@ -12,6 +12,7 @@ pub mod config;
 pub mod dynamodb;
 pub mod ec2;
 pub mod eventbridge;
+pub mod secretsmanager;
 pub mod sns;
 pub mod ssm;
 

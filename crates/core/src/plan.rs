@@ -130,16 +130,6 @@ pub struct Plan {
     pub reason: String,
 }
 
-impl Plan {
-    fn ignore(event: &Event, reason: String) -> Self {
-        Plan {
-            event: event.envelope.detail_type.clone(),
-            actions: Vec::new(),
-            reason,
-        }
-    }
-}
-
 /// Deployment settings the planner needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -288,7 +278,22 @@ pub enum PlanError {
 
 /// Decides the actions for a triaged event.
 pub fn plan(event: &Event, triage: &Triage, inputs: &Inputs) -> Result<Plan, PlanError> {
-    let detail_type = event.envelope.detail_type.clone();
+    plan_triaged(&event.envelope.detail_type, triage, inputs)
+}
+
+/// [`plan`] for a triage made from something other than an EventBridge
+/// event (a GitHub push); `detail_type` names the event in the plan.
+pub fn plan_triaged(
+    detail_type: &str,
+    triage: &Triage,
+    inputs: &Inputs,
+) -> Result<Plan, PlanError> {
+    let detail_type = detail_type.to_owned();
+    let ignore = |reason: String| Plan {
+        event: detail_type.clone(),
+        actions: Vec::new(),
+        reason,
+    };
     let start = |family: &str, trigger: Trigger, dedupe_key: String, commit: Option<String>| {
         Action::StartBake {
             family: family.to_owned(),
@@ -298,7 +303,7 @@ pub fn plan(event: &Event, triage: &Triage, inputs: &Inputs) -> Result<Plan, Pla
         }
     };
     match triage {
-        Triage::Ignore(reason) => Ok(Plan::ignore(event, reason.clone())),
+        Triage::Ignore(reason) => Ok(ignore(reason.clone())),
         Triage::Completion(finished) => {
             let family = finished.family.clone().unwrap_or_default();
             let actions: Vec<Action> = work_chain(finished.completion)

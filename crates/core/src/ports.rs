@@ -247,3 +247,20 @@ pub trait Bus: Send + Sync {
         detail: &serde_json::Value,
     ) -> impl Future<Output = PortResult<String>> + Send;
 }
+
+/// Which version of a rotating secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretStage {
+    Current,
+    /// The version before the last rotation, accepted while senders catch up.
+    Previous,
+}
+
+pub trait Secrets: Send + Sync {
+    /// The secret's text at `stage`; `None` when it has no such version.
+    fn get(
+        &self,
+        name: &str,
+        stage: SecretStage,
+    ) -> impl Future<Output = PortResult<Option<String>>> + Send;
+}

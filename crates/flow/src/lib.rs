@@ -8,6 +8,7 @@
 //! that fails releases the lock; Lambda's retry resumes at the same step.
 
 pub mod lambda;
+pub mod trigger;
 
 use gild_core::announce::{Announcement, Outcome};
 use gild_core::completion::{

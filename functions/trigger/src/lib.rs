@@ -2,7 +2,6 @@
 //! bake build per affected family, exactly once.
 
 mod config;
-mod handler;
 
 pub use config::Config;
-pub use handler::{Handler, Outcome, TriggerError};
+pub use gild_flow::trigger::{Handler, Outcome, TriggerError};

@@ -1,3 +1,7 @@
+//! Starting bakes: an event (EventBridge, or a GitHub push turned into the
+//! same triage) becomes one bake build per affected family, exactly once.
+//! Used by the trigger and github-webhook functions.
+
 use futures::stream::{self, StreamExt};
 use gild_core::catalog::{self, Catalog, CatalogError, CATALOG_FILE};
 use gild_core::event::{self, EventError};
@@ -141,6 +145,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         &self.builds
     }
 
+    /// Handles an EventBridge event.
     pub async fn handle(&self, event: Value, now: i64) -> Result<Outcome, TriggerError> {
         let event = event::parse(event)?;
         let mut triage = plan::triage(&event, &self.settings);
@@ -149,8 +154,22 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
                 "build completions are handled by bake-finished and test-finished".into(),
             );
         }
-        let inputs = self.read_inputs(&triage).await?;
-        let plan = plan::plan(&event, &triage, &inputs)?;
+        self.start(&event.envelope.detail_type, triage, None, now)
+            .await
+    }
+
+    /// Plans and starts the bakes of a triaged event. `changed` gives the
+    /// push's changed paths when the caller already knows them all (a GitHub
+    /// push payload that was not truncated), saving the diff call.
+    pub async fn start(
+        &self,
+        detail_type: &str,
+        triage: Triage,
+        changed: Option<Vec<String>>,
+        now: i64,
+    ) -> Result<Outcome, TriggerError> {
+        let inputs = self.read_inputs(&triage, changed).await?;
+        let plan = plan::plan_triaged(detail_type, &triage, &inputs)?;
         let mut outcome = Outcome {
             event: plan.event,
             reason: plan.reason,
@@ -191,15 +210,22 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         }
     }
 
-    async fn read_inputs(&self, triage: &Triage) -> Result<Inputs, TriggerError> {
+    async fn read_inputs(
+        &self,
+        triage: &Triage,
+        changed: Option<Vec<String>>,
+    ) -> Result<Inputs, TriggerError> {
         match triage {
             Triage::Ignore(_) | Triage::Completion(_) => Ok(Inputs::default()),
             Triage::Push { commit, base, .. } => {
                 let catalog = self.catalog_at(commit).await?;
-                let changed = self
-                    .retrying(commit, || self.repo.changed_paths(base, commit))
-                    .await
-                    .map_err(TriggerError::Repository)?;
+                let changed = match changed {
+                    Some(changed) => changed,
+                    None => self
+                        .retrying(commit, || self.repo.changed_paths(base, commit))
+                        .await
+                        .map_err(TriggerError::Repository)?,
+                };
                 let previous_catalog = match base {
                     DiffBase::Commit(before) if changed.iter().any(|p| p == CATALOG_FILE) => {
                         self.previous_catalog(before).await?
