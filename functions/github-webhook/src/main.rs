@@ -1,0 +1,42 @@
+use std::time::Duration;
+
+use gild_aws::{
+    codebuild::CodeBuildBuilds, dynamodb::DynamoLedger, secretsmanager::SecretsManager,
+};
+use gild_github::GitHubRepository;
+use github_webhook::{Config, Webhook};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    gild_lambda::init_tracing();
+    let config = Config::from_env()?;
+    let aws = gild_aws::load_sdk_config().await;
+    let secrets = || {
+        SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            Duration::from_secs(300),
+        )
+    };
+    let repo = GitHubRepository::new(
+        &config.api_url,
+        &config.repository,
+        secrets(),
+        &config.token_secret,
+    )?;
+    let starter = gild_flow::trigger::Handler::new(
+        config.settings(),
+        repo,
+        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.ledger_table),
+        CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(&aws), &config.bake_project),
+        config.concurrency,
+        config.lease_secs,
+    );
+    let webhook = Webhook::new(config, secrets(), starter);
+    let webhook = &webhook;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(webhook.handle(event.payload, gild_lambda::now()))
+    }))
+    .await
+}

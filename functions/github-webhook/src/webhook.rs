@@ -1,0 +1,396 @@
+use base64::Engine;
+use gild_core::github::{self, PushPayload, SignatureError, PUSH_EVENT};
+use gild_core::plan::Triage;
+use gild_core::ports::{Builds, Ledger, Repository, SecretStage, Secrets};
+use gild_flow::trigger::{Handler, TriggerError};
+use serde_json::{json, Value};
+use tracing::{error, info, warn};
+
+use crate::Config;
+
+/// An HTTP answer in the Function URL response shape.
+fn respond(status: u16, body: Value) -> Value {
+    json!({
+        "statusCode": status,
+        "headers": {"content-type": "application/json"},
+        "body": body.to_string(),
+    })
+}
+
+fn message(status: u16, text: &str) -> Value {
+    respond(status, json!({ "message": text }))
+}
+
+pub struct Webhook<S, R, L, B> {
+    config: Config,
+    secrets: S,
+    starter: Handler<R, L, B>,
+}
+
+/// The parts of a Function URL request the webhook reads.
+struct Request<'a> {
+    method: &'a str,
+    headers: &'a serde_json::Map<String, Value>,
+    body: &'a str,
+    base64: bool,
+}
+
+impl<'a> Request<'a> {
+    fn from_event(event: &'a Value) -> Option<Self> {
+        Some(Request {
+            method: event["requestContext"]["http"]["method"].as_str()?,
+            headers: event["headers"].as_object()?,
+            body: event["body"].as_str().unwrap_or(""),
+            base64: event["isBase64Encoded"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// Function URLs lower-case header names.
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
+}
+
+impl<S, R, L, B> Webhook<S, R, L, B>
+where
+    S: Secrets,
+    R: Repository,
+    L: Ledger,
+    B: Builds,
+{
+    pub fn new(config: Config, secrets: S, starter: Handler<R, L, B>) -> Self {
+        Webhook {
+            config,
+            secrets,
+            starter,
+        }
+    }
+
+    pub fn starter(&self) -> &Handler<R, L, B> {
+        &self.starter
+    }
+
+    /// Always answers with an HTTP response: GitHub shows it on the
+    /// delivery, and a Lambda error would only read "502".
+    pub async fn handle(&self, event: Value, now: i64) -> Result<Value, std::convert::Infallible> {
+        Ok(self.answer(&event, now).await)
+    }
+
+    async fn answer(&self, event: &Value, now: i64) -> Value {
+        let Some(request) = Request::from_event(event) else {
+            return message(400, "not a Lambda Function URL request");
+        };
+        let delivery = request.header("x-github-delivery").unwrap_or("-");
+        if request.method != "POST" {
+            return message(405, "POST only");
+        }
+        // Refuse oversized bodies before decoding or hashing them.
+        let encoded_limit = if request.base64 {
+            self.config.max_body_bytes.div_ceil(3) * 4
+        } else {
+            self.config.max_body_bytes
+        };
+        if request.body.len() > encoded_limit {
+            warn!(delivery, bytes = request.body.len(), "body too large");
+            return message(413, "payload too large");
+        }
+        let body: Vec<u8> = if request.base64 {
+            match base64::engine::general_purpose::STANDARD.decode(request.body) {
+                Ok(bytes) => bytes,
+                Err(_) => return message(400, "body is not valid base64"),
+            }
+        } else {
+            request.body.as_bytes().to_vec()
+        };
+        if body.len() > self.config.max_body_bytes {
+            return message(413, "payload too large");
+        }
+        let content_type = request.header("content-type").unwrap_or("");
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            return message(
+                415,
+                "unsupported content type: set the webhook's content type to application/json",
+            );
+        }
+        let mut secrets = Vec::new();
+        for stage in [SecretStage::Current, SecretStage::Previous] {
+            match self.secrets.get(&self.config.webhook_secret, stage).await {
+                Ok(Some(secret)) => secrets.push(secret),
+                Ok(None) => {}
+                Err(err) => {
+                    error!(delivery, error = %err, "webhook secret unavailable");
+                    return message(503, "temporarily unavailable");
+                }
+            }
+        }
+        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.as_bytes()).collect();
+        if let Err(err) =
+            github::verify_signature(&keys, &body, request.header("x-hub-signature-256"))
+        {
+            // Neither the payload nor the secret is logged.
+            match err {
+                SignatureError::NoSecret => {
+                    error!(
+                        delivery,
+                        "no webhook secret configured: every delivery is refused"
+                    )
+                }
+                _ => warn!(delivery, reason = %err, "signature rejected"),
+            }
+            return message(401, "invalid signature");
+        }
+        match request.header("x-github-event").unwrap_or("") {
+            "ping" => message(200, "pong"),
+            "push" => self.push(&body, delivery, now).await,
+            other => {
+                info!(delivery, event = other, "event type ignored");
+                message(
+                    202,
+                    &format!("ignored: gild acts on push events, not `{other}`"),
+                )
+            }
+        }
+    }
+
+    async fn push(&self, body: &[u8], delivery: &str, now: i64) -> Value {
+        let push: PushPayload = match serde_json::from_slice(body) {
+            Ok(push) => push,
+            Err(err) => {
+                warn!(delivery, error = %err, "malformed push payload");
+                return message(400, &format!("malformed push payload: {err}"));
+            }
+        };
+        let (triage, changed) =
+            github::triage_push(&push, &self.config.settings(), &self.config.repository);
+        if let Triage::Ignore(reason) = &triage {
+            info!(delivery, reason = %reason, "push ignored");
+            return message(202, reason);
+        }
+        match self.starter.start(PUSH_EVENT, triage, changed, now).await {
+            Ok(outcome) => {
+                info!(
+                    delivery,
+                    started = outcome.started.len(),
+                    duplicates = outcome.duplicates.len(),
+                    "push handled"
+                );
+                let status = if outcome.started.is_empty() && outcome.duplicates.is_empty() {
+                    202
+                } else {
+                    200
+                };
+                respond(status, json!(outcome))
+            }
+            Err(err) => {
+                error!(delivery, error = %err, kind = err.name(), "push not handled");
+                let status = match err {
+                    // The pusher broke the catalog: tell them, retrying won't help.
+                    TriggerError::Catalog(_) | TriggerError::CatalogMissing { .. } => 422,
+                    TriggerError::Plan(_) | TriggerError::BadEvent(_) => 400,
+                    TriggerError::Repository(_) | TriggerError::StartFailed { .. } => 503,
+                };
+                respond(
+                    status,
+                    json!({"error": err.name(), "message": err.to_string()}),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gild_core::fakes::{MemoryLedger, MemoryRepository, ScriptedBuilds};
+    use gild_core::ports::PortResult;
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::Sha256;
+
+    struct FixedSecrets(Option<&'static str>, Option<&'static str>);
+
+    impl Secrets for FixedSecrets {
+        async fn get(&self, _name: &str, stage: SecretStage) -> PortResult<Option<String>> {
+            Ok(match stage {
+                SecretStage::Current => self.0,
+                SecretStage::Previous => self.1,
+            }
+            .map(str::to_owned))
+        }
+    }
+
+    const BODY: &str = include_str!("../../../tests/events/github-push.body.json");
+    const CATALOG: &str = "[families.debian12-base]\npath = \"images/debian12-base\"\nos = \"linux\"\nroles = [\"cw-agent\"]\n[families.win]\npath = \"images/win\"\nos = \"windows\"\n";
+
+    fn config() -> Config {
+        Config {
+            webhook_secret: "gild/webhook".into(),
+            token_secret: "gild/token".into(),
+            repository: "acme/platform-images".into(),
+            api_url: "http://unused".into(),
+            tracked_branch: "main".into(),
+            ledger_table: "t".into(),
+            bake_project: "gild-bake".into(),
+            concurrency: 2,
+            lease_secs: 60,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    fn webhook(
+        secrets: FixedSecrets,
+    ) -> Webhook<FixedSecrets, MemoryRepository, MemoryLedger, ScriptedBuilds> {
+        let push: Value = serde_json::from_str(BODY).expect("sample");
+        let after = push["after"].as_str().expect("after").to_owned();
+        let mut repo = MemoryRepository::default();
+        repo.files
+            .insert((after, "gild.toml".into()), CATALOG.into());
+        let starter = Handler::new(
+            config().settings(),
+            repo,
+            MemoryLedger::default(),
+            ScriptedBuilds::default(),
+            2,
+            60,
+        );
+        Webhook::new(config(), secrets, starter)
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    fn request(body: &str, event: &str, signature: Option<String>, content_type: &str) -> Value {
+        let mut headers = json!({"content-type": content_type, "x-github-event": event,
+                                 "x-github-delivery": "d-1", "user-agent": "GitHub-Hookshot/1"});
+        if let Some(signature) = signature {
+            headers["x-hub-signature-256"] = signature.into();
+        }
+        json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+               "headers": headers, "body": body, "isBase64Encoded": false,
+               "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+                                           "sourceIp": "192.30.252.1", "userAgent": "GitHub-Hookshot/1"}}})
+    }
+
+    fn status(response: &Value) -> u64 {
+        response["statusCode"].as_u64().expect("status")
+    }
+
+    #[tokio::test]
+    async fn signed_push_starts_the_affected_family_once() {
+        let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
+        let signed = request(
+            BODY,
+            "push",
+            Some(sign("gild-sample-secret", BODY.as_bytes())),
+            "application/json",
+        );
+        let first = hook.handle(signed.clone(), 1).await.expect("infallible");
+        assert_eq!(status(&first), 200, "{first}");
+        let again = hook.handle(signed, 2).await.expect("infallible");
+        assert_eq!(status(&again), 200, "{again}");
+        assert_eq!(
+            hook.starter().builds().started_families(),
+            vec!["debian12-base"]
+        );
+    }
+
+    #[tokio::test]
+    async fn forged_unsigned_oversized_and_misdeclared_requests_are_refused() {
+        let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
+        let cases = [
+            (
+                request(
+                    BODY,
+                    "push",
+                    Some(sign("forged", BODY.as_bytes())),
+                    "application/json",
+                ),
+                401,
+            ),
+            (request(BODY, "push", None, "application/json"), 401),
+            (
+                request(BODY, "push", Some("sha256=zz".into()), "application/json"),
+                401,
+            ),
+            (
+                request(
+                    &BODY[..BODY.len() / 2],
+                    "push",
+                    Some(sign("gild-sample-secret", BODY.as_bytes())),
+                    "application/json",
+                ),
+                401,
+            ),
+            (
+                request(
+                    BODY,
+                    "push",
+                    Some(sign("gild-sample-secret", BODY.as_bytes())),
+                    "application/x-www-form-urlencoded",
+                ),
+                415,
+            ),
+            (
+                request(&"x".repeat(64 * 1024 + 1), "push", None, "application/json"),
+                413,
+            ),
+        ];
+        for (i, (req, want)) in cases.into_iter().enumerate() {
+            let got = hook.handle(req, 1).await.expect("infallible");
+            assert_eq!(status(&got), want, "case {i}: {got}");
+        }
+        let mut get = request(BODY, "push", None, "application/json");
+        get["requestContext"]["http"]["method"] = "GET".into();
+        assert_eq!(status(&hook.handle(get, 1).await.expect("infallible")), 405);
+        assert!(hook.starter().builds().started_families().is_empty());
+    }
+
+    #[tokio::test]
+    async fn empty_secret_refuses_everything_and_rotation_accepts_both() {
+        let hook = webhook(FixedSecrets(Some(""), None));
+        let signed = request(
+            BODY,
+            "push",
+            Some(sign("", BODY.as_bytes())),
+            "application/json",
+        );
+        assert_eq!(
+            status(&hook.handle(signed, 1).await.expect("infallible")),
+            401
+        );
+
+        let hook = webhook(FixedSecrets(Some("new"), Some("gild-sample-secret")));
+        for secret in ["new", "gild-sample-secret"] {
+            let ping = request("{}", "ping", Some(sign(secret, b"{}")), "application/json");
+            assert_eq!(
+                status(&hook.handle(ping, 1).await.expect("infallible")),
+                200,
+                "{secret}"
+            );
+        }
+        let other = request("{}", "issues", Some(sign("new", b"{}")), "application/json");
+        assert_eq!(
+            status(&hook.handle(other, 1).await.expect("infallible")),
+            202
+        );
+    }
+
+    #[tokio::test]
+    async fn base64_bodies_are_verified_on_the_decoded_bytes() {
+        let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
+        let mut req = request(
+            "",
+            "push",
+            Some(sign("gild-sample-secret", BODY.as_bytes())),
+            "application/json",
+        );
+        req["body"] = base64::engine::general_purpose::STANDARD
+            .encode(BODY)
+            .into();
+        req["isBase64Encoded"] = true.into();
+        assert_eq!(status(&hook.handle(req, 1).await.expect("infallible")), 200);
+    }
+}
