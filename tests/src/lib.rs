@@ -13,6 +13,7 @@ pub mod codebuild;
 pub mod codecommit;
 pub mod events;
 pub mod git;
+pub mod github;
 pub mod moto;
 pub mod pipeline;
 pub mod runtime_api;

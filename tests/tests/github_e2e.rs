@@ -1,0 +1,360 @@
+//! The github-webhook function as AWS runs it: a Function URL event with a
+//! GitHub push signed in the test, the secrets in moto's Secrets Manager,
+//! GitHub's API answered by a local stub over a real git repository, and
+//! bakes counted at the emulator's CodeBuild.
+
+use gild_tests::git::TestRepo;
+use gild_tests::github::GitHubStub;
+use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, LEDGER_TABLE};
+use gild_tests::runtime_api::LambdaProcess;
+use gild_tests::{bin_path, events};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const REPOSITORY: &str = "acme/platform-images";
+const SECRET_NAME: &str = "gild/github-webhook";
+const TOKEN_NAME: &str = "gild/github-token";
+const TOKEN: &str = "test-token-for-the-local-stub";
+
+const CATALOG: &str = r#"
+[families.debian12-base]
+path = "images/debian12-base"
+os = "linux"
+roles = ["baseline"]
+
+[families.win2022-core]
+path = "images/win2022-core"
+os = "windows"
+"#;
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The Function URL event for a delivery: GitHub's headers (lower-cased, as
+/// Function URLs pass them) and the raw body.
+fn function_url_event(body: &str, event: &str, delivery: &str, signature: Option<String>) -> Value {
+    let sample = events::sample("github-push.headers.json").expect("headers sample");
+    let mut headers = serde_json::Map::new();
+    for (name, value) in sample.as_object().expect("headers object") {
+        headers.insert(name.to_lowercase(), value.clone());
+    }
+    headers.insert("x-github-event".into(), event.into());
+    headers.insert("x-github-delivery".into(), delivery.into());
+    headers.remove("x-hub-signature-256");
+    if let Some(signature) = signature {
+        headers.insert("x-hub-signature-256".into(), signature.into());
+    }
+    headers.insert("content-length".into(), body.len().to_string().into());
+    json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": headers, "body": body, "isBase64Encoded": false,
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "abcdefghijklmnop", "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abcdefghijklmnop", "requestId": format!("req-{delivery}"), "routeKey": "$default",
+            "stage": "$default", "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 1_795_600_800_000_u64,
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "140.82.115.1", "userAgent": "GitHub-Hookshot/7c1f2a4"}
+        }
+    })
+}
+
+/// A push payload in GitHub's shape for `before..after`, listing `paths` as modified.
+fn push_body(before: &str, after: &str, paths: &[&str], commits: usize) -> String {
+    let mut body = events::sample("github-push.body.json").expect("body sample");
+    body["before"] = before.into();
+    body["after"] = after.into();
+    body["compare"] = format!(
+        "https://github.com/{REPOSITORY}/compare/{}...{}",
+        &before[..12],
+        &after[..12]
+    )
+    .into();
+    let commit = json!({"id": after, "tree_id": after, "distinct": true, "message": "change",
+                        "timestamp": "2026-11-25T10:00:00Z", "url": format!("https://github.com/{REPOSITORY}/commit/{after}"),
+                        "author": {"name": "carol", "email": "carol@example.com"},
+                        "committer": {"name": "carol", "email": "carol@example.com"},
+                        "added": [], "modified": paths, "removed": []});
+    body["commits"] = Value::Array(vec![commit.clone(); commits]);
+    body["head_commit"] = commit;
+    body.to_string()
+}
+
+struct World {
+    pipeline: Pipeline,
+    github: GitHubStub,
+    commits: Vec<String>,
+}
+
+async fn world() -> World {
+    let repo = TestRepo::new().expect("repo");
+    repo.write("gild.toml", CATALOG).expect("write");
+    repo.write("images/debian12-base/debian.pkr.hcl", "#\n")
+        .expect("write");
+    repo.write("images/win2022-core/win.pkr.hcl", "#\n")
+        .expect("write");
+    let c1 = repo.commit("initial").expect("commit");
+    repo.write("images/debian12-base/debian.pkr.hcl", "# v2\n")
+        .expect("write");
+    let c2 = repo.commit("debian only").expect("commit");
+    repo.write("images/win2022-core/win.pkr.hcl", "# v2\n")
+        .expect("write");
+    let c3 = repo.commit("windows only").expect("commit");
+    let pipeline = Pipeline::start(repo).await.expect("pipeline");
+    let github = GitHubStub::start(pipeline.repo.path().to_path_buf(), REPOSITORY, TOKEN)
+        .await
+        .expect("github stub");
+    let secrets = aws_sdk_secretsmanager::Client::new(&pipeline.aws);
+    for (name, value) in [(SECRET_NAME, "gild-sample-secret"), (TOKEN_NAME, TOKEN)] {
+        secrets
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("secret");
+    }
+    World {
+        pipeline,
+        github,
+        commits: vec![c1, c2, c3],
+    }
+}
+
+async fn spawn(world: &World) -> LambdaProcess {
+    let mut env = world.pipeline.function_env();
+    env.extend(
+        [
+            ("GILD_WEBHOOK_SECRET", SECRET_NAME.to_owned()),
+            ("GILD_GITHUB_TOKEN_SECRET", TOKEN_NAME.to_owned()),
+            ("GILD_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
+            ("GILD_GITHUB_API_URL", world.github.api_url()),
+            ("GILD_MAX_BODY_BYTES", "65536".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    LambdaProcess::spawn(
+        &bin_path("github-webhook").expect("built"),
+        "gild-github-webhook",
+        &env,
+    )
+    .await
+    .expect("spawn")
+}
+
+async fn call(function: &LambdaProcess, event: &Value) -> (u64, Value) {
+    let response = function
+        .invoke(event)
+        .await
+        .expect("invocation")
+        .outcome
+        .unwrap_or_else(|e| panic!("function error {e}\n{}", function.logs()));
+    let status = response["statusCode"].as_u64().expect("status");
+    let body =
+        serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn bakes(world: &World) -> Vec<String> {
+    let mut families: Vec<String> = world
+        .pipeline
+        .codebuild
+        .started()
+        .iter()
+        .filter(|b| b.project_name == BAKE_PROJECT)
+        .filter_map(|b| b.env_value("GILD_FAMILY").map(str::to_owned))
+        .collect();
+    families.sort();
+    families
+}
+
+#[tokio::test]
+async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_refused() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let world = world().await;
+    let hook = spawn(&world).await;
+    let [c1, c2, c3] = [&world.commits[0], &world.commits[1], &world.commits[2]];
+    let body = push_body(c1, c2, &["images/debian12-base/debian.pkr.hcl"], 1);
+    let signed = function_url_event(
+        &body,
+        "push",
+        "delivery-1",
+        Some(sign("gild-sample-secret", body.as_bytes())),
+    );
+
+    let (status, outcome) = call(&hook, &signed).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(bakes(&world), ["debian12-base"]);
+    let started = &world.pipeline.codebuild.started()[0];
+    assert_eq!(started.source_version.as_deref(), Some(c2.as_str()));
+    assert_eq!(
+        started.env_value("GILD_DEDUPE_KEY"),
+        Some(format!("push:{c2}").as_str())
+    );
+    // The payload listed the paths, so no compare call; the catalog came from the API.
+    assert_eq!(world.github.calls("compare"), 0);
+    assert_eq!(world.github.calls("contents"), 1);
+
+    // Redelivery of the same delivery, and the same push under a new delivery id.
+    let (status, outcome) = call(&hook, &signed).await;
+    assert_eq!(
+        (status, outcome["duplicates"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    let again = function_url_event(
+        &body,
+        "push",
+        "delivery-2",
+        Some(sign("gild-sample-secret", body.as_bytes())),
+    );
+    assert_eq!(call(&hook, &again).await.0, 200);
+    assert_eq!(
+        bakes(&world),
+        ["debian12-base"],
+        "replays start nothing new"
+    );
+
+    // Forged, truncated, unsigned, malformed, oversized, wrong type: refused.
+    let mut refused = 0;
+    let cases = [
+        (
+            function_url_event(
+                &body,
+                "push",
+                "f1",
+                Some(sign("not-the-secret", body.as_bytes())),
+            ),
+            401,
+        ),
+        (
+            function_url_event(
+                &body[..body.len() - 10],
+                "push",
+                "f2",
+                Some(sign("gild-sample-secret", body.as_bytes())),
+            ),
+            401,
+        ),
+        (function_url_event(&body, "push", "f3", None), 401),
+        (
+            function_url_event(&body, "push", "f4", Some("sha256=not-hex".into())),
+            401,
+        ),
+        (
+            function_url_event(
+                &"x".repeat(70_000),
+                "push",
+                "f5",
+                Some(sign("gild-sample-secret", &[])),
+            ),
+            413,
+        ),
+    ];
+    for (event, want) in cases {
+        let (status, body) = call(&hook, &event).await;
+        assert_eq!(status, want, "{body}");
+        refused += 1;
+    }
+    let mut form = function_url_event(
+        &body,
+        "push",
+        "f6",
+        Some(sign("gild-sample-secret", body.as_bytes())),
+    );
+    form["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
+    assert_eq!(call(&hook, &form).await.0, 415);
+    refused += 1;
+    assert_eq!(refused, 6);
+    assert_eq!(bakes(&world), ["debian12-base"]);
+
+    // Ping, other events, tag pushes: answered, nothing started.
+    let ping = function_url_event(
+        "{\"zen\":\"Keep it logically awesome.\"}",
+        "ping",
+        "p1",
+        Some(sign(
+            "gild-sample-secret",
+            b"{\"zen\":\"Keep it logically awesome.\"}",
+        )),
+    );
+    assert_eq!(call(&hook, &ping).await.0, 200);
+    let mut tag: Value = serde_json::from_str(&body).expect("json");
+    tag["ref"] = "refs/tags/v2026.11".into();
+    let tag = tag.to_string();
+    let (status, answer) = call(
+        &hook,
+        &function_url_event(
+            &tag,
+            "push",
+            "t1",
+            Some(sign("gild-sample-secret", tag.as_bytes())),
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let issues = function_url_event(
+        "{}",
+        "issues",
+        "i1",
+        Some(sign("gild-sample-secret", b"{}")),
+    );
+    assert_eq!(call(&hook, &issues).await.0, 202);
+
+    // A push whose commit list is truncated: the compare API supplies the paths.
+    let long = push_body(c2, c3, &["README.md"], 20);
+    let (status, outcome) = call(
+        &hook,
+        &function_url_event(
+            &long,
+            "push",
+            "l1",
+            Some(sign("gild-sample-secret", long.as_bytes())),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(world.github.calls("compare"), 1);
+    assert_eq!(
+        bakes(&world),
+        ["debian12-base", "win2022-core"],
+        "the listed README is not what changed"
+    );
+
+    // The ledger holds one claim per family and commit.
+    let items = aws_sdk_dynamodb::Client::new(&world.pipeline.aws)
+        .scan()
+        .table_name(LEDGER_TABLE)
+        .send()
+        .await
+        .expect("scan");
+    assert_eq!(items.count(), 2);
+}
+
+#[tokio::test]
+async fn rotated_secret_accepts_current_and_previous() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let world = world().await;
+    aws_sdk_secretsmanager::Client::new(&world.pipeline.aws)
+        .put_secret_value()
+        .secret_id(SECRET_NAME)
+        .secret_string("rotated-secret")
+        .send()
+        .await
+        .expect("rotate");
+    let hook = spawn(&world).await;
+    let body = "{\"zen\":\"Design for failure.\"}";
+    for (secret, want) in [
+        ("rotated-secret", 200),
+        ("gild-sample-secret", 200),
+        ("older-secret", 401),
+    ] {
+        let event = function_url_event(body, "ping", secret, Some(sign(secret, body.as_bytes())));
+        assert_eq!(call(&hook, &event).await.0, want, "{secret}");
+    }
+}
