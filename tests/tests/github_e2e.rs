@@ -358,3 +358,47 @@ async fn rotated_secret_accepts_current_and_previous() {
         assert_eq!(call(&hook, &event).await.0, want, "{secret}");
     }
 }
+
+#[tokio::test]
+async fn schedule_reads_the_catalog_through_github_when_the_images_live_there() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let world = world().await;
+    let mut env = world.pipeline.function_env();
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_CODECOMMIT");
+    env.extend(
+        [
+            ("GILD_REPOSITORY_HOST", "github".to_owned()),
+            ("GILD_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
+            ("GILD_GITHUB_TOKEN_SECRET", TOKEN_NAME.to_owned()),
+            ("GILD_GITHUB_API_URL", world.github.api_url()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let trigger = LambdaProcess::spawn(&bin_path("trigger").expect("built"), "gild-trigger", &env)
+        .await
+        .expect("spawn");
+    let schedule = events::schedule("2026-11-11T03:00:00Z").expect("event");
+    let outcome = trigger.invoke(&schedule).await.expect("invocation").outcome;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e}\n{}", trigger.logs()));
+    assert_eq!(
+        outcome["started"].as_array().map(Vec::len),
+        Some(2),
+        "{outcome}"
+    );
+    assert_eq!(bakes(&world), ["debian12-base", "win2022-core"]);
+    let tip = &world.commits[2];
+    assert!(world
+        .pipeline
+        .codebuild
+        .started()
+        .iter()
+        .all(|b| b.source_version.as_deref() == Some(tip.as_str())));
+    assert_eq!(world.github.calls("branches"), 1);
+    assert_eq!(
+        world.pipeline.codecommit.calls("GetFile"),
+        0,
+        "no CodeCommit at all"
+    );
+}

@@ -13,6 +13,21 @@ pub struct Config {
     pub concurrency: usize,
     /// How long a claim is held; longer than the function's timeout.
     pub lease_secs: i64,
+    /// Where the images repository lives.
+    pub host: RepositoryHost,
+}
+
+/// CodeCommit (default) or GitHub, where schedule and manual bakes read
+/// the catalog at the tracked branch's tip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryHost {
+    CodeCommit,
+    GitHub {
+        /// `owner/name`.
+        repository: String,
+        token_secret: String,
+        api_url: String,
+    },
 }
 
 impl Config {
@@ -32,6 +47,21 @@ impl Config {
             tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
             concurrency,
             lease_secs: optional("GILD_LEASE_SECS", gild_core::ledger::DEFAULT_LEASE_SECS)?,
+            host: match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
+                "codecommit" => RepositoryHost::CodeCommit,
+                "github" => RepositoryHost::GitHub {
+                    repository: required("GILD_GITHUB_REPOSITORY")?,
+                    token_secret: required("GILD_GITHUB_TOKEN_SECRET")?,
+                    api_url: optional("GILD_GITHUB_API_URL", "https://api.github.com".to_owned())?,
+                },
+                other => {
+                    return Err(ConfigError::Invalid {
+                        name: "GILD_REPOSITORY_HOST",
+                        value: other.to_owned(),
+                        problem: "must be `codecommit` or `github`".into(),
+                    })
+                }
+            },
         })
     }
 

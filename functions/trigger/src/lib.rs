@@ -1,7 +1,35 @@
 //! The trigger Lambda: turns a schedule, a push or a manual request into one
-//! bake build per affected family, exactly once.
+//! bake build per affected family, exactly once. The work is in
+//! `gild_flow::trigger`; this crate reads the config and wires the clients.
 
 mod config;
 
-pub use config::Config;
+use gild_aws::{codebuild::CodeBuildBuilds, dynamodb::DynamoLedger};
+use gild_core::ports::Repository;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+pub use config::{Config, RepositoryHost};
 pub use gild_flow::trigger::{Handler, Outcome, TriggerError};
+
+/// Runs the trigger with `repo` until the Lambda runtime stops it.
+pub async fn serve<R: Repository>(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+    repo: R,
+) -> Result<(), Error> {
+    let handler = Handler::new(
+        config.settings(),
+        repo,
+        DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), &config.ledger_table),
+        CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), &config.bake_project),
+        config.concurrency,
+        config.lease_secs,
+    );
+    let handler = &handler;
+    // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(handler.handle(event.payload, gild_lambda::now()))
+    }))
+    .await
+}
