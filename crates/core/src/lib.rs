@@ -6,6 +6,7 @@ pub mod announce;
 pub mod catalog;
 pub mod completion;
 pub mod event;
+pub mod fuzzing;
 pub mod github;
 pub mod ledger;
 pub mod plan;

@@ -1,0 +1,43 @@
+# Fuzzing with cargo-fuzz (libFuzzer) on the stable toolchain, without a
+# sanitizer (`-s none`): the targets are safe Rust, so what is looked for is
+# panics and broken properties (gild_core::fuzzing).
+#   make fuzz-smoke      a short bounded campaign per target (part of make test)
+#   make fuzz-campaign   FUZZ_SECONDS per target (default 600), corpus kept
+# The corpus replay on plain `cargo test` is crates/core/tests/fuzz_corpus.rs.
+
+CHECKS += fuzz-smoke
+
+.PHONY: fuzz-tool fuzz-smoke fuzz-campaign
+
+CARGO_FUZZ_VERSION := 0.13.1
+CARGO_FUZZ_ROOT := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+CARGO_FUZZ := $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
+FUZZ_TARGETS := webhook eventbridge catalog
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_SECONDS ?= 600
+
+$(CARGO_FUZZ):
+	$(CARGO) install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(CARGO_FUZZ_ROOT)
+
+fuzz-tool: $(CARGO_FUZZ)
+
+# Each run reads the committed corpus and writes new inputs to a scratch
+# dir, so `make test` never changes tracked files; a finding fails the run
+# and leaves its input in fuzz/artifacts/<target>/.
+fuzz-smoke: $(CARGO_FUZZ)
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		scratch=$$(mktemp -d); \
+		if ! ../$(CARGO_FUZZ) run -s none $$target $$scratch corpus/$$target -- \
+			-max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1 > $$scratch.log 2>&1; then \
+			tail -n 40 $$scratch.log; echo "fuzz target $$target found a failing input (fuzz/artifacts/$$target/)"; exit 1; \
+		fi; \
+		echo "fuzz $$target: $$(grep -E '^Done' $$scratch.log)"; \
+		rm -rf $$scratch $$scratch.log; \
+	done
+
+fuzz-campaign: $(CARGO_FUZZ)
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		../$(CARGO_FUZZ) run -s none $$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | tail -n 20; \
+		../$(CARGO_FUZZ) cmin -s none $$target corpus/$$target; \
+	done
