@@ -13,10 +13,13 @@ use crate::classify;
 
 const SERVICE: &str = "SecretsManager";
 
+/// (name, stage) → (when read, value).
+type Cache = HashMap<(String, SecretStage), (Instant, Option<String>)>;
+
 pub struct SecretsManager {
     client: Client,
     ttl: Duration,
-    cache: Mutex<HashMap<(String, SecretStage), (Instant, Option<String>)>>,
+    cache: Mutex<Cache>,
 }
 
 impl SecretsManager {
