@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod plan;
 pub mod ports;
 pub mod retry;
+pub mod slack;
 pub mod state;
 
 #[cfg(feature = "fakes")]
