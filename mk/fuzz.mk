@@ -12,7 +12,7 @@ CHECKS += fuzz-smoke
 CARGO_FUZZ_VERSION := 0.13.1
 CARGO_FUZZ_ROOT := .tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 CARGO_FUZZ := $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
-FUZZ_TARGETS := webhook eventbridge catalog
+FUZZ_TARGETS := webhook eventbridge catalog slack
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_SECONDS ?= 600
 

@@ -35,3 +35,8 @@ fn catalog_corpus() {
 fn webhook_corpus() {
     assert!(replay("webhook", gild_core::fuzzing::webhook) >= 2);
 }
+
+#[test]
+fn slack_corpus() {
+    assert!(replay("slack", gild_core::fuzzing::slack) >= 3);
+}
