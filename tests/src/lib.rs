@@ -12,6 +12,7 @@ pub mod aws;
 pub mod codebuild;
 pub mod codecommit;
 pub mod events;
+pub mod faults;
 pub mod git;
 pub mod github;
 pub mod moto;

@@ -158,7 +158,13 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts everything around `repo` and creates the stack's resources.
     pub async fn start(repo: TestRepo) -> Result<Pipeline, HarnessError> {
-        let moto = MotoServer::start().await?;
+        Pipeline::start_on(MotoServer::start().await?, repo).await
+    }
+
+    /// Like `start`, on a moto that is already running and holds nothing
+    /// (new, or `reset` after an earlier pipeline), so a test that runs many
+    /// pipelines one after another pays moto's start-up once.
+    pub async fn start_on(moto: MotoServer, repo: TestRepo) -> Result<Pipeline, HarnessError> {
         let aws = aws::sdk_config(&moto.endpoint());
         let stack = create_stack(&aws).await?;
         let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), REPOSITORY).await?;

@@ -59,6 +59,7 @@ fn to_item(record: &BakeRecord) -> Item {
         ("test_build_id", record.test_build_id.as_deref()),
         ("failed_stage", record.failed_stage.map(Stage::as_str)),
         ("reason", record.reason.as_deref()),
+        ("owner", record.owner.as_deref()),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -98,6 +99,7 @@ fn from_item(item: &Item) -> PortResult<BakeRecord> {
         requested_at: number("requested_at"),
         updated_at: number("updated_at"),
         lease_until: number("lease_until"),
+        owner: text("owner"),
     })
 }
 
@@ -110,9 +112,11 @@ impl Ledger for DynamoLedger {
             .set_item(Some(to_item(record)))
             // New, or a claim whose holder died before recording a build.
             .condition_expression(
-                "attribute_not_exists(#family) OR (#state = :requested AND #lease < :now AND attribute_not_exists(#build))",
+                "attribute_not_exists(#family) OR (#state = :requested AND #lease < :now AND attribute_not_exists(#build)) OR #owner = :owner",
             )
             .expression_attribute_names("#family", "family")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(record.owner.as_deref().unwrap_or("-")))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#lease", "lease_until")
             .expression_attribute_names("#build", "build_id")
@@ -153,16 +157,20 @@ impl Ledger for DynamoLedger {
         state: BakeState,
         now: i64,
         lease_secs: i64,
+        owner: &str,
     ) -> PortResult<bool> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .update_expression("SET #lease = :until")
-            .condition_expression("#state = :state AND #lease < :now")
+            .update_expression("SET #lease = :until, #owner = :owner")
+            // The owner clause lets the SDK's retry of this very write succeed.
+            .condition_expression("#state = :state AND (#lease < :now OR #owner = :owner)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#lease", "lease_until")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":state", s(state.as_str()))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":until", n(now + lease_secs))

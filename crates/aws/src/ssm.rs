@@ -22,29 +22,13 @@ impl SsmParameters {
     }
 }
 
-impl Parameters for SsmParameters {
-    async fn promote(&self, name: &str, image_id: &str) -> PortResult<i64> {
-        let out = self
-            .client
-            .put_parameter()
-            .name(name)
-            .value(image_id)
-            .r#type(ParameterType::String)
-            .data_type(IMAGE_DATA_TYPE)
-            // Overwriting is what keeps the previous images in SSM's history.
-            .overwrite(true)
-            .send()
-            .await
-            .map_err(|e| classify(SERVICE, "PutParameter", e))?;
-        Ok(out.version())
-    }
-
-    async fn current(&self, name: &str) -> PortResult<Option<String>> {
+impl SsmParameters {
+    /// The parameter's current value and version.
+    async fn get(&self, name: &str) -> PortResult<Option<(String, i64)>> {
         match self.client.get_parameter().name(name).send().await {
             Ok(out) => out
                 .parameter()
-                .and_then(|p| p.value())
-                .map(|v| Some(v.to_owned()))
+                .and_then(|p| p.value().map(|v| Some((v.to_owned(), p.version()))))
                 .ok_or_else(|| PortError::InvalidResponse {
                     service: SERVICE,
                     operation: "GetParameter",
@@ -59,5 +43,40 @@ impl Parameters for SsmParameters {
             }
             Err(err) => Err(classify(SERVICE, "GetParameter", err)),
         }
+    }
+}
+
+impl Parameters for SsmParameters {
+    /// Idempotent: a parameter already at `image_id` is left as it is. Every
+    /// overwrite makes a new version, so the SDK must not retry a put whose
+    /// answer was lost; the caller's retry comes back here and reads first.
+    async fn promote(&self, name: &str, image_id: &str) -> PortResult<i64> {
+        if let Some((value, version)) = self.get(name).await? {
+            if value == image_id {
+                return Ok(version);
+            }
+        }
+        let out = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(image_id)
+            .r#type(ParameterType::String)
+            .data_type(IMAGE_DATA_TYPE)
+            // Overwriting is what keeps the previous images in SSM's history.
+            .overwrite(true)
+            .customize()
+            .config_override(
+                aws_sdk_ssm::config::Config::builder()
+                    .retry_config(aws_sdk_ssm::config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+            .map_err(|e| classify(SERVICE, "PutParameter", e))?;
+        Ok(out.version())
+    }
+
+    async fn current(&self, name: &str) -> PortResult<Option<String>> {
+        Ok(self.get(name).await?.map(|(value, _)| value))
     }
 }

@@ -120,6 +120,7 @@ mod tests {
             Some("a3f5c7e9b1d3f5a7".into()),
             at,
             60,
+            "test",
         );
         r.state = state;
         r

@@ -40,9 +40,10 @@ impl Ledger for MemoryLedger {
         let mut records = lock(&self.records);
         match records.get(&record.key) {
             Some(existing)
-                if !(existing.state == BakeState::Requested
+                if !((existing.state == BakeState::Requested
                     && existing.lease_until < now
-                    && existing.build_id.is_none()) =>
+                    && existing.build_id.is_none())
+                    || (existing.owner.is_some() && existing.owner == record.owner)) =>
             {
                 Ok(Claim::Taken(Box::new(existing.clone())))
             }
@@ -59,15 +60,17 @@ impl Ledger for MemoryLedger {
         state: BakeState,
         now: i64,
         lease_secs: i64,
+        owner: &str,
     ) -> PortResult<bool> {
         let mut records = lock(&self.records);
         let Some(record) = records
             .get_mut(key)
-            .filter(|r| r.state == state && !r.is_locked(now))
+            .filter(|r| r.state == state && !r.is_locked_against(owner, now))
         else {
             return Ok(false);
         };
         record.lease_until = now + lease_secs;
+        record.owner = Some(owner.to_owned());
         Ok(true)
     }
 

@@ -56,12 +56,16 @@ pub struct BakeRecord {
     pub updated_at: i64,
     /// Epoch seconds until which the claim or step lock is held.
     pub lease_until: i64,
+    /// The invocation holding the claim or lock. A write whose answer was
+    /// lost is retried by the SDK; the retry finds its own owner token and
+    /// succeeds instead of mistaking its own claim for someone else's.
+    pub owner: Option<String>,
 }
 
 impl BakeRecord {
-    /// Another invocation holds this record's lock right now.
-    pub fn is_locked(&self, now: i64) -> bool {
-        self.lease_until >= now
+    /// Another invocation than `owner` holds this record's lock right now.
+    pub fn is_locked_against(&self, owner: &str, now: i64) -> bool {
+        self.lease_until >= now && self.owner.as_deref() != Some(owner)
     }
 }
 
@@ -72,6 +76,7 @@ impl BakeRecord {
         commit: Option<String>,
         now: i64,
         lease_secs: i64,
+        owner: &str,
     ) -> Self {
         BakeRecord {
             key,
@@ -86,6 +91,7 @@ impl BakeRecord {
             requested_at: now,
             updated_at: now,
             lease_until: now + lease_secs,
+            owner: Some(owner.to_owned()),
         }
     }
 }

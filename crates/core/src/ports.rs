@@ -198,8 +198,9 @@ pub trait Notifier: Send + Sync {
 }
 
 pub trait Ledger: Send + Sync {
-    /// Claims a bake: succeeds when no record exists, or when an earlier
-    /// claim expired without a build being recorded.
+    /// Claims a bake: succeeds when no record exists, when an earlier claim
+    /// expired without a build being recorded, or when the claim is already
+    /// this owner's (a retried write).
     fn claim(
         &self,
         record: &BakeRecord,
@@ -214,6 +215,7 @@ pub trait Ledger: Send + Sync {
         state: BakeState,
         now: i64,
         lease_secs: i64,
+        owner: &str,
     ) -> impl Future<Output = PortResult<bool>> + Send;
     /// Moves a record from `from` to `to` with `change` and frees its lock,
     /// only if it is still in `from`; `Ok(false)` when it was not.

@@ -194,6 +194,7 @@ where
         };
         let region = event.envelope.region.as_deref().unwrap_or("us-east-1");
         let at = event.envelope.time.clone();
+        let owner = gild_lambda::invocation_token();
         loop {
             let record = self.read(&key, "read ledger").await?;
             let Some(record) = record else {
@@ -237,7 +238,7 @@ where
             let locked = with_backoff(&self.backoff, seed(&key.family), || {
                 self.ports
                     .ledger
-                    .lock(&key, record.state, now, self.settings.lease_secs)
+                    .lock(&key, record.state, now, self.settings.lease_secs, &owner)
             })
             .await
             .map_err(|error| port("lock ledger", &key, error))?;
@@ -275,8 +276,15 @@ where
             .await
             .map_err(|error| port("advance ledger", &key, error))?;
             if !advanced {
-                warn!(family = %key.family, from = %record.state, to = %to, "ledger moved on under the lock");
-                return Ok(report);
+                // Either our write landed but its answer was lost (the SDK's
+                // retry then fails the condition), or someone moved the bake
+                // on. The ledger says which; the loop carries on from there.
+                let now_state = self.read(&key, "read ledger").await?.map(|r| r.state);
+                warn!(family = %key.family, from = %record.state, to = %to, found = ?now_state, "advance reported no change");
+                if now_state == Some(to) {
+                    report.reached.push(to);
+                }
+                continue;
             }
             info!(family = %key.family, dedupe_key = %key.dedupe_key, from = %record.state, to = %to, "advanced");
             report.reached.push(to);

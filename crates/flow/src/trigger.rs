@@ -181,10 +181,12 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             return Ok(outcome);
         }
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
+        let owner = gild_lambda::invocation_token();
+        let owner = owner.as_str();
         let results: Vec<(String, Result<Done, StartError>)> = stream::iter(plan.actions)
             .map(|action| async move {
                 let family = action.family().to_owned();
-                (family, self.start_once(action, now).await)
+                (family, self.start_once(action, now, owner).await)
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -291,7 +293,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     /// Claim, start, record. The claim comes first so that a concurrent or
     /// later delivery of the same event finds it and starts nothing.
-    async fn start_once(&self, action: Action, now: i64) -> Result<Done, StartError> {
+    async fn start_once(&self, action: Action, now: i64, owner: &str) -> Result<Done, StartError> {
         let Action::StartBake {
             family,
             trigger,
@@ -319,6 +321,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             Some(commit.clone()),
             now,
             self.lease_secs,
+            owner,
         );
         let claim = with_backoff(&self.backoff, jitter, || self.ledger.claim(&record, now)).await?;
         if let Claim::Taken(existing) = claim {
@@ -534,7 +537,14 @@ os = "windows"
     async fn expired_claim_without_build_is_taken_over() {
         let h = handler(&[]);
         let key = BakeKey::new("a", "schedule:2026-11");
-        let stale = BakeRecord::requested(key, gild_core::plan::Trigger::Schedule, None, 0, 60);
+        let stale = BakeRecord::requested(
+            key,
+            gild_core::plan::Trigger::Schedule,
+            None,
+            0,
+            60,
+            "crashed-invocation",
+        );
         h.ledger()
             .claim(&stale, 0)
             .await

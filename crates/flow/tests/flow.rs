@@ -113,7 +113,14 @@ fn test_event(status: &str, test_build: &str) -> Value {
 }
 
 async fn seed_baking(f: &Flow) {
-    let record = BakeRecord::requested(key(), Trigger::Schedule, Some("9f2c1e7".into()), 0, 60);
+    let record = BakeRecord::requested(
+        key(),
+        Trigger::Schedule,
+        Some("9f2c1e7".into()),
+        0,
+        60,
+        "trigger-invocation",
+    );
     f.ports().ledger.claim(&record, 0).await.expect("claim");
     let started = Change {
         build_id: Some(BAKE_BUILD.into()),
@@ -497,7 +504,7 @@ async fn a_held_lock_makes_the_duplicate_retry_later() {
     assert!(bake
         .ports()
         .ledger
-        .lock(&key(), BakeState::Baking, 10, 60)
+        .lock(&key(), BakeState::Baking, 10, 60, "another-invocation")
         .await
         .expect("lock"));
     let err = bake

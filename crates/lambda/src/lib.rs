@@ -73,6 +73,21 @@ pub fn diagnostic(error_type: &str, error: &impl Display) -> Diagnostic {
 
 pub mod retry;
 
+/// A token unique to this invocation (process, time, sequence): the owner
+/// of the ledger claims and locks it takes.
+pub fn invocation_token() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Seconds since the epoch; the ledger's clock.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
