@@ -124,12 +124,23 @@ async fn run() -> Result<(), HarnessError> {
     report(delivery.function, "push", &delivery.invocation.outcome);
     settle(&functions, &pipeline, &standin, 12).await?;
 
-    section("3. announcements, as the subscriber queue received them");
+    section("3. announcements, as the subscriber queue received them, and their Slack messages");
     let received = pipeline.announcements().await?;
+    let link = gild_core::slack::RepositoryLink::codecommit(gild_tests::pipeline::REPOSITORY)
+        .map_err(|message| HarnessError::InvalidInput { message })?;
     for r in &received {
         println!("Subject: {}", r.subject);
         println!("Attributes: {:?}", r.attributes);
         println!("{}", r.body["text"].as_str().unwrap_or("(no text)"));
+        // What slack-notify posts for this announcement: the same renderer
+        // the function runs, on the same JSON body.
+        match gild_core::slack::render_body(&r.body.to_string(), &link) {
+            Ok(message) => println!(
+                "Slack message slack-notify would post:\n{}",
+                serde_json::to_string_pretty(&message.to_json()).unwrap_or_default()
+            ),
+            Err(err) => println!("Slack message: cannot render: {err}"),
+        }
         println!("{}", "-".repeat(72));
     }
     println!(
