@@ -46,9 +46,7 @@ pub fn run(args: &BuildArgs) -> Result<String, CliError> {
         }
         None => json!({"all": true, "requested_by": args.requested_by}),
     };
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
-    let event_id = runtime.block_on(async {
+    let event_id = crate::block_on(async {
         let config = gild_aws::load_sdk_config().await;
         EventBridgeBus::new(Client::new(&config), &args.bus)
             .put(GILD_SOURCE, BUILD_REQUESTED, &detail)

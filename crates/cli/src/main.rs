@@ -50,6 +50,16 @@ pub enum CliError {
     Usage(String),
 }
 
+/// Runs one async AWS call from the synchronous CLI.
+pub fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, gild_core::ports::PortError>>,
+) -> Result<T, CliError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?
+        .block_on(work)
+        .map_err(CliError::from)
+}
+
 pub fn read(path: &std::path::Path) -> Result<String, CliError> {
     std::fs::read_to_string(path).map_err(|source| CliError::Read {
         path: path.to_owned(),

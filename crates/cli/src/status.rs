@@ -20,9 +20,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: &StatusArgs) -> Result<String, CliError> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
-    let records = runtime.block_on(async {
+    let records = crate::block_on(async {
         let config = gild_aws::load_sdk_config().await;
         DynamoLedger::new(Client::new(&config), &args.table)
             .list()

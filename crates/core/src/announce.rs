@@ -148,6 +148,10 @@ impl Announcement {
 
     /// The same facts for programs (`default`, `sqs` and `lambda` bodies).
     pub fn json(&self) -> serde_json::Value {
+        self.json_with_text(self.email())
+    }
+
+    fn json_with_text(&self, text: String) -> serde_json::Value {
         let (stage, reason, version) = match &self.outcome {
             Outcome::Promoted { version, .. } => (None, None, Some(*version)),
             Outcome::Failed { stage, reason } => {
@@ -176,19 +180,21 @@ impl Announcement {
             "at": self.at,
             // The email's text, for subscribers that show people a message
             // (chat, queues read by a person) without re-rendering the facts.
-            "text": self.email(),
+            "text": text,
         })
     }
 
     /// The SNS publication: `MessageStructure=json` with a body per protocol,
     /// and attributes subscribers can filter on.
     pub fn publication(&self) -> Publication {
-        let machine = self.json().to_string();
+        // The email is rendered once: it is both a body and the JSON's text.
+        let email = self.email();
+        let machine = self.json_with_text(email.clone()).to_string();
         let message = json!({
             "default": machine,
             "sqs": machine,
             "lambda": machine,
-            "email": self.email(),
+            "email": email,
             "email-json": machine,
         });
         let mut attributes = vec![
