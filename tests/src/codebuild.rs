@@ -4,11 +4,17 @@
 //! is exactly what the pipeline's tests need to assert on. The proxy forwards
 //! every request unchanged (so moto still tracks builds and projects) and
 //! records what each successful `StartBuild` asked for.
+//!
+//! With [`Limits`] it also behaves like CodeBuild under load: a latency per
+//! call, `ThrottlingException` above a request rate (a token bucket, as AWS
+//! meters API calls), and `AccountLimitExceededException` when `StartBuild`
+//! would run more builds at once than the account's quota. Builds count as
+//! running until [`CodeBuildProxy::finish`] ends them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -63,6 +69,32 @@ impl StartedBuild {
     }
 }
 
+/// How the proxy loads CodeBuild (all off by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Added before every call is answered.
+    pub latency: Duration,
+    /// Calls per second (any operation) before `ThrottlingException`; the
+    /// bucket holds one second's worth.
+    pub rate_per_sec: Option<f64>,
+    /// Builds running at once before `AccountLimitExceededException`.
+    pub max_running: Option<usize>,
+}
+
+/// What the limits did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    pub throttled: usize,
+    pub over_quota: usize,
+    pub running: usize,
+    pub peak_running: usize,
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
 /// A running proxy; the server stops on drop.
 pub struct CodeBuildProxy {
     state: Arc<ProxyState>,
@@ -76,6 +108,10 @@ struct ProxyState {
     client: HttpClient,
     started: Mutex<Vec<StartedBuild>>,
     calls: Mutex<HashMap<String, usize>>,
+    limits: Limits,
+    bucket: Mutex<Bucket>,
+    running: Mutex<BTreeSet<String>>,
+    counts: Mutex<LimitCounts>,
 }
 
 fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,6 +122,14 @@ fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl CodeBuildProxy {
     /// Proxies to `moto_endpoint` (e.g. `MotoServer::endpoint()`).
     pub async fn start(moto_endpoint: &str) -> Result<CodeBuildProxy, HarnessError> {
+        CodeBuildProxy::start_limited(moto_endpoint, Limits::default()).await
+    }
+
+    /// A proxy that also applies `limits`.
+    pub async fn start_limited(
+        moto_endpoint: &str,
+        limits: Limits,
+    ) -> Result<CodeBuildProxy, HarnessError> {
         let upstream = moto_endpoint.trim_end_matches('/').to_string();
         let invalid = || HarnessError::InvalidInput {
             message: format!("`{moto_endpoint}` is not an http://host:port endpoint"),
@@ -111,6 +155,13 @@ impl CodeBuildProxy {
             client: http_client::new_client(),
             started: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
+            limits,
+            bucket: Mutex::new(Bucket {
+                tokens: limits.rate_per_sec.unwrap_or(0.0),
+                refilled: Instant::now(),
+            }),
+            running: Mutex::new(BTreeSet::new()),
+            counts: Mutex::new(LimitCounts::default()),
         });
         let app = Router::new()
             .fallback(forward)
@@ -138,6 +189,56 @@ impl CodeBuildProxy {
     /// How many requests named CodeBuild operation `op` went through.
     pub fn calls(&self, op: &str) -> usize {
         relock(&self.state.calls).get(op).copied().unwrap_or(0)
+    }
+
+    /// Ends a running build, freeing its slot; `false` if it was not running.
+    pub fn finish(&self, build_id: &str) -> bool {
+        let ended = relock(&self.state.running).remove(build_id);
+        if ended {
+            relock(&self.state.counts).running -= 1;
+        }
+        ended
+    }
+
+    pub fn limit_counts(&self) -> LimitCounts {
+        *relock(&self.state.counts)
+    }
+}
+
+impl ProxyState {
+    /// The error CodeBuild would answer under the limits, if any.
+    fn refuse(&self, operation: Option<&str>) -> Option<(&'static str, String)> {
+        if let Some(rate) = self.limits.rate_per_sec {
+            let mut bucket = relock(&self.bucket);
+            let now = Instant::now();
+            let refill = now.duration_since(bucket.refilled).as_secs_f64() * rate;
+            bucket.tokens = (bucket.tokens + refill).min(rate.max(1.0));
+            bucket.refilled = now;
+            if bucket.tokens < 1.0 {
+                relock(&self.counts).throttled += 1;
+                return Some(("ThrottlingException", "Rate exceeded".to_owned()));
+            }
+            bucket.tokens -= 1.0;
+        }
+        if let (Some(max), Some("StartBuild")) = (self.limits.max_running, operation) {
+            if relock(&self.running).len() >= max {
+                relock(&self.counts).over_quota += 1;
+                return Some((
+                    "AccountLimitExceededException",
+                    format!("Cannot have more than {max} active builds for the account"),
+                ));
+            }
+        }
+        None
+    }
+
+    fn now_running(&self, build_id: &str) {
+        let mut running = relock(&self.running);
+        if running.insert(build_id.to_owned()) {
+            let mut counts = relock(&self.counts);
+            counts.running = running.len();
+            counts.peak_running = counts.peak_running.max(running.len());
+        }
     }
 }
 
@@ -185,6 +286,18 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     if let Some(op) = &operation {
         *relock(&state.calls).entry(op.clone()).or_insert(0) += 1;
     }
+    if !state.limits.latency.is_zero() {
+        tokio::time::sleep(state.limits.latency).await;
+    }
+    if let Some((code, message)) = state.refuse(operation.as_deref()) {
+        let body = json!({"__type": code, "message": message});
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/x-amz-json-1.1")],
+            body.to_string(),
+        )
+            .into_response();
+    }
 
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let url = format!("{}{}", state.upstream, path);
@@ -214,6 +327,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
 
     if operation.as_deref() == Some("StartBuild") && upstream.status.is_success() {
         let started = started_build(&body, &upstream.body);
+        state.now_running(&started.build_id);
         relock(&state.started).push(started);
     }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 
 use crate::codebuild::CodeBuildProxy;
@@ -44,7 +45,11 @@ pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
     let attr = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(if name == "requested_at" {
+                ScalarAttributeType::N
+            } else {
+                ScalarAttributeType::S
+            })
             .build()
     };
     let key = |name: &str, kind| {
@@ -61,6 +66,22 @@ pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
         .attribute_definitions(attr("dedupe_key").map_err(|e| setup("ledger", e))?)
         .key_schema(key("family", KeyType::Hash).map_err(|e| setup("ledger", e))?)
         .key_schema(key("dedupe_key", KeyType::Range).map_err(|e| setup("ledger", e))?)
+        // As infra/template.yaml declares it: the bake queue's index.
+        .attribute_definitions(attr("active").map_err(|e| setup("ledger", e))?)
+        .attribute_definitions(attr("requested_at").map_err(|e| setup("ledger", e))?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(gild_aws::dynamodb::ACTIVE_INDEX)
+                .key_schema(key("active", KeyType::Hash).map_err(|e| setup("ledger", e))?)
+                .key_schema(key("requested_at", KeyType::Range).map_err(|e| setup("ledger", e))?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| setup("ledger index", e))?,
+        )
         .send()
         .await
         .map_err(|e| {

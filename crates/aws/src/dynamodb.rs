@@ -1,4 +1,9 @@
 //! The bake ledger in DynamoDB: partition key `family`, sort key `dedupe_key`.
+//!
+//! Records not yet in a terminal state carry `active = "yes"`, the partition
+//! key of the sparse global secondary index [`ACTIVE_INDEX`] (sort key
+//! `requested_at`): the queue reads what holds and waits for CodeBuild slots
+//! with one Query instead of scanning every bake ever made.
 
 use std::collections::HashMap;
 
@@ -15,6 +20,11 @@ use crate::classify;
 const SERVICE: &str = "DynamoDB";
 
 type Item = HashMap<String, AttributeValue>;
+
+/// The sparse index of records not in a terminal state (infra/template.yaml).
+pub const ACTIVE_INDEX: &str = "active";
+const ACTIVE: &str = "active";
+const ACTIVE_VALUE: &str = "yes";
 
 pub struct DynamoLedger {
     client: Client,
@@ -52,6 +62,9 @@ fn to_item(record: &BakeRecord) -> Item {
     item.insert("requested_at".into(), n(record.requested_at));
     item.insert("updated_at".into(), n(record.updated_at));
     item.insert("lease_until".into(), n(record.lease_until));
+    if !record.state.is_terminal() {
+        item.insert(ACTIVE.into(), s(ACTIVE_VALUE));
+    }
     let optional = [
         ("commit", record.commit.as_deref()),
         ("build_id", record.build_id.as_deref()),
@@ -231,11 +244,13 @@ impl Ledger for DynamoLedger {
                     .expression_attribute_values(format!(":{name}"), s(value));
             }
         }
-        match request
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await
-        {
+        let mut expression = format!("SET {}", sets.join(", "));
+        if to.is_terminal() {
+            // Leaves the active index: the bake holds and waits for nothing.
+            expression.push_str(" REMOVE #active");
+            request = request.expression_attribute_names("#active", ACTIVE);
+        }
+        match request.update_expression(expression).send().await {
             Ok(_) => Ok(true),
             Err(err)
                 if err
@@ -287,6 +302,27 @@ impl Ledger for DynamoLedger {
             .await
             .map_err(|e| classify(SERVICE, "GetItem", e))?;
         out.item.as_ref().map(from_item).transpose()
+    }
+
+    async fn active(&self) -> PortResult<Vec<BakeRecord>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(ACTIVE_INDEX)
+            .key_condition_expression("#active = :yes")
+            .expression_attribute_names("#active", ACTIVE)
+            .expression_attribute_values(":yes", s(ACTIVE_VALUE))
+            .into_paginator()
+            .send();
+        let mut records = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(SERVICE, "Query", e))?;
+            for item in page.items() {
+                records.push(from_item(item)?);
+            }
+        }
+        Ok(records)
     }
 
     async fn list(&self) -> PortResult<Vec<BakeRecord>> {

@@ -120,6 +120,14 @@ impl Ledger for MemoryLedger {
         Ok(lock(&self.records).get(key).cloned())
     }
 
+    async fn active(&self) -> PortResult<Vec<BakeRecord>> {
+        Ok(lock(&self.records)
+            .values()
+            .filter(|r| !r.state.is_terminal())
+            .cloned()
+            .collect())
+    }
+
     async fn list(&self) -> PortResult<Vec<BakeRecord>> {
         Ok(self.snapshot())
     }

@@ -11,6 +11,7 @@ pub mod github;
 pub mod ledger;
 pub mod plan;
 pub mod ports;
+pub mod queue;
 pub mod retry;
 pub mod slack;
 pub mod state;

@@ -235,6 +235,9 @@ pub trait Ledger: Send + Sync {
         state: BakeState,
     ) -> impl Future<Output = PortResult<()>> + Send;
     fn get(&self, key: &BakeKey) -> impl Future<Output = PortResult<Option<BakeRecord>>> + Send;
+    /// The records not yet in a terminal state: what holds CodeBuild slots
+    /// and what waits for one (see `queue`). May lag a write by a moment.
+    fn active(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
     /// Every record (for `gild status`; the ledger holds one item per bake).
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
 }

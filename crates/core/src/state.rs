@@ -1,7 +1,8 @@
 //! The life of one bake, as data.
 //!
 //! `requested → baking → baked → testing → validated → promoted`, or `failed`
-//! at a stage. The ledger item holds the current state and the AMI carries it
+//! at a stage. A bake that finds CodeBuild's concurrency quota full waits as
+//! `requested → queued → baking` (see `queue`). The ledger item holds the current state and the AMI carries it
 //! as the `gild:state` tag. Every handler asks [`next`] before acting: a step
 //! that does not apply to the current state (a duplicate or out-of-order
 //! event) returns `None` and the handler does nothing but log.
@@ -14,6 +15,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum BakeState {
     Requested,
+    /// Claimed, waiting for a free CodeBuild slot.
+    Queued,
     Baking,
     Baked,
     Testing,
@@ -23,8 +26,9 @@ pub enum BakeState {
 }
 
 impl BakeState {
-    pub const ALL: [BakeState; 7] = [
+    pub const ALL: [BakeState; 8] = [
         BakeState::Requested,
+        BakeState::Queued,
         BakeState::Baking,
         BakeState::Baked,
         BakeState::Testing,
@@ -36,6 +40,7 @@ impl BakeState {
     pub fn as_str(self) -> &'static str {
         match self {
             BakeState::Requested => "requested",
+            BakeState::Queued => "queued",
             BakeState::Baking => "baking",
             BakeState::Baked => "baked",
             BakeState::Testing => "testing",
@@ -95,6 +100,8 @@ impl fmt::Display for Stage {
 /// What happened to a bake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// No CodeBuild slot was free; the bake waits in the queue.
+    Queued,
     /// The trigger started the bake build.
     BakeStarted,
     /// The bake build succeeded and its AMI was tagged.
@@ -110,6 +117,8 @@ pub enum Step {
 /// Every allowed transition. Anything not listed is a no-op.
 pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
     (BakeState::Requested, Step::BakeStarted, BakeState::Baking),
+    (BakeState::Requested, Step::Queued, BakeState::Queued),
+    (BakeState::Queued, Step::BakeStarted, BakeState::Baking),
     (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked),
     (
         BakeState::Baking,
@@ -167,8 +176,18 @@ mod tests {
     }
 
     #[test]
+    fn a_queued_bake_starts_later_and_only_once() {
+        let queued = next(BakeState::Requested, Step::Queued).expect("queue");
+        assert_eq!(queued, BakeState::Queued);
+        assert_eq!(next(queued, Step::Queued), None);
+        assert_eq!(next(queued, Step::BakeStarted), Some(BakeState::Baking));
+        assert_eq!(next(BakeState::Baking, Step::Queued), None);
+    }
+
+    #[test]
     fn terminal_states_accept_nothing() {
         let steps = [
+            Step::Queued,
             Step::BakeStarted,
             Step::BakeSucceeded,
             Step::TestStarted,

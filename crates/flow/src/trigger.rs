@@ -1,16 +1,23 @@
 //! Starting bakes: an event (EventBridge, or a GitHub push turned into the
 //! same triage) becomes one bake build per affected family, exactly once.
 //! Used by the trigger and github-webhook functions.
+//!
+//! Bakes beyond gild's share of CodeBuild's concurrent-build quota are
+//! queued in the ledger (`gild_core::queue`); the trigger starts them when a
+//! build-ended event says a slot is free.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::stream::{self, StreamExt};
 use gild_core::catalog::{self, Catalog, CatalogError, CATALOG_FILE};
-use gild_core::event::{self, EventError};
+use gild_core::event::{self, EventError, EventKind};
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::{self, Action, DiffBase, Inputs, PlanError, Settings, Triage};
 use gild_core::ports::{BakeRequest, Builds, Ledger, PortError, Repository};
+use gild_core::queue;
 use gild_core::retry::Backoff;
 use gild_core::state::BakeState;
-use gild_lambda::retry::{seed, with_backoff};
+use gild_lambda::retry::{seed, with_backoff, with_backoff_if};
 use gild_lambda::Diagnostic;
 use serde::Serialize;
 use serde_json::Value;
@@ -28,6 +35,8 @@ pub enum TriggerError {
     Plan(#[from] PlanError),
     #[error("reading the images repository: {0}")]
     Repository(PortError),
+    #[error("reading the bake queue: {0}")]
+    Ledger(PortError),
     #[error("{} of {} bakes did not start, the event will be retried ({}); bakes already started will not start again", failures.len(), failures.len() + started, failures.iter().map(|f| format!("{}: {}", f.family, f.error)).collect::<Vec<_>>().join("; "))]
     StartFailed {
         failures: Vec<StartFailure>,
@@ -61,6 +70,7 @@ impl TriggerError {
             TriggerError::CatalogMissing { .. } => "CatalogMissing",
             TriggerError::Plan(_) => "PlanRefused",
             TriggerError::Repository(_) => "RepositoryUnavailable",
+            TriggerError::Ledger(_) => "LedgerUnavailable",
             TriggerError::StartFailed { .. } => "StartFailed",
         }
     }
@@ -78,8 +88,16 @@ pub struct Outcome {
     pub event: String,
     pub reason: String,
     pub started: Vec<Started>,
+    /// Bakes waiting in the ledger for a free CodeBuild slot.
+    pub queued: Vec<Queued>,
     /// Bakes an earlier delivery already claimed.
     pub duplicates: Vec<Duplicate>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Queued {
+    pub family: String,
+    pub dedupe_key: String,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -99,7 +117,46 @@ pub struct Duplicate {
 
 enum Done {
     Started(Started),
+    Queued(Queued),
     Duplicate(Duplicate),
+}
+
+/// CodeBuild slots one invocation may still fill. Once CodeBuild itself says
+/// the account is full, the rest queue without asking it again.
+struct Slots {
+    free: AtomicUsize,
+    quota_full: AtomicBool,
+}
+
+impl Slots {
+    fn new(free: usize) -> Self {
+        Slots {
+            free: AtomicUsize::new(free),
+            quota_full: AtomicBool::new(false),
+        }
+    }
+
+    fn take(&self) -> bool {
+        !self.quota_full.load(Ordering::SeqCst)
+            && self
+                .free
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.free.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn full(&self) {
+        self.quota_full.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A start that CodeBuild refused for want of a slot is queued, not retried:
+/// slots free up in minutes or hours, not within a backoff.
+fn retry_start(err: &PortError) -> bool {
+    err.is_transient() && !matches!(err, PortError::LimitExceeded { .. })
 }
 
 pub struct Handler<R, L, B> {
@@ -110,6 +167,7 @@ pub struct Handler<R, L, B> {
     concurrency: usize,
     lease_secs: i64,
     backoff: Backoff,
+    max_parallel: usize,
 }
 
 impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
@@ -129,7 +187,14 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             concurrency: concurrency.max(1),
             lease_secs,
             backoff: Backoff::default(),
+            max_parallel: queue::DEFAULT_MAX_PARALLEL_BUILDS,
         }
+    }
+
+    /// How many of gild's builds may run at once; more bakes are queued.
+    pub fn with_max_parallel(mut self, max_parallel: usize) -> Self {
+        self.max_parallel = max_parallel;
+        self
     }
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
@@ -148,14 +213,197 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
     /// Handles an EventBridge event.
     pub async fn handle(&self, event: Value, now: i64) -> Result<Outcome, TriggerError> {
         let event = event::parse(event)?;
-        let mut triage = plan::triage(&event, &self.settings);
-        if let Triage::Completion(_) = triage {
-            triage = Triage::Ignore(
-                "build completions are handled by bake-finished and test-finished".into(),
-            );
+        // A build ended somewhere in the account: a slot may be free. What
+        // the build means for its bake is bake-finished's and test-finished's.
+        if let EventKind::BuildStateChange(change) = &event.kind {
+            let ended = queue::ended_build(change, &self.settings.projects.test);
+            let what = format!("{} {}", event.envelope.detail_type, change.build_id);
+            return self.drain(what, ended, now).await;
         }
+        let triage = plan::triage(&event, &self.settings);
         self.start(&event.envelope.detail_type, triage, None, now)
             .await
+    }
+
+    /// Starts queued bakes, oldest first, into the slots free now. `ended`
+    /// is a build whose end is being reported, counted as gone already.
+    pub async fn drain(
+        &self,
+        event: String,
+        ended: Option<&str>,
+        now: i64,
+    ) -> Result<Outcome, TriggerError> {
+        let active = self.active().await?;
+        let free = queue::free_slots(&active, self.max_parallel, now, ended);
+        let picked = queue::next_to_start(&active, free, now);
+        let waiting = active
+            .iter()
+            .filter(|r| r.state == BakeState::Queued)
+            .count();
+        let mut outcome = Outcome {
+            event,
+            reason: String::new(),
+            started: Vec::new(),
+            queued: Vec::new(),
+            duplicates: Vec::new(),
+        };
+        let owner = gild_lambda::invocation_token();
+        let owner = owner.as_str();
+        let slots = Slots::new(picked.len());
+        let records: Vec<&BakeRecord> = picked
+            .iter()
+            .filter_map(|key| active.iter().find(|r| &r.key == key))
+            .collect();
+        let slots = &slots;
+        let results: Vec<(String, Result<Option<Started>, StartError>)> = stream::iter(records)
+            .map(|record| async move {
+                let family = record.key.family.clone();
+                (family, self.start_queued(record, now, owner, slots).await)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (family, result) in results {
+            match result {
+                Ok(Some(started)) => outcome.started.push(started),
+                Ok(None) => {}
+                Err(error) => failures.push(StartFailure { family, error }),
+            }
+        }
+        outcome.started.sort_by(|a, b| a.family.cmp(&b.family));
+        outcome.reason = format!(
+            "{free} of {} build slots free: {} queued bakes started, {} still waiting",
+            self.max_parallel,
+            outcome.started.len(),
+            waiting - outcome.started.len()
+        );
+        info!(event = %outcome.event, reason = %outcome.reason, "queue drained");
+        if failures.is_empty() {
+            Ok(outcome)
+        } else {
+            failures.sort_by(|a, b| a.family.cmp(&b.family));
+            Err(TriggerError::StartFailed {
+                failures,
+                started: outcome.started.len(),
+            })
+        }
+    }
+
+    async fn active(&self) -> Result<Vec<BakeRecord>, TriggerError> {
+        self.retrying("queue", || self.ledger.active())
+            .await
+            .map_err(TriggerError::Ledger)
+    }
+
+    /// Starts one queued bake under its lock; `None` when another invocation
+    /// has it or no slot is free after all.
+    async fn start_queued(
+        &self,
+        record: &BakeRecord,
+        now: i64,
+        owner: &str,
+        slots: &Slots,
+    ) -> Result<Option<Started>, StartError> {
+        let key = &record.key;
+        let jitter = seed(&key.family);
+        let locked = with_backoff(&self.backoff, jitter, || {
+            self.ledger
+                .lock(key, BakeState::Queued, now, self.lease_secs, owner)
+        })
+        .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let commit = record
+            .commit
+            .clone()
+            .ok_or_else(|| PortError::InvalidResponse {
+                service: "ledger",
+                operation: "queue",
+                message: format!("queued bake of {} has no commit", key.family),
+            })?;
+        let request = BakeRequest {
+            key: key.clone(),
+            trigger: record.trigger,
+            commit,
+        };
+        let build_id = if slots.take() {
+            self.start_build(&request, slots).await
+        } else {
+            Ok(None)
+        };
+        let build_id = match build_id {
+            Ok(Some(build_id)) => build_id,
+            result => {
+                // Back in the queue for the next build-ended event.
+                if let Err(release) = self.ledger.release(key, BakeState::Queued).await {
+                    warn!(family = %key.family, error = %release, "could not release queued bake; its lock expires on its own");
+                }
+                return result.map(|_| None);
+            }
+        };
+        self.record_start(key, BakeState::Queued, &build_id, now)
+            .await?;
+        info!(family = %key.family, dedupe_key = %key.dedupe_key, build_id, "queued bake started");
+        Ok(Some(Started {
+            family: key.family.clone(),
+            dedupe_key: key.dedupe_key.clone(),
+            build_id,
+        }))
+    }
+
+    /// StartBuild, retried on throttling and timeouts; `None` when the
+    /// account's concurrent-build quota is full.
+    async fn start_build(
+        &self,
+        request: &BakeRequest,
+        slots: &Slots,
+    ) -> Result<Option<String>, StartError> {
+        let started = with_backoff_if(
+            &self.backoff,
+            seed(&request.key.family),
+            retry_start,
+            || self.builds.start_bake(request),
+        )
+        .await;
+        match started {
+            Ok(build_id) => Ok(Some(build_id)),
+            Err(PortError::LimitExceeded { code, .. }) => {
+                warn!(family = %request.key.family, code, "CodeBuild has no free slot; queueing");
+                slots.full();
+                Ok(None)
+            }
+            Err(err) => {
+                slots.give_back();
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Records the build on the bake. If this write fails the build still
+    /// runs; the live lock keeps redeliveries from starting it again, and
+    /// the error makes it visible.
+    async fn record_start(
+        &self,
+        key: &BakeKey,
+        from: BakeState,
+        build_id: &str,
+        now: i64,
+    ) -> Result<(), StartError> {
+        let change = Change {
+            build_id: Some(build_id.to_owned()),
+            ..Change::default()
+        };
+        let recorded = with_backoff(&self.backoff, seed(&key.family), || {
+            self.ledger
+                .advance(key, from, BakeState::Baking, &change, now)
+        })
+        .await?;
+        if !recorded {
+            warn!(family = %key.family, build_id, "ledger moved on before the build was recorded");
+        }
+        Ok(())
     }
 
     /// Plans and starts the bakes of a triaged event. `changed` gives the
@@ -174,6 +422,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             event: plan.event,
             reason: plan.reason,
             started: Vec::new(),
+            queued: Vec::new(),
             duplicates: Vec::new(),
         };
         if plan.actions.is_empty() {
@@ -181,12 +430,15 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             return Ok(outcome);
         }
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
+        let active = self.active().await?;
+        let slots = Slots::new(queue::free_slots(&active, self.max_parallel, now, None));
+        let slots = &slots;
         let owner = gild_lambda::invocation_token();
         let owner = owner.as_str();
         let results: Vec<(String, Result<Done, StartError>)> = stream::iter(plan.actions)
             .map(|action| async move {
                 let family = action.family().to_owned();
-                (family, self.start_once(action, now, owner).await)
+                (family, self.start_once(action, now, owner, slots).await)
             })
             .buffer_unordered(self.concurrency)
             .collect()
@@ -195,11 +447,13 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         for (family, result) in results {
             match result {
                 Ok(Done::Started(started)) => outcome.started.push(started),
+                Ok(Done::Queued(queued)) => outcome.queued.push(queued),
                 Ok(Done::Duplicate(duplicate)) => outcome.duplicates.push(duplicate),
                 Err(error) => failures.push(StartFailure { family, error }),
             }
         }
         outcome.started.sort_by(|a, b| a.family.cmp(&b.family));
+        outcome.queued.sort_by(|a, b| a.family.cmp(&b.family));
         outcome.duplicates.sort_by(|a, b| a.family.cmp(&b.family));
         if failures.is_empty() {
             Ok(outcome)
@@ -207,7 +461,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             failures.sort_by(|a, b| a.family.cmp(&b.family));
             Err(TriggerError::StartFailed {
                 failures,
-                started: outcome.started.len() + outcome.duplicates.len(),
+                started: outcome.started.len() + outcome.queued.len() + outcome.duplicates.len(),
             })
         }
     }
@@ -291,9 +545,16 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         with_backoff(&self.backoff, seed(what), call).await
     }
 
-    /// Claim, start, record. The claim comes first so that a concurrent or
-    /// later delivery of the same event finds it and starts nothing.
-    async fn start_once(&self, action: Action, now: i64, owner: &str) -> Result<Done, StartError> {
+    /// Claim, start (or queue), record. The claim comes first so that a
+    /// concurrent or later delivery of the same event finds it and starts
+    /// nothing.
+    async fn start_once(
+        &self,
+        action: Action,
+        now: i64,
+        owner: &str,
+        slots: &Slots,
+    ) -> Result<Done, StartError> {
         let Action::StartBake {
             family,
             trigger,
@@ -344,39 +605,48 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             trigger,
             commit,
         };
-        let build_id = match with_backoff(&self.backoff, jitter, || {
-            self.builds.start_bake(&request)
-        })
-        .await
-        {
-            Ok(build_id) => build_id,
+        let started = if slots.take() {
+            self.start_build(&request, slots).await
+        } else {
+            Ok(None)
+        };
+        let build_id = match started {
+            Ok(Some(build_id)) => build_id,
+            Ok(None) => return self.enqueue(key, now).await,
             Err(err) => {
                 // Let the retried event claim it again.
                 if let Err(release) = self.ledger.release(&key, BakeState::Requested).await {
                     warn!(family = %key.family, error = %release, "could not release claim; it expires on its own");
                 }
-                return Err(err.into());
+                return Err(err);
             }
         };
-        let change = Change {
-            build_id: Some(build_id.clone()),
-            ..Change::default()
-        };
-        // If this write fails the build still runs; the live claim keeps
-        // redeliveries from starting it again, and the error makes it visible.
-        let recorded = with_backoff(&self.backoff, jitter, || {
-            self.ledger
-                .advance(&key, BakeState::Requested, BakeState::Baking, &change, now)
-        })
-        .await?;
-        if !recorded {
-            warn!(family = %key.family, build_id, "ledger moved on before the build was recorded");
-        }
+        self.record_start(&key, BakeState::Requested, &build_id, now)
+            .await?;
         info!(family = %key.family, dedupe_key = %key.dedupe_key, build_id, trigger = %trigger, "bake started");
         Ok(Done::Started(Started {
             family: key.family,
             dedupe_key: key.dedupe_key,
             build_id,
+        }))
+    }
+
+    /// Puts a claimed bake in the queue. The write is what makes it durable:
+    /// until it lands, the live claim makes redeliveries retry (InFlight).
+    async fn enqueue(&self, key: BakeKey, now: i64) -> Result<Done, StartError> {
+        let nothing = Change::default();
+        let queued = with_backoff(&self.backoff, seed(&key.family), || {
+            self.ledger
+                .advance(&key, BakeState::Requested, BakeState::Queued, &nothing, now)
+        })
+        .await?;
+        if !queued {
+            warn!(family = %key.family, "claim moved on before the bake was queued");
+        }
+        info!(family = %key.family, dedupe_key = %key.dedupe_key, "no CodeBuild slot free; bake queued");
+        Ok(Done::Queued(Queued {
+            family: key.family,
+            dedupe_key: key.dedupe_key,
         }))
     }
 }
@@ -482,16 +752,26 @@ os = "windows"
     }
 
     #[tokio::test]
-    async fn throttling_and_limits_are_retried() {
-        let h = handler(&[]);
+    async fn throttling_is_retried_and_a_full_account_queues() {
+        let h = handler(&[]).with_backoff(Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(4),
+            attempts: 4,
+        });
         h.builds().fail("a", [throttled(), throttled()]);
         h.builds().fail("b", [account_limit()]);
         let outcome = h
             .handle(schedule("2026-11-11T03:00:00Z"), 1)
             .await
-            .expect("retried");
-        assert_eq!(outcome.started.len(), 3);
-        assert_eq!(h.builds().calls(), 6);
+            .expect("retried or queued");
+        assert_eq!(outcome.started.len(), 1, "{outcome:?}");
+        assert_eq!(outcome.started[0].family, "a");
+        // Two lanes: c waits for b's, which ends on the limit, so c queues
+        // without a StartBuild of its own.
+        let queued: Vec<&str> = outcome.queued.iter().map(|q| q.family.as_str()).collect();
+        assert_eq!(queued, vec!["b", "c"]);
+        assert_eq!(h.builds().started_families(), vec!["a"]);
+        assert_eq!(h.builds().calls(), 4);
     }
 
     #[tokio::test]
@@ -563,6 +843,118 @@ os = "windows"
             .await
             .expect("ok");
         assert_eq!(taken.started.len(), 1);
+        assert_eq!(h.builds().started_families(), vec!["a", "b", "c"]);
+    }
+
+    fn ended(project: &str, build_id: &str, status: &str) -> Value {
+        json!({"version": "0", "id": format!("e-{build_id}"), "detail-type": "CodeBuild Build State Change",
+               "source": "aws.codebuild", "time": "2026-11-11T05:00:00Z", "region": "us-east-1",
+               "detail": {"build-status": status, "project-name": project,
+                          "build-id": format!("arn:aws:codebuild:us-east-1:123456789012:build/{build_id}")}})
+    }
+
+    fn states(
+        h: &Handler<MemoryRepository, MemoryLedger, ScriptedBuilds>,
+    ) -> Vec<(String, BakeState)> {
+        h.ledger()
+            .snapshot()
+            .into_iter()
+            .map(|r| (r.key.family, r.state))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bakes_beyond_the_limit_queue_and_start_as_builds_end() {
+        let h = handler(&[]).with_max_parallel(2);
+        let outcome = h
+            .handle(schedule("2026-11-11T03:00:00Z"), 1)
+            .await
+            .expect("schedule");
+        assert_eq!(outcome.started.len(), 2);
+        assert_eq!(outcome.queued.len(), 1);
+        let waiting = outcome.queued[0].family.clone();
+        // The queue is durable and a redelivery neither starts nor re-queues it.
+        let again = h
+            .handle(schedule("2026-11-11T03:00:00Z"), 2)
+            .await
+            .expect("redelivery");
+        assert!(again.started.is_empty() && again.queued.is_empty());
+        assert_eq!(again.duplicates.len(), 3);
+        assert_eq!(h.builds().calls(), 2);
+        // A bake that succeeded hands its slot to its test: nothing starts.
+        let first = outcome.started[0].build_id.clone();
+        let drained = h
+            .handle(ended("gild-bake", &first, "SUCCEEDED"), 3)
+            .await
+            .expect("bake succeeded");
+        assert!(drained.started.is_empty(), "{drained:?}");
+        // A failed bake frees its slot even before bake-finished records it.
+        let drained = h
+            .handle(ended("gild-bake", &first, "FAILED"), 4)
+            .await
+            .expect("bake failed");
+        assert_eq!(drained.started.len(), 1);
+        assert_eq!(drained.started[0].family, waiting);
+        // The same event again (at-least-once delivery) starts nothing more.
+        let twice = h
+            .handle(ended("gild-bake", &first, "FAILED"), 5)
+            .await
+            .expect("redelivered end");
+        assert!(twice.started.is_empty());
+        assert_eq!(h.builds().started_families(), vec!["a", "b", "c"]);
+        assert!(states(&h).iter().all(|(_, s)| *s == BakeState::Baking));
+    }
+
+    #[tokio::test]
+    async fn a_full_account_queues_without_asking_codebuild_again() {
+        let h = handler(&[]).with_max_parallel(10);
+        h.builds().fail("a", [account_limit()]);
+        h.builds().fail("b", [account_limit()]);
+        h.builds().fail("c", [account_limit()]);
+        let outcome = h
+            .handle(schedule("2026-11-11T03:00:00Z"), 1)
+            .await
+            .expect("queued, not failed");
+        assert!(outcome.started.is_empty());
+        assert_eq!(outcome.queued.len(), 3);
+        // Two fan-out lanes may each meet the limit once; never all three.
+        assert!(h.builds().calls() <= 2, "{}", h.builds().calls());
+        assert!(states(&h).iter().all(|(_, s)| *s == BakeState::Queued));
+        h.builds()
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        // Some other team's build ends: the account has room again.
+        let drained = h
+            .handle(ended("other-team", "other-team:1", "SUCCEEDED"), 2)
+            .await
+            .expect("drain");
+        assert_eq!(drained.started.len(), 3);
+        assert!(states(&h).iter().all(|(_, s)| *s == BakeState::Baking));
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_from_the_queue_goes_back_to_the_queue() {
+        let h = handler(&[]).with_max_parallel(0);
+        let outcome = h
+            .handle(schedule("2026-11-11T03:00:00Z"), 1)
+            .await
+            .expect("all queued");
+        assert_eq!(outcome.queued.len(), 3);
+        let mut h = h.with_max_parallel(3);
+        h.backoff.attempts = 1;
+        h.builds().fail("a", [denied()]);
+        let err = h
+            .handle(ended("other-team", "other-team:1", "FAILED"), 2)
+            .await
+            .expect_err("a fails for good");
+        assert!(matches!(err, TriggerError::StartFailed { .. }), "{err}");
+        let retry = h
+            .handle(ended("other-team", "other-team:1", "FAILED"), 3)
+            .await
+            .expect("retried delivery");
+        assert_eq!(retry.started.len(), 1);
         assert_eq!(h.builds().started_families(), vec!["a", "b", "c"]);
     }
 

@@ -2,13 +2,29 @@
 
 use std::future::Future;
 
-use gild_core::ports::PortResult;
+use gild_core::ports::{PortError, PortResult};
 use gild_core::retry::Backoff;
 
 /// Calls `call` until it succeeds, fails for good, or `backoff.attempts` run
 /// out. `seed` spreads the jitter of calls made together (use a hash of the
 /// family, say).
-pub async fn with_backoff<T, F, Fut>(backoff: &Backoff, seed: u64, mut call: F) -> PortResult<T>
+pub async fn with_backoff<T, F, Fut>(backoff: &Backoff, seed: u64, call: F) -> PortResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    with_backoff_if(backoff, seed, PortError::is_transient, call).await
+}
+
+/// [`with_backoff`] retrying only the errors `retry_on` picks, for callers
+/// that handle some transient errors themselves (a full CodeBuild quota
+/// queues the bake rather than waiting seconds for a slot that takes hours).
+pub async fn with_backoff_if<T, F, Fut>(
+    backoff: &Backoff,
+    seed: u64,
+    retry_on: impl Fn(&PortError) -> bool,
+    mut call: F,
+) -> PortResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = PortResult<T>>,
@@ -16,7 +32,7 @@ where
     let mut retry = 0;
     loop {
         match call().await {
-            Err(err) if err.is_transient() && retry + 1 < backoff.attempts => {
+            Err(err) if retry_on(&err) && retry + 1 < backoff.attempts => {
                 let delay = backoff.delay(retry, seed);
                 tracing::warn!(error = %err, retry, delay_ms = delay.as_millis() as u64, "transient failure, retrying");
                 tokio::time::sleep(delay).await;

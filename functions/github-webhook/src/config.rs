@@ -17,6 +17,8 @@ pub struct Config {
     pub bake_project: String,
     pub concurrency: usize,
     pub lease_secs: i64,
+    /// gild's builds at once; more bakes wait in the ledger's queue.
+    pub max_parallel: usize,
     /// Larger bodies are refused before they are hashed.
     pub max_body_bytes: usize,
 }
@@ -33,6 +35,10 @@ impl Config {
             bake_project: required("GILD_BAKE_PROJECT")?,
             concurrency: optional("GILD_START_CONCURRENCY", 8usize)?.max(1),
             lease_secs: optional("GILD_LEASE_SECS", DEFAULT_LEASE_SECS)?,
+            max_parallel: optional(
+                "GILD_MAX_PARALLEL_BUILDS",
+                gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS,
+            )?,
             max_body_bytes: optional("GILD_MAX_BODY_BYTES", 1024 * 1024usize)?,
         })
     }

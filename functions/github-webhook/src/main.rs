@@ -32,7 +32,8 @@ async fn main() -> Result<(), Error> {
         CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(&aws), &config.bake_project),
         config.concurrency,
         config.lease_secs,
-    );
+    )
+    .with_max_parallel(config.max_parallel);
     let webhook = Webhook::new(config, secrets(), starter);
     let webhook = &webhook;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

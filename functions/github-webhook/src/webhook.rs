@@ -172,10 +172,14 @@ where
                 info!(
                     delivery,
                     started = outcome.started.len(),
+                    queued = outcome.queued.len(),
                     duplicates = outcome.duplicates.len(),
                     "push handled"
                 );
-                let status = if outcome.started.is_empty() && outcome.duplicates.is_empty() {
+                let status = if outcome.started.is_empty()
+                    && outcome.queued.is_empty()
+                    && outcome.duplicates.is_empty()
+                {
                     202
                 } else {
                     200
@@ -188,7 +192,9 @@ where
                     // The pusher broke the catalog: tell them, retrying won't help.
                     TriggerError::Catalog(_) | TriggerError::CatalogMissing { .. } => 422,
                     TriggerError::Plan(_) | TriggerError::BadEvent(_) => 400,
-                    TriggerError::Repository(_) | TriggerError::StartFailed { .. } => 503,
+                    TriggerError::Repository(_)
+                    | TriggerError::Ledger(_)
+                    | TriggerError::StartFailed { .. } => 503,
                 };
                 respond(
                     status,
@@ -233,6 +239,7 @@ mod tests {
             bake_project: "gild-bake".into(),
             concurrency: 2,
             lease_secs: 60,
+            max_parallel: 20,
             max_body_bytes: 64 * 1024,
         }
     }

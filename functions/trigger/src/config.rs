@@ -1,3 +1,4 @@
+use gild_core::completion::Projects;
 use gild_core::plan::Settings;
 use gild_lambda::{optional, required, ConfigError};
 
@@ -6,11 +7,15 @@ use gild_lambda::{optional, required, ConfigError};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bake_project: String,
+    /// Its builds ending free a slot for a queued bake.
+    pub test_project: String,
     pub ledger_table: String,
     pub repository: String,
     pub tracked_branch: String,
     /// StartBuild calls in flight at once on a fan-out.
     pub concurrency: usize,
+    /// gild's builds at once; more bakes wait in the ledger's queue.
+    pub max_parallel: usize,
     /// How long a claim is held; longer than the function's timeout.
     pub lease_secs: i64,
     /// Where the images repository lives.
@@ -42,10 +47,15 @@ impl Config {
         }
         Ok(Config {
             bake_project: required("GILD_BAKE_PROJECT")?,
+            test_project: required("GILD_TEST_PROJECT")?,
             ledger_table: required("GILD_LEDGER_TABLE")?,
             repository: required("GILD_REPOSITORY")?,
             tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
             concurrency,
+            max_parallel: optional(
+                "GILD_MAX_PARALLEL_BUILDS",
+                gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS,
+            )?,
             lease_secs: optional("GILD_LEASE_SECS", gild_core::ledger::DEFAULT_LEASE_SECS)?,
             host: match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
                 "codecommit" => RepositoryHost::CodeCommit,
@@ -69,7 +79,10 @@ impl Config {
         Settings {
             tracked_branch: self.tracked_branch.clone(),
             repository: Some(self.repository.clone()),
-            ..Settings::default()
+            projects: Projects {
+                bake: self.bake_project.clone(),
+                test: self.test_project.clone(),
+            },
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The trigger Lambda: turns a schedule, a push or a manual request into one
-//! bake build per affected family, exactly once. The work is in
+//! bake build per affected family, exactly once, and starts queued bakes
+//! when a build-ended event frees a CodeBuild slot. The work is in
 //! `gild_flow::trigger`; this crate reads the config and wires the clients.
 
 mod config;
@@ -25,7 +26,8 @@ pub async fn serve<R: Repository>(
         CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), &config.bake_project),
         config.concurrency,
         config.lease_secs,
-    );
+    )
+    .with_max_parallel(config.max_parallel);
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
