@@ -27,6 +27,7 @@ help:
 	@echo "make demo    run the whole pipeline locally against an emulator (no AWS account)"
 	@echo "make test    format check, clippy -D warnings, every test"
 	@echo "make tools   install the pinned Python tools (moto) into $(VENV)"
+	@echo "make bench   cold start, memory, package size, patch day, per-hop figures (bench/results.json)"
 
 tools: $(TOOLS_STAMP)
 

@@ -110,8 +110,16 @@ struct ProxyState {
     calls: Mutex<HashMap<String, usize>>,
     limits: Limits,
     bucket: Mutex<Bucket>,
-    running: Mutex<BTreeSet<String>>,
+    running: Mutex<Running>,
     counts: Mutex<LimitCounts>,
+}
+
+/// Builds running, plus StartBuild calls admitted and not answered yet: the
+/// quota check and the start are one step, as in CodeBuild.
+#[derive(Default)]
+struct Running {
+    builds: BTreeSet<String>,
+    admitted: usize,
 }
 
 fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,7 +168,7 @@ impl CodeBuildProxy {
                 tokens: limits.rate_per_sec.unwrap_or(0.0),
                 refilled: Instant::now(),
             }),
-            running: Mutex::new(BTreeSet::new()),
+            running: Mutex::new(Running::default()),
             counts: Mutex::new(LimitCounts::default()),
         });
         let app = Router::new()
@@ -193,10 +201,9 @@ impl CodeBuildProxy {
 
     /// Ends a running build, freeing its slot; `false` if it was not running.
     pub fn finish(&self, build_id: &str) -> bool {
-        let ended = relock(&self.state.running).remove(build_id);
-        if ended {
-            relock(&self.state.counts).running -= 1;
-        }
+        let mut running = relock(&self.state.running);
+        let ended = running.builds.remove(build_id);
+        relock(&self.state.counts).running = running.builds.len();
         ended
     }
 
@@ -221,24 +228,29 @@ impl ProxyState {
             bucket.tokens -= 1.0;
         }
         if let (Some(max), Some("StartBuild")) = (self.limits.max_running, operation) {
-            if relock(&self.running).len() >= max {
+            let mut running = relock(&self.running);
+            if running.builds.len() + running.admitted >= max {
                 relock(&self.counts).over_quota += 1;
                 return Some((
                     "AccountLimitExceededException",
                     format!("Cannot have more than {max} active builds for the account"),
                 ));
             }
+            running.admitted += 1;
         }
         None
     }
 
-    fn now_running(&self, build_id: &str) {
+    /// The answer to an admitted StartBuild: `build_id` runs if it started.
+    fn answered(&self, build_id: Option<&str>) {
         let mut running = relock(&self.running);
-        if running.insert(build_id.to_owned()) {
-            let mut counts = relock(&self.counts);
-            counts.running = running.len();
-            counts.peak_running = counts.peak_running.max(running.len());
+        running.admitted = running.admitted.saturating_sub(1);
+        if let Some(build_id) = build_id {
+            running.builds.insert(build_id.to_owned());
         }
+        let mut counts = relock(&self.counts);
+        counts.running = running.builds.len();
+        counts.peak_running = counts.peak_running.max(running.builds.len());
     }
 }
 
@@ -319,16 +331,26 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         .headers_mut()
         .insert("host", state.upstream_host.clone());
 
+    let admitted = state.limits.max_running.is_some() && operation.as_deref() == Some("StartBuild");
     let upstream = match http_client::send(&state.client, upstream_request, UPSTREAM_TIMEOUT).await
     {
         Ok(response) => response,
-        Err(e) => return proxy_error(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => {
+            if admitted {
+                state.answered(None);
+            }
+            return proxy_error(StatusCode::BAD_GATEWAY, e.to_string());
+        }
     };
 
     if operation.as_deref() == Some("StartBuild") && upstream.status.is_success() {
         let started = started_build(&body, &upstream.body);
-        state.now_running(&started.build_id);
+        if admitted {
+            state.answered(Some(&started.build_id));
+        }
         relock(&state.started).push(started);
+    } else if admitted {
+        state.answered(None);
     }
 
     let mut response = Response::new(Body::from(upstream.body));

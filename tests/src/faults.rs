@@ -1199,18 +1199,23 @@ impl Functions {
     ) -> Result<(), HarnessError> {
         struct Pending {
             event: usize,
+            target: &'static str,
             attempt: u32,
             ready_at: Instant,
         }
         let now = Instant::now();
         let mut queue: Vec<Pending> = Vec::new();
-        for (index, _) in events.iter().enumerate() {
-            for _ in 0..rng.between(policy.copies.0, policy.copies.1) {
-                queue.push(Pending {
-                    event: index,
-                    attempt: 1,
-                    ready_at: now,
-                });
+        // Each rule target gets its own copies, as EventBridge delivers them.
+        for (index, event) in events.iter().enumerate() {
+            for target in Functions::targets(event) {
+                for _ in 0..rng.between(policy.copies.0, policy.copies.1) {
+                    queue.push(Pending {
+                        event: index,
+                        target,
+                        attempt: 1,
+                        ready_at: now,
+                    });
+                }
             }
         }
         rng.shuffle(&mut queue);
@@ -1223,7 +1228,7 @@ impl Functions {
             };
             let pending = queue.remove(position);
             let event = &events[pending.event];
-            let delivery = self.deliver(event).await?;
+            let delivery = self.deliver_to(pending.target, event).await?;
             log.invocations += 1;
             log.busy += delivery.invocation.duration;
             if delivery.invocation.outcome.is_ok() && pending.attempt > 1 {
@@ -1247,6 +1252,7 @@ impl Functions {
                         at,
                         Pending {
                             event: pending.event,
+                            target: pending.target,
                             attempt: pending.attempt + 1,
                             ready_at: Instant::now() + policy.delay(pending.attempt),
                         },

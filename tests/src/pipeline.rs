@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 
-use crate::codebuild::CodeBuildProxy;
+use crate::codebuild::{CodeBuildProxy, Limits};
 use crate::codecommit::CodeCommitStub;
 use crate::git::TestRepo;
 use crate::moto::MotoServer;
@@ -186,10 +186,20 @@ impl Pipeline {
     /// (new, or `reset` after an earlier pipeline), so a test that runs many
     /// pipelines one after another pays moto's start-up once.
     pub async fn start_on(moto: MotoServer, repo: TestRepo) -> Result<Pipeline, HarnessError> {
+        Pipeline::start_limited(moto, repo, Limits::default()).await
+    }
+
+    /// Like `start_on`, with CodeBuild answering under `limits` (latency,
+    /// throttling, a concurrent-build quota).
+    pub async fn start_limited(
+        moto: MotoServer,
+        repo: TestRepo,
+        limits: Limits,
+    ) -> Result<Pipeline, HarnessError> {
         let aws = aws::sdk_config(&moto.endpoint());
         let stack = create_stack(&aws).await?;
         let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), REPOSITORY).await?;
-        let codebuild = CodeBuildProxy::start(&moto.endpoint()).await?;
+        let codebuild = CodeBuildProxy::start_limited(&moto.endpoint(), limits).await?;
         Ok(Pipeline {
             stack,
             moto,

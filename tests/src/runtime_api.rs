@@ -130,6 +130,17 @@ impl LambdaProcess {
         function_name: &str,
         env: &[(String, String)],
     ) -> Result<LambdaProcess, HarnessError> {
+        LambdaProcess::spawn_with_args(binary, &[], function_name, env).await
+    }
+
+    /// Like `spawn`, for a runtime started with arguments (an interpreter
+    /// and its runtime interface client, as Lambda's managed runtimes do).
+    pub async fn spawn_with_args(
+        binary: &Path,
+        args: &[&str],
+        function_name: &str,
+        env: &[(String, String)],
+    ) -> Result<LambdaProcess, HarnessError> {
         validate_function_name(function_name)?;
         if !binary.is_file() {
             return Err(HarnessError::InvalidInput {
@@ -170,6 +181,7 @@ impl LambdaProcess {
 
         let mut command = Command::new(binary);
         command
+            .args(args)
             .env_clear()
             .envs(lambda_environment(binary, function_name, address, env))
             .stdin(Stdio::null())

@@ -35,23 +35,44 @@ impl Functions {
         })
     }
 
-    /// Routes an event as the stack's EventBridge rules do and invokes the
-    /// function through the Runtime API.
-    pub async fn deliver(&self, event: &Value) -> Result<Delivery, HarnessError> {
-        let (function, process) = if event["source"] == "aws.codebuild" {
-            if event["detail"]["project-name"] == BAKE_PROJECT {
-                ("bake-finished", &self.bake_finished)
+    /// The functions the stack's EventBridge rules send `event` to: a
+    /// CodeBuild build's end goes to its project's function and to the
+    /// trigger (a slot is free for a queued bake); the rest to the trigger.
+    pub fn targets(event: &Value) -> Vec<&'static str> {
+        if event["source"] == "aws.codebuild" {
+            let finisher = if event["detail"]["project-name"] == BAKE_PROJECT {
+                "bake-finished"
             } else {
-                ("test-finished", &self.test_finished)
-            }
+                "test-finished"
+            };
+            vec![finisher, "trigger"]
         } else {
-            ("trigger", &self.trigger)
+            vec!["trigger"]
+        }
+    }
+
+    /// Invokes `function` with `event` through the Runtime API.
+    pub async fn deliver_to(
+        &self,
+        function: &'static str,
+        event: &Value,
+    ) -> Result<Delivery, HarnessError> {
+        let process = match function {
+            "bake-finished" => &self.bake_finished,
+            "test-finished" => &self.test_finished,
+            _ => &self.trigger,
         };
         Ok(Delivery {
             function,
             event: event.clone(),
             invocation: process.invoke(event).await?,
         })
+    }
+
+    /// Delivers an event to the function that does its work: the first of
+    /// its [`Functions::targets`].
+    pub async fn deliver(&self, event: &Value) -> Result<Delivery, HarnessError> {
+        self.deliver_to(Functions::targets(event)[0], event).await
     }
 
     /// Runs the stand-in's pending builds and delivers their completions,
@@ -80,7 +101,9 @@ impl Functions {
             round += 1;
             let mut deliveries: Vec<Vec<Delivery>> = completed.iter().map(|_| Vec::new()).collect();
             for (i, c) in queue {
-                deliveries[i].push(self.deliver(&c.event).await?);
+                for target in Functions::targets(&c.event) {
+                    deliveries[i].push(self.deliver_to(target, &c.event).await?);
+                }
             }
             all.extend(completed.into_iter().zip(deliveries));
         }

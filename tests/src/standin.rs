@@ -238,8 +238,9 @@ impl BuildStandIn {
         Ok(image)
     }
 
-    /// A `CodeBuild Build State Change` in the shape AWS emits.
-    fn event(
+    /// The `CodeBuild Build State Change` event AWS emits when `build` ends
+    /// with `status`, carrying `exported` as exported variables.
+    pub fn event(
         &self,
         build: &StartedBuild,
         status: &str,

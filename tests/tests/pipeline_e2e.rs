@@ -348,3 +348,99 @@ async fn push_promotes_a_second_version_and_ignores_a_test_result_that_comes_fir
     // Both images stay: the previous one is the rollback target.
     assert_eq!(pipeline.gild_images().await.expect("images").len(), 2);
 }
+
+/// CodeBuild room for one gild build at a time: the schedule starts one
+/// bake and queues two; each build's end (delivered twice, to its function
+/// and to the trigger, as the stack's rules do) lets the next one start.
+#[tokio::test]
+async fn queued_bakes_start_one_at_a_time_as_builds_end() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let (repo, _) = repo();
+    let pipeline = Pipeline::start(repo).await.expect("pipeline");
+    let mut env = pipeline.function_env();
+    env.push(("GILD_MAX_PARALLEL_BUILDS".into(), "1".into()));
+    let spawn = |function: &str| {
+        let env = env.clone();
+        let function = function.to_owned();
+        async move {
+            gild_tests::runtime_api::LambdaProcess::spawn(
+                &gild_tests::bin_path(&function).expect("built"),
+                &format!("gild-{function}"),
+                &env,
+            )
+            .await
+            .expect("spawn")
+        }
+    };
+    let functions = Functions {
+        trigger: spawn("trigger").await,
+        bake_finished: spawn("bake-finished").await,
+        test_finished: spawn("test-finished").await,
+    };
+    let base = register_base_image(&pipeline.aws, "base")
+        .await
+        .expect("base image");
+    let standin = BuildStandIn::new(&pipeline.aws, &base);
+    let outcome = functions
+        .deliver(&events::schedule("2026-11-11T03:00:00Z").expect("event"))
+        .await
+        .expect("deliver")
+        .invocation
+        .outcome
+        .expect("schedule handled");
+    assert_eq!(outcome["started"].as_array().map(Vec::len), Some(1));
+    assert_eq!(outcome["queued"].as_array().map(Vec::len), Some(2));
+    let states: Vec<String> = pipeline
+        .ledger()
+        .await
+        .expect("ledger")
+        .iter()
+        .filter_map(|r| r.get("state").cloned())
+        .collect();
+    assert_eq!(states.iter().filter(|s| *s == "queued").count(), 2);
+
+    let settled = functions
+        .settle(&pipeline, &standin, 2, 3)
+        .await
+        .expect("settle");
+    for (completed, deliveries) in &settled {
+        for d in deliveries {
+            assert!(
+                d.invocation.outcome.is_ok(),
+                "{} {}: {:?}",
+                d.function,
+                completed.family,
+                d.invocation.outcome
+            );
+        }
+    }
+    let all_once = counts(&[
+        ("al2023-base", 1),
+        ("debian12-base", 1),
+        ("win2022-core", 1),
+    ]);
+    assert_eq!(builds_of(&pipeline, BAKE_PROJECT), all_once);
+    assert_eq!(builds_of(&pipeline, TEST_PROJECT), all_once);
+    // Never two of gild's builds at once: each started after the one before ended.
+    let started = pipeline.codebuild.started();
+    for pair in started.windows(2) {
+        let first = pair[0].env_value("GILD_FAMILY");
+        let second = pair[1].env_value("GILD_FAMILY");
+        if pair[0].project_name == BAKE_PROJECT {
+            assert_eq!(
+                pair[1].project_name, TEST_PROJECT,
+                "{first:?} then {second:?}"
+            );
+            assert_eq!(first, second);
+        }
+    }
+    let ledger = pipeline.ledger().await.expect("ledger");
+    assert!(
+        ledger
+            .iter()
+            .all(|r| r.get("state").map(String::as_str) == Some("promoted")),
+        "{ledger:?}"
+    );
+}
