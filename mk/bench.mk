@@ -19,6 +19,9 @@ $(BENCH_STAMP): $(BENCH_REQUIREMENTS) $(TOOLS_STAMP)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(BENCH_REQUIREMENTS)
 	touch $@
 
+# compare_wire.py first: the peer must send the Rust functions' requests,
+# body for body, or the comparison means nothing.
 bench: tools sam-build $(BENCH_STAMP)
 	$(CARGO) build $(CARGO_FLAGS) -p gild-tests --bin gild-bench
+	$(BENCH_VENV)/bin/python bench/python/compare_wire.py
 	./target/debug/gild-bench --python $(BENCH_VENV)/bin/python $(BENCH_ARGS)
