@@ -55,20 +55,7 @@ def body_recorder(moto, codecommit, calls):
                 params.pop("Version", None)
             calls.append((service, operation, params))
             upstream = codecommit if target and target.startswith("CodeCommit") else moto
-            request = urllib.request.Request(upstream + self.path, data=body, method="POST",
-                                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-            try:
-                with urllib.request.urlopen(request) as r:
-                    status, headers, data = r.status, r.headers, r.read()
-            except urllib.error.HTTPError as e:
-                status, headers, data = e.code, e.headers, e.read()
-            self.send_response(status)
-            for k, v in headers.items():
-                if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            tp.forward(self, upstream, body)
 
     return Proxy
 

@@ -107,6 +107,24 @@ class CodeCommit(BaseHTTPRequestHandler):
 RECORDED = []
 
 
+def forward(handler, upstream, body):
+    """Sends the request `handler` received on to `upstream` and its answer back."""
+    request = urllib.request.Request(upstream + handler.path, data=body, method="POST",
+                                     headers={k: v for k, v in handler.headers.items() if k.lower() != "host"})
+    try:
+        with urllib.request.urlopen(request) as r:
+            status, headers, data = r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, data = e.code, e.headers, e.read()
+    handler.send_response(status)
+    for k, v in headers.items():
+        if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def recording_proxy(upstream):
     class Proxy(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -123,20 +141,7 @@ def recording_proxy(upstream):
                 form = dict(p.split("=", 1) for p in body.decode().split("&") if "=" in p)
                 operation = form.get("Action", "?")
             RECORDED.append((service, operation))
-            request = urllib.request.Request(upstream + self.path, data=body, method="POST",
-                                             headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-            try:
-                with urllib.request.urlopen(request) as r:
-                    status, headers, data = r.status, r.headers, r.read()
-            except urllib.error.HTTPError as e:
-                status, headers, data = e.code, e.headers, e.read()
-            self.send_response(status)
-            for k, v in headers.items():
-                if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            forward(self, upstream, body)
 
     return Proxy
 
