@@ -5,7 +5,7 @@
 //! images live in (read through a CodeCommit-protocol stub), the `gild` CLI.
 //! Stand-ins: CodeBuild's runs (Packer's EC2 edges and the test verdicts, see
 //! `gild_tests::standin`) and EventBridge's routing (the demo delivers each
-//! event to the function its rule targets, every completion twice, since
+//! event to the functions its rules target, every completion twice, since
 //! EventBridge delivers at least once).
 
 use std::process::{Command, ExitCode};
@@ -84,8 +84,9 @@ async fn run() -> Result<(), HarnessError> {
     println!("Stand-ins:   CodeBuild's runs: a bake does in EC2 what Packer does (instance from the base image,");
     println!("             image tagged at creation, snapshot tagged) and reports GILD_AMI_ID; a test reports");
     println!("             pass, or fail for {FAILING_TESTS}. EventBridge routing: the demo delivers each event");
+    println!("             to the functions its rules target (a build's end also reaches the trigger, which");
     println!(
-        "             to its function, every build completion twice (at-least-once delivery)."
+        "             starts queued bakes), every build completion twice (at-least-once delivery)."
     );
 
     let (repo, first) = images_repo()?;
