@@ -8,11 +8,13 @@ use crate::completion::{self, Projects};
 use crate::event;
 use crate::github::{self, PushPayload};
 use crate::plan::{self, Inputs, Settings, Triage};
+use crate::queue;
 
 const CATALOG: &str = "[families.debian13-base]\npath = \"images/debian13-base\"\nos = \"linux\"\nroles = [\"baseline\"]\n\n[families.win2022-iis]\npath = \"images/win2022-iis\"\nos = \"windows\"\nroles = [\"iis\"]\n";
 const SECRET: &[u8] = b"gild-fuzz-secret";
 
-/// An EventBridge event as a Lambda receives it: parse, triage, plan.
+/// An EventBridge event as a Lambda receives it: parse, triage, plan, and
+/// what a build's end means for the bake queue.
 pub fn eventbridge(data: &[u8]) {
     let Ok(event) = event::parse_bytes(data) else {
         return;
@@ -23,6 +25,14 @@ pub fn eventbridge(data: &[u8]) {
         if let Ok(finished) = completion::classify(change, &Projects::default()) {
             // Every completion names the state it expects and a chain of work from it.
             let _ = completion::work_chain(finished.completion);
+        }
+        // A build's end frees the slot of the build the event names, no other.
+        if let Some(ended) = queue::ended_build(change, &Projects::default().test) {
+            assert!(
+                change.build_id.ends_with(ended),
+                "{ended} not from {}",
+                change.build_id
+            );
         }
     }
     let Ok(catalog) = catalog::parse("gild.toml", CATALOG) else {
