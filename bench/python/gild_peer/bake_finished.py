@@ -77,7 +77,7 @@ def tag_baked(record, finished):
     if image is None:
         raise BakeFailed(f"image {image_id} exported by build {build} does not exist")
     tags = {t["Key"]: t.get("Value", "") for t in image.get("Tags", [])}
-    if tags.get("gild:managed") != "true" or short_build_id(tags.get("gild:build-id", build)) != build:
+    if tags.get("gild:managed") != "true" or short_build_id(tags.get("gild:build-id", "")) != build:
         raise BakeFailed(f"image {image_id} is not tagged gild:managed=true and gild:build-id={build}")
     provenance = [
         ("gild:managed", "true"),

@@ -605,10 +605,12 @@ fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowError {
 }
 
 /// Whether gild made this image in this build: Packer tags it so at creation.
+/// An image without the build's id is not known to be this build's, so it
+/// is left alone (ARCHITECTURE.md, invariants).
 fn made_by(image: &ImageInfo, build: &str) -> bool {
     image.tags.get(tags::MANAGED).map(String::as_str) == Some("true")
         && image
             .tags
             .get(tags::BUILD_ID)
-            .is_none_or(|tagged| build_id(tagged) == build)
+            .is_some_and(|tagged| build_id(tagged) == build)
 }

@@ -424,6 +424,20 @@ async fn missing_or_foreign_images_fail_the_bake_without_touching_them() {
         vec![format!("gild: {FAMILY} {AMI} FAILED at bake")]
     );
 
+    // gild-managed, but not tagged with this build's id (another gild's, or
+    // made by hand): not known to be this bake's, so left alone too.
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports().images.images.lock().expect("lock").clear();
+    bake.ports().images.add(AMI, &[(tags::MANAGED, "true")]);
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("handled");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    let image = bake.ports().images.get(AMI).expect("still there");
+    assert_eq!(image.tags.len(), 1, "{:?}", image.tags);
+
     // An AMI that does not exist at all.
     let bake = world();
     seed_baking(&bake).await;
