@@ -119,6 +119,50 @@ enum Done {
     Started(Started),
     Queued(Queued),
     Duplicate(Duplicate),
+    /// A queued bake left where it was: another invocation holds it, or no
+    /// slot was free after all.
+    Left,
+}
+
+impl Outcome {
+    fn new(event: String, reason: String) -> Self {
+        Outcome {
+            event,
+            reason,
+            started: Vec::new(),
+            queued: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
+    /// Files each bake's result, families in order; any failure makes the
+    /// whole event fail (to be retried) after the rest were done.
+    fn settle(
+        mut self,
+        results: Vec<(String, Result<Done, StartError>)>,
+    ) -> Result<Outcome, TriggerError> {
+        let mut failures = Vec::new();
+        for (family, result) in results {
+            match result {
+                Ok(Done::Started(started)) => self.started.push(started),
+                Ok(Done::Queued(queued)) => self.queued.push(queued),
+                Ok(Done::Duplicate(duplicate)) => self.duplicates.push(duplicate),
+                Ok(Done::Left) => {}
+                Err(error) => failures.push(StartFailure { family, error }),
+            }
+        }
+        self.started.sort_by(|a, b| a.family.cmp(&b.family));
+        self.queued.sort_by(|a, b| a.family.cmp(&b.family));
+        self.duplicates.sort_by(|a, b| a.family.cmp(&b.family));
+        if failures.is_empty() {
+            return Ok(self);
+        }
+        failures.sort_by(|a, b| a.family.cmp(&b.family));
+        Err(TriggerError::StartFailed {
+            failures,
+            started: self.started.len() + self.queued.len() + self.duplicates.len(),
+        })
+    }
 }
 
 /// CodeBuild slots one invocation may still fill. Once CodeBuild itself says
@@ -240,54 +284,48 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             .iter()
             .filter(|r| r.state == BakeState::Queued)
             .count();
-        let mut outcome = Outcome {
-            event,
-            reason: String::new(),
-            started: Vec::new(),
-            queued: Vec::new(),
-            duplicates: Vec::new(),
-        };
         let owner = gild_lambda::invocation_token();
         let owner = owner.as_str();
-        let slots = Slots::new(picked.len());
-        let records: Vec<&BakeRecord> = picked
+        let slots = &Slots::new(picked.len());
+        let records = picked
             .iter()
-            .filter_map(|key| active.iter().find(|r| &r.key == key))
-            .collect();
-        let slots = &slots;
-        let results: Vec<(String, Result<Option<Started>, StartError>)> = stream::iter(records)
-            .map(|record| async move {
+            .filter_map(|key| active.iter().find(|r| &r.key == key));
+        let results = self
+            .fan_out(records, |record| async move {
                 let family = record.key.family.clone();
                 (family, self.start_queued(record, now, owner, slots).await)
             })
+            .await;
+        let outcome = Outcome::new(event, String::new()).settle(results)?;
+        let outcome = Outcome {
+            reason: format!(
+                "{free} of {} build slots free: {} queued bakes started, {} still waiting",
+                self.max_parallel,
+                outcome.started.len(),
+                waiting - outcome.started.len()
+            ),
+            ..outcome
+        };
+        info!(event = %outcome.event, reason = %outcome.reason, "queue drained");
+        Ok(outcome)
+    }
+
+    /// Runs `start` on every item, `concurrency` at a time.
+    async fn fan_out<I, F, Fut>(
+        &self,
+        items: I,
+        start: F,
+    ) -> Vec<(String, Result<Done, StartError>)>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> Fut,
+        Fut: std::future::Future<Output = (String, Result<Done, StartError>)>,
+    {
+        stream::iter(items)
+            .map(start)
             .buffer_unordered(self.concurrency)
             .collect()
-            .await;
-        let mut failures = Vec::new();
-        for (family, result) in results {
-            match result {
-                Ok(Some(started)) => outcome.started.push(started),
-                Ok(None) => {}
-                Err(error) => failures.push(StartFailure { family, error }),
-            }
-        }
-        outcome.started.sort_by(|a, b| a.family.cmp(&b.family));
-        outcome.reason = format!(
-            "{free} of {} build slots free: {} queued bakes started, {} still waiting",
-            self.max_parallel,
-            outcome.started.len(),
-            waiting - outcome.started.len()
-        );
-        info!(event = %outcome.event, reason = %outcome.reason, "queue drained");
-        if failures.is_empty() {
-            Ok(outcome)
-        } else {
-            failures.sort_by(|a, b| a.family.cmp(&b.family));
-            Err(TriggerError::StartFailed {
-                failures,
-                started: outcome.started.len(),
-            })
-        }
+            .await
     }
 
     async fn active(&self) -> Result<Vec<BakeRecord>, TriggerError> {
@@ -296,24 +334,22 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             .map_err(TriggerError::Ledger)
     }
 
-    /// Starts one queued bake under its lock; `None` when another invocation
-    /// has it or no slot is free after all.
+    /// Starts one queued bake under its lock.
     async fn start_queued(
         &self,
         record: &BakeRecord,
         now: i64,
         owner: &str,
         slots: &Slots,
-    ) -> Result<Option<Started>, StartError> {
+    ) -> Result<Done, StartError> {
         let key = &record.key;
-        let jitter = seed(&key.family);
-        let locked = with_backoff(&self.backoff, jitter, || {
+        let locked = with_backoff(&self.backoff, seed(&key.family), || {
             self.ledger
                 .lock(key, BakeState::Queued, now, self.lease_secs, owner)
         })
         .await?;
         if !locked {
-            return Ok(None);
+            return Ok(Done::Left);
         }
         let commit = record
             .commit
@@ -328,29 +364,54 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             trigger: record.trigger,
             commit,
         };
-        let build_id = if slots.take() {
-            self.start_build(&request, slots).await
-        } else {
-            Ok(None)
+        let Some(build_id) = self.launch(&request, BakeState::Queued, slots, now).await? else {
+            // Back in the queue for the next build-ended event.
+            self.release(key, BakeState::Queued).await;
+            return Ok(Done::Left);
         };
-        let build_id = match build_id {
-            Ok(Some(build_id)) => build_id,
-            result => {
-                // Back in the queue for the next build-ended event.
-                if let Err(release) = self.ledger.release(key, BakeState::Queued).await {
-                    warn!(family = %key.family, error = %release, "could not release queued bake; its lock expires on its own");
-                }
-                return result.map(|_| None);
-            }
-        };
-        self.record_start(key, BakeState::Queued, &build_id, now)
-            .await?;
         info!(family = %key.family, dedupe_key = %key.dedupe_key, build_id, "queued bake started");
-        Ok(Some(Started {
+        Ok(Done::Started(Started {
             family: key.family.clone(),
             dedupe_key: key.dedupe_key.clone(),
             build_id,
         }))
+    }
+
+    /// Takes a slot, starts the bake's build and records it on the bake,
+    /// which is in `from` under this invocation's claim or lock. `None`
+    /// when no slot is free; on an error the claim or lock is released so
+    /// the retried event takes the bake again.
+    async fn launch(
+        &self,
+        request: &BakeRequest,
+        from: BakeState,
+        slots: &Slots,
+        now: i64,
+    ) -> Result<Option<String>, StartError> {
+        let started = if slots.take() {
+            self.start_build(request, slots).await
+        } else {
+            Ok(None)
+        };
+        match started {
+            Ok(Some(build_id)) => {
+                self.record_start(&request.key, from, &build_id, now)
+                    .await?;
+                Ok(Some(build_id))
+            }
+            Ok(None) => Ok(None),
+            Err(err) => {
+                self.release(&request.key, from).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Frees a claim or lock now rather than at the end of its lease.
+    async fn release(&self, key: &BakeKey, state: BakeState) {
+        if let Err(error) = self.ledger.release(key, state).await {
+            warn!(family = %key.family, %error, "could not release the bake; its lease expires on its own");
+        }
     }
 
     /// StartBuild, retried on throttling and timeouts; `None` when the
@@ -418,52 +479,23 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
     ) -> Result<Outcome, TriggerError> {
         let inputs = self.read_inputs(&triage, changed).await?;
         let plan = plan::plan_triaged(detail_type, &triage, &inputs)?;
-        let mut outcome = Outcome {
-            event: plan.event,
-            reason: plan.reason,
-            started: Vec::new(),
-            queued: Vec::new(),
-            duplicates: Vec::new(),
-        };
+        let outcome = Outcome::new(plan.event, plan.reason);
         if plan.actions.is_empty() {
             info!(event = %outcome.event, reason = %outcome.reason, "nothing to bake");
             return Ok(outcome);
         }
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
         let active = self.active().await?;
-        let slots = Slots::new(queue::free_slots(&active, self.max_parallel, now, None));
-        let slots = &slots;
+        let slots = &Slots::new(queue::free_slots(&active, self.max_parallel, now, None));
         let owner = gild_lambda::invocation_token();
         let owner = owner.as_str();
-        let results: Vec<(String, Result<Done, StartError>)> = stream::iter(plan.actions)
-            .map(|action| async move {
+        let results = self
+            .fan_out(plan.actions, |action| async move {
                 let family = action.family().to_owned();
                 (family, self.start_once(action, now, owner, slots).await)
             })
-            .buffer_unordered(self.concurrency)
-            .collect()
             .await;
-        let mut failures = Vec::new();
-        for (family, result) in results {
-            match result {
-                Ok(Done::Started(started)) => outcome.started.push(started),
-                Ok(Done::Queued(queued)) => outcome.queued.push(queued),
-                Ok(Done::Duplicate(duplicate)) => outcome.duplicates.push(duplicate),
-                Err(error) => failures.push(StartFailure { family, error }),
-            }
-        }
-        outcome.started.sort_by(|a, b| a.family.cmp(&b.family));
-        outcome.queued.sort_by(|a, b| a.family.cmp(&b.family));
-        outcome.duplicates.sort_by(|a, b| a.family.cmp(&b.family));
-        if failures.is_empty() {
-            Ok(outcome)
-        } else {
-            failures.sort_by(|a, b| a.family.cmp(&b.family));
-            Err(TriggerError::StartFailed {
-                failures,
-                started: outcome.started.len() + outcome.queued.len() + outcome.duplicates.len(),
-            })
-        }
+        outcome.settle(results)
     }
 
     async fn read_inputs(
@@ -575,7 +607,6 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             message: format!("no commit to bake for {family}"),
         })?;
         let key = BakeKey::new(family, dedupe_key);
-        let jitter = seed(&key.family);
         let record = BakeRecord::requested(
             key.clone(),
             trigger,
@@ -584,7 +615,10 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             self.lease_secs,
             owner,
         );
-        let claim = with_backoff(&self.backoff, jitter, || self.ledger.claim(&record, now)).await?;
+        let claim = with_backoff(&self.backoff, seed(&key.family), || {
+            self.ledger.claim(&record, now)
+        })
+        .await?;
         if let Claim::Taken(existing) = claim {
             if existing.state == BakeState::Requested && existing.build_id.is_none() {
                 return Err(StartError::InFlight {
@@ -605,24 +639,12 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             trigger,
             commit,
         };
-        let started = if slots.take() {
-            self.start_build(&request, slots).await
-        } else {
-            Ok(None)
+        let Some(build_id) = self
+            .launch(&request, BakeState::Requested, slots, now)
+            .await?
+        else {
+            return self.enqueue(key, now).await;
         };
-        let build_id = match started {
-            Ok(Some(build_id)) => build_id,
-            Ok(None) => return self.enqueue(key, now).await,
-            Err(err) => {
-                // Let the retried event claim it again.
-                if let Err(release) = self.ledger.release(&key, BakeState::Requested).await {
-                    warn!(family = %key.family, error = %release, "could not release claim; it expires on its own");
-                }
-                return Err(err);
-            }
-        };
-        self.record_start(&key, BakeState::Requested, &build_id, now)
-            .await?;
         info!(family = %key.family, dedupe_key = %key.dedupe_key, build_id, trigger = %trigger, "bake started");
         Ok(Done::Started(Started {
             family: key.family,
