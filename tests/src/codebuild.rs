@@ -18,34 +18,20 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::Full;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::http_client::{self, HttpClient};
+use crate::http_client::{self, HttpClient, Upstream};
 use crate::HarnessError;
 
 const TARGET_PREFIX: &str = "CodeBuild_20161006.";
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Headers that describe one connection rather than the message, so they
-/// must not be copied from one hop to the next (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// What one successful `StartBuild` requested, plus the ids moto assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,8 +89,7 @@ pub struct CodeBuildProxy {
 }
 
 struct ProxyState {
-    upstream: String,
-    upstream_host: HeaderValue,
+    upstream: Upstream,
     client: HttpClient,
     started: Mutex<Vec<StartedBuild>>,
     calls: Mutex<HashMap<String, usize>>,
@@ -138,19 +123,7 @@ impl CodeBuildProxy {
         moto_endpoint: &str,
         limits: Limits,
     ) -> Result<CodeBuildProxy, HarnessError> {
-        let upstream = moto_endpoint.trim_end_matches('/').to_string();
-        let invalid = || HarnessError::InvalidInput {
-            message: format!("`{moto_endpoint}` is not an http://host:port endpoint"),
-        };
-        let uri: Uri = upstream.parse().map_err(|_| invalid())?;
-        if uri.scheme_str() != Some("http") {
-            return Err(invalid());
-        }
-        let authority = uri.authority().ok_or_else(invalid)?;
-        // SigV4 signs Host, but moto does not verify signatures; moto does
-        // however route by Host, so it must see its own address.
-        let upstream_host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
-
+        let upstream = Upstream::parse(moto_endpoint)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| HarnessError::io("cannot bind the CodeBuild proxy", e))?;
@@ -159,7 +132,6 @@ impl CodeBuildProxy {
             .map_err(|e| HarnessError::io("cannot read the CodeBuild proxy address", e))?;
         let state = Arc::new(ProxyState {
             upstream,
-            upstream_host,
             client: http_client::new_client(),
             started: Mutex::new(Vec::new()),
             calls: Mutex::new(HashMap::new()),
@@ -270,14 +242,6 @@ fn proxy_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if name != "host" && !HOP_BY_HOP.contains(&name.as_str()) {
-            to.append(name.clone(), value.clone());
-        }
-    }
-}
-
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -311,51 +275,30 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             .into_response();
     }
 
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{}", state.upstream, path);
-    let mut upstream_request = match http::Request::builder()
-        .method(parts.method.clone())
-        .uri(&url)
-        .body(Full::new(body.clone()))
-    {
-        Ok(request) => request,
-        Err(e) => {
-            return proxy_error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot build upstream request for {url}: {e}"),
-            )
+    let upstream = state
+        .upstream
+        .forward(&state.client, &parts, body.clone(), UPSTREAM_TIMEOUT)
+        .await;
+    let started = match &upstream {
+        Ok(answer) if operation.as_deref() == Some("StartBuild") && answer.status.is_success() => {
+            Some(started_build(&body, &answer.body))
         }
+        _ => None,
     };
-    copy_headers(&parts.headers, upstream_request.headers_mut());
-    upstream_request
-        .headers_mut()
-        .insert("host", state.upstream_host.clone());
-
-    let admitted = state.limits.max_running.is_some() && operation.as_deref() == Some("StartBuild");
-    let upstream = match http_client::send(&state.client, upstream_request, UPSTREAM_TIMEOUT).await
-    {
-        Ok(response) => response,
-        Err(e) => {
-            if admitted {
-                state.answered(None);
-            }
-            return proxy_error(StatusCode::BAD_GATEWAY, e.to_string());
-        }
-    };
-
-    if operation.as_deref() == Some("StartBuild") && upstream.status.is_success() {
-        let started = started_build(&body, &upstream.body);
-        if admitted {
-            state.answered(Some(&started.build_id));
-        }
-        relock(&state.started).push(started);
-    } else if admitted {
-        state.answered(None);
+    if state.limits.max_running.is_some() && operation.as_deref() == Some("StartBuild") {
+        state.answered(started.as_ref().map(|b| b.build_id.as_str()));
     }
+    if let Some(started) = started {
+        relock(&state.started).push(started);
+    }
+    let upstream = match upstream {
+        Ok(upstream) => upstream,
+        Err(e) => return proxy_error(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
 
     let mut response = Response::new(Body::from(upstream.body));
     *response.status_mut() = upstream.status;
-    copy_headers(&upstream.headers, response.headers_mut());
+    http_client::copy_headers(&upstream.headers, response.headers_mut());
     response
 }
 

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::http_client::{self, HttpClient};
+use crate::http_client::{self, HttpClient, Upstream};
 use crate::pipeline::Pipeline;
 use crate::runtime_api::LambdaProcess;
 use crate::scenario::Functions;
@@ -57,21 +57,6 @@ use crate::{bin_path, new_uuid, HarnessError};
 
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Headers that describe one connection rather than the message (RFC 9110
-/// §7.6.1), plus `content-length`, which the server recomputes.
-const NOT_FORWARDED: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-];
 
 /// What the proxy does to a call instead of (or besides) forwarding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -714,8 +699,7 @@ impl fmt::Display for Hangup {
 impl std::error::Error for Hangup {}
 
 struct ProxyState {
-    upstream: String,
-    upstream_host: HeaderValue,
+    upstream: Upstream,
     client: HttpClient,
     config: FaultConfig,
     shared: Arc<Shared>,
@@ -774,18 +758,7 @@ impl FaultProxy {
         shared: Arc<Shared>,
     ) -> Result<FaultProxy, HarnessError> {
         config.validate()?;
-        let upstream = upstream.trim_end_matches('/').to_owned();
-        let invalid = || HarnessError::InvalidInput {
-            message: format!("`{upstream}` is not an http://host:port endpoint"),
-        };
-        let uri: Uri = upstream.parse().map_err(|_| invalid())?;
-        if uri.scheme_str() != Some("http") {
-            return Err(invalid());
-        }
-        let authority = uri.authority().ok_or_else(invalid)?;
-        // moto routes by Host; SigV4 signed the proxy's, but no emulator
-        // here checks signatures.
-        let upstream_host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?;
+        let upstream = Upstream::parse(upstream)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| HarnessError::io("cannot bind the fault proxy", e))?;
@@ -794,7 +767,6 @@ impl FaultProxy {
             .map_err(|e| HarnessError::io("cannot read the fault proxy address", e))?;
         let state = Arc::new(ProxyState {
             upstream,
-            upstream_host,
             client: http_client::new_client(),
             config,
             shared,
@@ -968,47 +940,21 @@ fn proxy_error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if !NOT_FORWARDED.contains(&name.as_str()) {
-            to.append(name.clone(), value.clone());
-        }
-    }
-}
-
 /// Forwards to the upstream; returns the response and its body.
 async fn forward(
     state: &ProxyState,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> (Response<Full<Bytes>>, Bytes) {
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{}", state.upstream, path);
-    let mut upstream_request = match Request::builder()
-        .method(parts.method.clone())
-        .uri(&url)
-        .body(Full::new(body))
+    match state
+        .upstream
+        .forward(&state.client, parts, body, UPSTREAM_TIMEOUT)
+        .await
     {
-        Ok(request) => request,
-        Err(e) => {
-            return (
-                proxy_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot build upstream request for {url}: {e}"),
-                ),
-                Bytes::new(),
-            )
-        }
-    };
-    copy_headers(&parts.headers, upstream_request.headers_mut());
-    upstream_request
-        .headers_mut()
-        .insert("host", state.upstream_host.clone());
-    match http_client::send(&state.client, upstream_request, UPSTREAM_TIMEOUT).await {
         Ok(upstream) => {
             let mut response = Response::new(Full::new(upstream.body.clone()));
             *response.status_mut() = upstream.status;
-            copy_headers(&upstream.headers, response.headers_mut());
+            http_client::copy_headers(&upstream.headers, response.headers_mut());
             (response, upstream.body)
         }
         Err(e) => (
