@@ -45,6 +45,26 @@ impl TestRepo {
         Ok(repo)
     }
 
+    /// An images repository: `catalog` as `gild.toml`, a template stub in
+    /// `images/<family>/` for each of `families`, and `extra` (path, text)
+    /// files, in one first commit. Returns the repository and the commit.
+    pub fn images(
+        catalog: &str,
+        families: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Result<(TestRepo, String), HarnessError> {
+        let repo = TestRepo::new()?;
+        repo.write("gild.toml", catalog)?;
+        for family in families {
+            repo.write(&format!("images/{family}/{family}.pkr.hcl"), "# packer\n")?;
+        }
+        for (path, text) in extra {
+            repo.write(path, text)?;
+        }
+        let first = repo.commit("initial")?;
+        Ok((repo, first))
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

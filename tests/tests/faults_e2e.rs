@@ -209,16 +209,12 @@ const MIXED: Scenario = Scenario {
 };
 
 fn repo() -> (TestRepo, String) {
-    let repo = TestRepo::new().expect("git repo");
-    repo.write("gild.toml", CATALOG).expect("write");
-    for family in FAMILIES {
-        repo.write(&format!("images/{family}/{family}.pkr.hcl"), "# packer\n")
-            .expect("write");
-    }
-    repo.write("ansible/roles/baseline/tasks/main.yml", "---\n")
-        .expect("write");
-    let first = repo.commit("initial").expect("commit");
-    (repo, first)
+    TestRepo::images(
+        CATALOG,
+        &FAMILIES,
+        &[("ansible/roles/baseline/tasks/main.yml", "---\n")],
+    )
+    .expect("images repository")
 }
 
 /// The end state, with run-specific ids replaced by what they stand for:

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use gild_tests::events;
 use gild_tests::git::TestRepo;
 use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, TEST_PROJECT};
-use gild_tests::scenario::Functions;
-use gild_tests::standin::{register_base_image, BuildStandIn};
+use gild_tests::scenario::{Delivery, Functions};
+use gild_tests::standin::{register_base_image, BuildStandIn, Completed};
 use serde_json::Value;
 
 const CATALOG: &str = r#"
@@ -29,14 +29,28 @@ os = "windows"
 "#;
 
 fn repo() -> (TestRepo, String) {
-    let repo = TestRepo::new().expect("git repo");
-    repo.write("gild.toml", CATALOG).expect("write");
-    for family in ["debian12-base", "al2023-base", "win2022-core"] {
-        repo.write(&format!("images/{family}/{family}.pkr.hcl"), "# packer\n")
-            .expect("write");
+    TestRepo::images(
+        CATALOG,
+        &["debian12-base", "al2023-base", "win2022-core"],
+        &[],
+    )
+    .expect("images repository")
+}
+
+/// Every delivery of every completion was handled without error.
+fn assert_handled(settled: &[(Completed, Vec<Delivery>)]) {
+    for (completed, deliveries) in settled {
+        for d in deliveries {
+            assert!(
+                d.invocation.outcome.is_ok(),
+                "{} {} {}: {:?}",
+                d.function,
+                completed.family,
+                completed.status,
+                d.invocation.outcome
+            );
+        }
     }
-    let first = repo.commit("initial").expect("commit");
-    (repo, first)
 }
 
 fn builds_of(pipeline: &Pipeline, project: &str) -> BTreeMap<String, usize> {
@@ -88,18 +102,7 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
         .settle(&pipeline, &standin, 2, 7)
         .await
         .expect("settle");
-    for (completed, deliveries) in &settled {
-        for d in deliveries {
-            assert!(
-                d.invocation.outcome.is_ok(),
-                "{} {} {}: {:?}",
-                d.function,
-                completed.family,
-                completed.status,
-                d.invocation.outcome
-            );
-        }
-    }
+    assert_handled(&settled);
 
     // Builds: one bake per family; tests only for the two that baked.
     assert_eq!(
@@ -405,17 +408,7 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
         .settle(&pipeline, &standin, 2, 3)
         .await
         .expect("settle");
-    for (completed, deliveries) in &settled {
-        for d in deliveries {
-            assert!(
-                d.invocation.outcome.is_ok(),
-                "{} {}: {:?}",
-                d.function,
-                completed.family,
-                d.invocation.outcome
-            );
-        }
-    }
+    assert_handled(&settled);
     let all_once = counts(&[
         ("al2023-base", 1),
         ("debian12-base", 1),

@@ -30,17 +30,15 @@ roles = ["cw-agent"]
 
 /// A repository with the catalog and one file per family; returns it and the first commit.
 fn images_repo() -> (TestRepo, String) {
-    let repo = TestRepo::new().expect("git repo");
-    repo.write("gild.toml", CATALOG).expect("write");
-    for family in ["debian12-base", "al2023-base", "win2022-core"] {
-        repo.write(&format!("images/{family}/{family}.pkr.hcl"), "# packer\n")
-            .expect("write");
-    }
-    repo.write("ansible/roles/cw-agent/tasks/main.yml", "---\n")
-        .expect("write");
-    repo.write("README.md", "# images\n").expect("write");
-    let first = repo.commit("initial").expect("commit");
-    (repo, first)
+    TestRepo::images(
+        CATALOG,
+        &["debian12-base", "al2023-base", "win2022-core"],
+        &[
+            ("ansible/roles/cw-agent/tasks/main.yml", "---\n"),
+            ("README.md", "# images\n"),
+        ],
+    )
+    .expect("images repository")
 }
 
 async fn invoke_ok(function: &LambdaProcess, event: &Value) -> Value {

@@ -122,10 +122,7 @@ fn catalog(n: usize) -> String {
 }
 
 fn images_repo(families: usize) -> Result<TestRepo, HarnessError> {
-    let repo = TestRepo::new()?;
-    repo.write("gild.toml", catalog(families))?;
-    repo.commit("catalog")?;
-    Ok(repo)
+    Ok(TestRepo::images(&catalog(families), &[], &[])?.0)
 }
 
 // ------------------------------------------------------------------ cold
