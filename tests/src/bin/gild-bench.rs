@@ -125,6 +125,16 @@ fn images_repo(families: usize) -> Result<TestRepo, HarnessError> {
     Ok(TestRepo::images(&catalog(families), &[], &[])?.0)
 }
 
+/// A function's release bootstrap, as `make sam-build` left it.
+async fn spawn_release(
+    args: &Args,
+    function: &str,
+    env: &[(String, String)],
+) -> Result<LambdaProcess, HarnessError> {
+    let binary = args.bootstraps.join(function).join("bootstrap");
+    LambdaProcess::spawn(&binary, &format!("gild-{function}"), env).await
+}
+
 // ------------------------------------------------------------------ cold
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -174,10 +184,7 @@ impl Cold<'_> {
     async fn spawn(&self, function: &str, runtime: Runtime) -> Result<LambdaProcess, HarnessError> {
         let name = format!("gild-{function}");
         match runtime {
-            Runtime::Rust => {
-                let binary = self.args.bootstraps.join(function).join("bootstrap");
-                LambdaProcess::spawn(&binary, &name, &self.env()).await
-            }
+            Runtime::Rust => spawn_release(self.args, function, &self.env()).await,
             Runtime::Python => {
                 let root = workspace_root().join("bench/python");
                 let module = format!("gild_peer.{}.handler", function.replace('-', "_"));
@@ -478,12 +485,7 @@ async fn patch_day(
     let mut env = routes.function_env(&pipeline);
     env.push(("GILD_MAX_PARALLEL_BUILDS".into(), GILD_LIMIT.to_string()));
     env.push(("GILD_LEASE_SECS".into(), "330".into()));
-    let spawn = |function: &str| {
-        let binary = args.bootstraps.join(function).join("bootstrap");
-        let env = env.clone();
-        let name = format!("gild-{function}");
-        async move { LambdaProcess::spawn(&binary, &name, &env).await }
-    };
+    let spawn = |function: &'static str| spawn_release(args, function, &env);
     let trigger = spawn("trigger")
         .await?
         .with_timeout(Duration::from_secs(300));
@@ -658,12 +660,7 @@ async fn hops(args: &Args, rows: &mut Vec<Row>, results: &mut Value) -> Result<(
     let pipeline = Pipeline::start(images_repo(1)?).await?;
     let routes = FaultyRoutes::start(&pipeline, &FaultConfig::none()).await?;
     let env = routes.function_env(&pipeline);
-    let spawn = |function: &str| {
-        let binary = args.bootstraps.join(function).join("bootstrap");
-        let env = env.clone();
-        let name = format!("gild-{function}");
-        async move { LambdaProcess::spawn(&binary, &name, &env).await }
-    };
+    let spawn = |function: &'static str| spawn_release(args, function, &env);
     let trigger = spawn("trigger").await?;
     let bake_finished = spawn("bake-finished").await?;
     let test_finished = spawn("test-finished").await?;
