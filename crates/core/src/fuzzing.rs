@@ -27,7 +27,7 @@ pub fn eventbridge(data: &[u8]) {
             let _ = completion::work_chain(finished.completion);
         }
         // A build's end frees the slot of the build the event names, no other.
-        if let Some(ended) = queue::ended_build(change, &Projects::default().test) {
+        if let Some(ended) = queue::freed_slot(change, &Projects::default().bake) {
             assert!(
                 change.build_id.ends_with(ended),
                 "{ended} not from {}",

@@ -29,18 +29,18 @@ pub fn holds_slot(record: &BakeRecord, now: i64) -> bool {
     }
 }
 
-/// The build an event says has just ended and freed its slot, if it is one
-/// of gild's. A bake that succeeded hands its slot to its test build, so
-/// only failed bakes and ended tests free one.
-pub fn ended_build<'a>(change: &'a BuildStateChange, test_project: &str) -> Option<&'a str> {
-    let ended = match change.status {
+/// The build whose end frees a CodeBuild slot, if the event reports one: any
+/// build in the account that ended, except a bake that succeeded, which
+/// hands its slot to its test build.
+pub fn freed_slot<'a>(change: &'a BuildStateChange, bake_project: &str) -> Option<&'a str> {
+    let freed = match change.status {
         BuildStatus::InProgress | BuildStatus::Other => false,
-        BuildStatus::Succeeded => change.project_name == test_project,
+        BuildStatus::Succeeded => change.project_name != bake_project,
         BuildStatus::Failed | BuildStatus::Fault | BuildStatus::Stopped | BuildStatus::TimedOut => {
             true
         }
     };
-    ended.then_some(short_id(&change.build_id))
+    freed.then_some(short_id(&change.build_id))
 }
 
 /// `project:uuid` from a build ARN (events carry ARNs, StartBuild returns ids).
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn which_events_free_a_slot() {
-        let test = "gild-test";
+        let bake = "gild-bake";
         let cases = [
             ("gild-bake", BuildStatus::Succeeded, false),
             ("gild-bake", BuildStatus::Failed, true),
@@ -178,11 +178,11 @@ mod tests {
             "arn:aws:codebuild:us-east-1:123456789012:build/gild-test:u-1",
             BuildStatus::Succeeded,
         );
-        assert_eq!(ended_build(&arn, test), Some("gild-test:u-1"));
+        assert_eq!(freed_slot(&arn, bake), Some("gild-test:u-1"));
         for (project, status, frees) in cases {
             let c = change(project, "b:1", status);
             assert_eq!(
-                ended_build(&c, test).is_some(),
+                freed_slot(&c, bake).is_some(),
                 frees,
                 "{project} {status:?}"
             );

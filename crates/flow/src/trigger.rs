@@ -260,9 +260,17 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         // A build ended somewhere in the account: a slot may be free. What
         // the build means for its bake is bake-finished's and test-finished's.
         if let EventKind::BuildStateChange(change) = &event.kind {
-            let ended = queue::ended_build(change, &self.settings.projects.test);
             let what = format!("{} {}", event.envelope.detail_type, change.build_id);
-            return self.drain(what, ended, now).await;
+            return match queue::freed_slot(change, &self.settings.projects.bake) {
+                Some(ended) => self.drain(what, ended, now).await,
+                None => Ok(Outcome::new(
+                    what,
+                    format!(
+                        "build {} {}: no build slot freed, the queue is not read",
+                        change.project_name, change.status_text
+                    ),
+                )),
+            };
         }
         let triage = plan::triage(&event, &self.settings);
         self.start(&event.envelope.detail_type, triage, None, now)
@@ -270,15 +278,15 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
     }
 
     /// Starts queued bakes, oldest first, into the slots free now. `ended`
-    /// is a build whose end is being reported, counted as gone already.
+    /// is the build whose end is being reported, counted as gone already.
     pub async fn drain(
         &self,
         event: String,
-        ended: Option<&str>,
+        ended: &str,
         now: i64,
     ) -> Result<Outcome, TriggerError> {
         let active = self.active().await?;
-        let free = queue::free_slots(&active, self.max_parallel, now, ended);
+        let free = queue::free_slots(&active, self.max_parallel, now, Some(ended));
         let picked = queue::next_to_start(&active, free, now);
         let waiting = active
             .iter()
