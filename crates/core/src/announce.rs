@@ -38,7 +38,8 @@ pub struct Announcement {
     pub at: String,
 }
 
-fn short(commit: &str) -> &str {
+/// A commit as people quote it: its first 12 characters.
+pub(crate) fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
@@ -71,7 +72,7 @@ impl Announcement {
                 self.dedupe_key.trim_start_matches("schedule:")
             ),
             Trigger::Push => match &self.commit {
-                Some(commit) => format!("push of {}", short(commit)),
+                Some(commit) => format!("push of {}", short_commit(commit)),
                 None => "push".into(),
             },
             Trigger::Manual => "manual request".into(),

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::announce::SCHEMA;
+use crate::announce::{short_commit, SCHEMA};
 use crate::plan::Trigger;
 
 /// Block Kit's limits, from Slack's reference pages for blocks, block
@@ -366,7 +366,7 @@ fn facts(notice: &Notice, link: &RepositoryLink) -> Value {
     fields.push(text_field("Trigger", &trigger_text(notice)));
     if let Some(commit) = &notice.commit {
         fields.push(match link.commit_url(&notice.region, commit) {
-            Some(url) => field("Commit", format!("<{url}|{}>", short(commit))),
+            Some(url) => field("Commit", format!("<{url}|{}>", short_commit(commit))),
             None => code_field("Commit", commit, ""),
         });
     }
@@ -438,10 +438,6 @@ pub fn ec2_console_url(region: &str, image: &str) -> Option<String> {
     (is_region(region) && is_ami(image)).then(|| {
         format!("https://{region}.console.aws.amazon.com/ec2/home?region={region}#ImageDetails:imageId={image}")
     })
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
 }
 
 fn is_link(url: &str) -> bool {
