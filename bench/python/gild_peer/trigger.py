@@ -27,9 +27,6 @@ LIMITS = ("AccountLimitExceededException", "LimitExceededException")
 
 # Read once at cold start; a missing variable fails the init, naming it.
 BAKE_PROJECT = required("GILD_BAKE_PROJECT")
-# Its builds ending free a slot for a queued bake (read, as the Rust does,
-# although only the queue drain the peer does not mirror uses it).
-TEST_PROJECT = required("GILD_TEST_PROJECT")
 REPOSITORY = required("GILD_REPOSITORY")
 TRACKED_BRANCH = optional("GILD_TRACKED_BRANCH", "main")
 CONCURRENCY = optional("GILD_START_CONCURRENCY", 8)

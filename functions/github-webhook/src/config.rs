@@ -1,5 +1,5 @@
-use gild_core::ledger::DEFAULT_LEASE_SECS;
 use gild_core::plan::Settings;
+use gild_flow::trigger::StartConfig;
 use gild_lambda::{optional, required, ConfigError};
 
 /// Read once at cold start; a missing variable stops the function at init.
@@ -13,12 +13,8 @@ pub struct Config {
     pub repository: String,
     pub api_url: String,
     pub tracked_branch: String,
-    pub ledger_table: String,
-    pub bake_project: String,
-    pub concurrency: usize,
-    pub lease_secs: i64,
-    /// gild's builds at once; more bakes wait in the ledger's queue.
-    pub max_parallel: usize,
+    /// Ledger, bake project and fan-out, as the trigger reads them.
+    pub start: StartConfig,
     /// Larger bodies are refused before they are hashed.
     pub max_body_bytes: usize,
 }
@@ -31,14 +27,7 @@ impl Config {
             repository: required("GILD_GITHUB_REPOSITORY")?,
             api_url: optional("GILD_GITHUB_API_URL", "https://api.github.com".to_owned())?,
             tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
-            ledger_table: required("GILD_LEDGER_TABLE")?,
-            bake_project: required("GILD_BAKE_PROJECT")?,
-            concurrency: optional("GILD_START_CONCURRENCY", 8usize)?.max(1),
-            lease_secs: optional("GILD_LEASE_SECS", DEFAULT_LEASE_SECS)?,
-            max_parallel: optional(
-                "GILD_MAX_PARALLEL_BUILDS",
-                gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS,
-            )?,
+            start: StartConfig::from_env()?,
             max_body_bytes: optional("GILD_MAX_BODY_BYTES", 1024 * 1024usize)?,
         })
     }

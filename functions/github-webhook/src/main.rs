@@ -1,8 +1,6 @@
 use std::time::Duration;
 
-use gild_aws::{
-    codebuild::CodeBuildBuilds, dynamodb::DynamoLedger, secretsmanager::SecretsManager,
-};
+use gild_aws::secretsmanager::SecretsManager;
 use gild_github::GitHubRepository;
 use github_webhook::{Config, Webhook};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -25,15 +23,7 @@ async fn main() -> Result<(), Error> {
         secrets(),
         &config.token_secret,
     )?;
-    let starter = gild_flow::trigger::Handler::new(
-        config.settings(),
-        repo,
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(&aws), &config.ledger_table),
-        CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(&aws), &config.bake_project),
-        config.concurrency,
-        config.lease_secs,
-    )
-    .with_max_parallel(config.max_parallel);
+    let starter = config.start.handler(&aws, config.settings(), repo);
     let webhook = Webhook::new(config, secrets(), starter);
     let webhook = &webhook;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

@@ -235,11 +235,13 @@ mod tests {
             repository: "acme/platform-images".into(),
             api_url: "http://unused".into(),
             tracked_branch: "main".into(),
-            ledger_table: "t".into(),
-            bake_project: "gild-bake".into(),
-            concurrency: 2,
-            lease_secs: 60,
-            max_parallel: 20,
+            start: gild_flow::trigger::StartConfig {
+                ledger_table: "t".into(),
+                bake_project: "gild-bake".into(),
+                concurrency: 2,
+                lease_secs: 60,
+                max_parallel: 20,
+            },
             max_body_bytes: 64 * 1024,
         }
     }

@@ -5,7 +5,6 @@
 
 mod config;
 
-use gild_aws::{codebuild::CodeBuildBuilds, dynamodb::DynamoLedger};
 use gild_core::ports::Repository;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -19,15 +18,7 @@ pub async fn serve<R: Repository>(
     aws: &aws_config::SdkConfig,
     repo: R,
 ) -> Result<(), Error> {
-    let handler = Handler::new(
-        config.settings(),
-        repo,
-        DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), &config.ledger_table),
-        CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), &config.bake_project),
-        config.concurrency,
-        config.lease_secs,
-    )
-    .with_max_parallel(config.max_parallel);
+    let handler = config.start.handler(aws, config.settings(), repo);
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
