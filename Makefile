@@ -16,7 +16,7 @@ TOOLS_STAMP := $(VENV)/.tools-$(shell cat $(REQUIREMENTS) tools/moto_serial.py |
 CARGO ?= cargo
 CARGO_FLAGS := --locked
 
-.PHONY: help tools build test lint unit demo clean
+.PHONY: help tools fetch build test lint unit demo clean
 
 # Checks of the parts beside the Rust code (infra, images, playbooks) live in
 # mk/*.mk; each adds its targets to CHECKS, which `make test` runs.
@@ -41,10 +41,18 @@ $(TOOLS_STAMP): $(REQUIREMENTS) tools/moto_serial.py
 	chmod +x $(VENV)/bin/gild-moto-server
 	touch $@
 
-build:
+# Every platform's crates, before anything runs offline: `cargo build` fetches
+# only the host's, while `cargo metadata --offline` (make sam-build) and
+# cargo-lambda's cross builds need the whole lock file's. Always run: with a
+# warm cargo home it is a no-op, and no stamp can go stale against an
+# emptied one.
+fetch:
+	$(CARGO) fetch $(CARGO_FLAGS)
+
+build: fetch
 	$(CARGO) build $(CARGO_FLAGS) --workspace --bins
 
-lint:
+lint: fetch
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 

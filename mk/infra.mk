@@ -52,7 +52,7 @@ infra-lint: tools $(CHECKOV_STAMP)
 # package; cargo-lambda builds into the workspace's target/, so a warm build
 # is incremental. SAM cannot pass --locked to cargo, hence the check first;
 # CARGO_NET_OFFLINE keeps cargo from fetching anything.
-sam-build: tools
+sam-build: tools fetch
 	$(CARGO) metadata $(CARGO_FLAGS) --offline --format-version 1 > /dev/null
 	$(INFRA_ENV) CARGO_NET_OFFLINE=true sam build --config-file samconfig.toml
 	$(VENV)/bin/python infra/bootstrap_sizes.py $(SAM_BUILD_DIR) $(SAM_SIZES)

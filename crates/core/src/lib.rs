@@ -9,6 +9,7 @@ pub mod event;
 pub mod fuzzing;
 pub mod github;
 pub mod ledger;
+pub mod patch_day;
 pub mod plan;
 pub mod ports;
 pub mod queue;

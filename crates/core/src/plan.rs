@@ -183,8 +183,11 @@ pub enum Triage {
 pub fn triage(event: &Event, settings: &Settings) -> Triage {
     match &event.kind {
         EventKind::Schedule => match parse_time(&event.envelope.time) {
-            Ok(t) => Triage::Schedule {
-                month: format!("{:04}-{:02}", t.year(), u8::from(t.month())),
+            Ok(t) => match crate::patch_day::due(t) {
+                Ok(()) => Triage::Schedule {
+                    month: format!("{:04}-{:02}", t.year(), u8::from(t.month())),
+                },
+                Err(reason) => Triage::Ignore(reason),
             },
             // parse() already rejected such events; keep this total anyway.
             Err(e) => Triage::Ignore(e),

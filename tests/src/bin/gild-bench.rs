@@ -680,7 +680,7 @@ async fn hops(args: &Args, rows: &mut Vec<Row>, results: &mut Value) -> Result<(
     // the cold part's business).
     for flow in 0..=args.flows {
         let event = events::schedule(&format!(
-            "{}-{:02}-11T03:00:00Z",
+            "{}-{:02}-15T03:00:00Z",
             2027 + flow / 12,
             flow % 12 + 1
         ))?;
