@@ -226,6 +226,12 @@ impl LambdaProcess {
             context: "cannot serialize the invocation event".to_string(),
             source,
         })?;
+        self.invoke_raw(Bytes::from(body)).await
+    }
+
+    /// Queues a payload of any bytes (Lambda's Invoke takes any blob, JSON
+    /// or not) and waits for the function's response or error.
+    pub async fn invoke_raw(&self, body: Bytes) -> Result<Invocation, HarnessError> {
         let request_id = new_uuid();
         let (reply_tx, reply_rx) = oneshot::channel();
         self.state.pending().insert(
@@ -238,7 +244,7 @@ impl LambdaProcess {
         let enqueued_at = Instant::now();
         let queued = Queued {
             request_id: request_id.clone(),
-            body: Bytes::from(body),
+            body,
             timeout: self.timeout,
         };
         if self.queue.send(queued).is_err() {

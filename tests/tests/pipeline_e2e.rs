@@ -437,3 +437,35 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
         "{ledger:?}"
     );
 }
+
+/// Lambda's Invoke takes any bytes. A payload that is not JSON gets the
+/// stable `gild.event.NotJson` from every function, not the runtime's
+/// `&lambda_runtime::deserializer::DeserializeError` (issue 11, defect 16),
+/// and the process goes on to handle the next event.
+#[tokio::test]
+async fn a_payload_that_is_not_json_has_a_stable_error_type() {
+    let (repo, _) = repo();
+    let pipeline = Pipeline::start(repo).await.expect("pipeline");
+    for function in ["trigger", "bake-finished", "test-finished"] {
+        let process = pipeline.spawn(function).await.expect("spawn");
+        for body in [&b"not json"[..], b"{\"truncated\": ", b"\xff\xfe"] {
+            let invocation = process
+                .invoke_raw(bytes::Bytes::copy_from_slice(body))
+                .await
+                .expect("answered");
+            let error = invocation.outcome.expect_err("refused");
+            assert_eq!(
+                error.error_type, "gild.event.NotJson",
+                "{function}: {error}"
+            );
+            assert!(error.error_message.contains("not JSON"), "{error}");
+        }
+        let still_serving = process
+            .invoke(&serde_json::json!({"source": "nobody", "detail-type": "x"}))
+            .await
+            .expect("answered");
+        if let Err(error) = still_serving.outcome {
+            assert!(error.error_type.starts_with("gild."), "{function}: {error}");
+        }
+    }
+}

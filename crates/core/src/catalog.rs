@@ -123,10 +123,10 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
         }
         let family = family.into_inner();
         let path = normalise_path(family.path.get_ref())
-            .ok_or_else(|| at(family.path.span(), format!("family `{name}`: path `{}` must be a relative folder inside the repository (no `..`, no leading `/`)", family.path.get_ref())))?;
+            .ok_or_else(|| at(family.path.span(), format!("family `{name}`: path `{}` must be a relative folder inside the repository: segments of A-Z, a-z, 0-9, `.`, `_` and `-`, no `..`, no leading `/`", family.path.get_ref())))?;
         let mut roles = Vec::with_capacity(family.roles.len());
         for role in family.roles {
-            if !valid_name(role.get_ref()) {
+            if !valid_role(role.get_ref()) {
                 return Err(at(
                     role.span(),
                     format!(
@@ -156,23 +156,43 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
     Ok(Catalog { families })
 }
 
-fn valid_name(name: &str) -> bool {
+/// The one family-name rule: 1-64 of a-z, 0-9 and `-`, starting with a
+/// letter or digit. The name becomes part of AMI names, SSM parameter
+/// names, tag values and CodeBuild variables, and bake.yml/test.yml refuse
+/// anything else, so the catalog refuses it first (tests/fixtures/
+/// family-names.json holds the cases both sides are tested against).
+pub fn valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 64
         && bytes[0].is_ascii_alphanumeric()
         && bytes
             .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
-fn normalise_path(path: &str) -> Option<String> {
+/// A role folder under ansible/roles/: the family-name characters plus `_`,
+/// which Ansible's own role names use.
+fn valid_role(role: &str) -> bool {
+    valid_name(&role.replace('_', "-"))
+}
+
+/// A relative folder of segments made of A-Z, a-z, 0-9, `.`, `_` and `-`
+/// (not `.` or `..`), normalised without its trailing `/`. The path reaches
+/// the buildspecs' shell as data; a narrow character set keeps `$(...)`,
+/// quotes, spaces and newlines out even if some script were to evaluate it.
+pub fn normalise_path(path: &str) -> Option<String> {
     let trimmed = path.trim_end_matches('/');
     let ok = !trimmed.is_empty()
         && !trimmed.starts_with('/')
-        && trimmed
-            .split('/')
-            .all(|part| !part.is_empty() && part != ".." && part != ".");
+        && trimmed.split('/').all(|part| {
+            !part.is_empty()
+                && part != ".."
+                && part != "."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
     ok.then(|| trimmed.to_owned())
 }
 
@@ -259,6 +279,36 @@ os = "windows"
         .expect_err("dup role");
         assert_eq!(err.line, 4);
         assert!(err.problem.contains("twice"));
+    }
+
+    #[test]
+    fn underscore_in_a_family_name_is_refused_as_the_buildspecs_do() {
+        let err = parse("g", "[families.web_base]\npath = \"a\"\nos = \"linux\"\n")
+            .expect_err("`_` is not in the family-name rule");
+        assert_eq!(err.line, 1);
+        assert!(err.problem.contains("a-z, 0-9 and `-`"), "{err}");
+    }
+
+    #[test]
+    fn shell_in_a_path_is_refused() {
+        for path in [
+            "images/x$(touch /tmp/p)",
+            "images/x`id`",
+            "images/a b",
+            "images/x\\nid",
+            "images/x'y",
+            "images/x\\\"y",
+            "images/x;id",
+        ] {
+            let text = format!("[families.a]\npath = \"{path}\"\nos = \"linux\"\n");
+            let err = parse("g", &text).expect_err(path);
+            assert_eq!(err.line, 2, "{path}: {err}");
+        }
+        assert!(parse(
+            "g",
+            "[families.a]\npath = \"images/A_b-1.x\"\nos = \"linux\"\n"
+        )
+        .is_ok());
     }
 
     #[test]

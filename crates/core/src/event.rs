@@ -70,7 +70,11 @@ pub enum EventKind {
 #[serde(rename_all = "camelCase")]
 pub struct RefChange {
     pub event: String,
+    /// Absent on `unreferencedMergeCommitCreated`, which names no reference
+    /// (CodeCommit's documented event: a merge commit on no branch yet).
+    #[serde(default)]
     pub reference_type: String,
+    #[serde(default)]
     pub reference_name: String,
     pub repository_name: String,
     /// Absent on `referenceDeleted`.
@@ -226,7 +230,23 @@ pub fn parse(value: Value) -> Result<Event, EventError> {
             EventKind::Schedule
         }
         ("aws.codecommit", CODECOMMIT_CHANGE) => {
-            EventKind::RefChange(detail_as(detail).map_err(malformed)?)
+            let change: RefChange = detail_as(detail).map_err(malformed)?;
+            // Only the reference events must name their reference; others
+            // (unreferencedMergeCommitCreated) are triaged away by name.
+            if change.event.starts_with("reference") {
+                for (field, value) in [
+                    ("referenceType", &change.reference_type),
+                    ("referenceName", &change.reference_name),
+                ] {
+                    if value.is_empty() {
+                        return Err(malformed(format!(
+                            "`detail`: missing field `{field}` in a `{}` event",
+                            change.event
+                        )));
+                    }
+                }
+            }
+            EventKind::RefChange(change)
         }
         (GILD_SOURCE, BUILD_REQUESTED) => {
             let raw: RawBuildRequest = detail_as(detail).map_err(malformed)?;

@@ -68,7 +68,12 @@ pub fn verify_signature(
 pub struct PushPayload {
     #[serde(rename = "ref")]
     pub reference: String,
+    /// 40 hex digits, checked while parsing: both go into GitHub API URLs
+    /// (compare, contents), so a signed but odd payload must not be able to
+    /// steer the path or query.
+    #[serde(deserialize_with = "sha40")]
     pub before: String,
+    #[serde(deserialize_with = "sha40")]
     pub after: String,
     #[serde(default)]
     pub created: bool,
@@ -100,6 +105,24 @@ pub struct PushCommit {
     pub modified: Vec<String>,
     #[serde(default)]
     pub removed: Vec<String>,
+}
+
+/// A git commit id as GitHub sends it: exactly 40 hex digits (the zero SHA
+/// included, for created and deleted branches).
+pub fn is_sha40(sha: &str) -> bool {
+    sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn sha40<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let sha = String::deserialize(deserializer)?;
+    if is_sha40(&sha) {
+        Ok(sha)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{}` is not a 40-hex-digit commit id",
+            sha.escape_debug()
+        )))
+    }
 }
 
 fn is_zero_sha(sha: &str) -> bool {

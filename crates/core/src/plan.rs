@@ -201,6 +201,14 @@ pub fn triage(event: &Event, settings: &Settings) -> Triage {
                     ));
                 }
             }
+            if change.event == "unreferencedMergeCommitCreated" {
+                return Triage::Ignore(format!(
+                    "unreferencedMergeCommitCreated: merge commit {} is on no branch yet; \
+                     only pushes to the branch `{}` build images",
+                    change.commit_id.as_deref().unwrap_or("?"),
+                    settings.tracked_branch
+                ));
+            }
             if change.reference_type != "branch" {
                 return Triage::Ignore(format!(
                     "{} `{}` ignored: only pushes to the branch `{}` build images",
@@ -530,6 +538,37 @@ os = "windows"
                        "oldCommitId": "0ld"}
         }))
         .expect("valid event")
+    }
+
+    #[test]
+    fn unreferenced_merge_commit_is_ignored_with_a_reason() {
+        // The documented shape (CodeCommit User Guide, "Monitoring CodeCommit
+        // events": unreferencedMergeCommitCreated): no referenceType/Name.
+        let event = event::parse(json!({
+            "version": "0", "id": "01234567-0123-0123-0123-012345678901",
+            "detail-type": "CodeCommit Repository State Change", "source": "aws.codecommit",
+            "account": "123456789012", "time": "2026-11-12T14:05:09Z", "region": "us-east-1",
+            "resources": ["arn:aws:codecommit:us-east-1:123456789012:platform-images"],
+            "detail": {"callerUserArn": "arn:aws:iam::123456789012:user/Mary_Major",
+                       "commitId": "0123456789abcdef0123456789abcdef01234567",
+                       "event": "unreferencedMergeCommitCreated",
+                       "repositoryId": "12345678-1234-5678-abcd-12345678abcd",
+                       "repositoryName": "platform-images"}
+        }))
+        .expect("a documented CodeCommit event parses");
+        let settings = Settings {
+            repository: Some("platform-images".into()),
+            ..Settings::default()
+        };
+        match triage(&event, &settings) {
+            Triage::Ignore(reason) => {
+                assert!(
+                    reason.contains("unreferencedMergeCommitCreated"),
+                    "{reason}"
+                )
+            }
+            other => panic!("not ignored: {other:?}"),
+        }
     }
 
     fn changed(paths: &[&str]) -> BTreeMap<String, String> {

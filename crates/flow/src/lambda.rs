@@ -9,7 +9,7 @@ use gild_aws::ssm::SsmParameters;
 use gild_core::completion::Projects;
 use gild_core::ledger::DEFAULT_LEASE_SECS;
 use gild_lambda::{optional, required, ConfigError};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 use crate::{Accept, Completions, FlowSettings, Ports};
@@ -58,8 +58,8 @@ pub async fn run(accept: Accept) -> Result<(), Error> {
     );
     let completions = &completions;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    gild_lambda::run(move |event: LambdaEvent<Value>| {
         Box::pin(completions.handle(event.payload, gild_lambda::now()))
-    }))
+    })
     .await
 }

@@ -72,6 +72,9 @@ pub fn diagnostic(error_type: &str, error: &impl Display) -> Diagnostic {
 }
 
 pub mod retry;
+mod runtime;
+
+pub use runtime::{run, JsonGuard, NOT_JSON_ERROR};
 
 /// A token unique to this invocation (process, time, sequence): the owner
 /// of the ledger claims and locks it takes.

@@ -3,7 +3,7 @@ use std::time::Duration;
 use gild_aws::secretsmanager::SecretsManager;
 use gild_github::GitHubRepository;
 use github_webhook::{Config, Webhook};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
@@ -26,8 +26,8 @@ async fn main() -> Result<(), Error> {
     let starter = config.start.handler(&aws, config.settings(), repo);
     let webhook = Webhook::new(config, secrets(), starter);
     let webhook = &webhook;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    gild_lambda::run(move |event: LambdaEvent<Value>| {
         Box::pin(webhook.handle(event.payload, gild_lambda::now()))
-    }))
+    })
     .await
 }

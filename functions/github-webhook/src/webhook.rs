@@ -45,9 +45,19 @@ impl<'a> Request<'a> {
         })
     }
 
-    /// Function URLs lower-case header names.
+    /// HTTP header names are case-insensitive (RFC 9110 section 5.1).
+    /// Function URLs lower-case them, but another front end (API Gateway
+    /// REST, an ALB, a proxy) may pass GitHub's own casing through.
     fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers.get(name).and_then(Value::as_str)
+        self.headers
+            .get(name)
+            .or_else(|| {
+                self.headers
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value)
+            })
+            .and_then(Value::as_str)
     }
 }
 
@@ -304,6 +314,49 @@ mod tests {
             hook.starter().builds().started_families(),
             vec!["debian12-base"]
         );
+    }
+
+    #[tokio::test]
+    async fn github_header_casing_is_accepted() {
+        let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
+        let mut req = request(BODY, "push", None, "application/json");
+        req["headers"] = json!({
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "d-1",
+            "X-Hub-Signature-256": sign("gild-sample-secret", BODY.as_bytes()),
+            "User-Agent": "GitHub-Hookshot/1",
+        });
+        let response = hook.handle(req, 1).await.expect("infallible");
+        assert_eq!(status(&response), 200, "{response}");
+    }
+
+    #[tokio::test]
+    async fn signed_push_with_a_bad_commit_id_is_refused_before_any_api_call() {
+        let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
+        let mut push: Value = serde_json::from_str(BODY).expect("sample");
+        for (field, value) in [
+            ("before", "../../repos/other/x"),
+            ("after", "abc?ref=evil"),
+            ("after", "0123456789abcdef"),
+        ] {
+            push[field] = value.into();
+            let body = push.to_string();
+            let signed = request(
+                &body,
+                "push",
+                Some(sign("gild-sample-secret", body.as_bytes())),
+                "application/json",
+            );
+            let response = hook.handle(signed, 1).await.expect("infallible");
+            assert_eq!(status(&response), 400, "{field}={value}: {response}");
+            assert!(
+                response["body"].as_str().unwrap_or("").contains("40-hex"),
+                "{response}"
+            );
+            push = serde_json::from_str(BODY).expect("sample");
+        }
+        assert!(hook.starter().builds().started_families().is_empty());
     }
 
     #[tokio::test]

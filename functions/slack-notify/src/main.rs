@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as SecretsManagerClient;
 use gild_aws::secretsmanager::SecretsManager;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use slack_notify::webhook::HttpTransport;
 use slack_notify::{deadline_instant, Config, Handler};
@@ -25,9 +25,9 @@ async fn main() -> Result<(), Error> {
         HttpTransport::new()?,
     );
     let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    gild_lambda::run(move |event: LambdaEvent<Value>| {
         let deadline = deadline_instant(event.context.deadline());
         Box::pin(handler.handle(event.payload, deadline))
-    }))
+    })
     .await
 }

@@ -6,7 +6,7 @@
 mod config;
 
 use gild_core::ports::Repository;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 pub use config::{Config, RepositoryHost};
@@ -21,8 +21,8 @@ pub async fn serve<R: Repository>(
     let handler = config.start.handler(aws, config.settings(), repo);
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    gild_lambda::run(move |event: LambdaEvent<Value>| {
         Box::pin(handler.handle(event.payload, gild_lambda::now()))
-    }))
+    })
     .await
 }
