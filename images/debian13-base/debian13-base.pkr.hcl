@@ -126,6 +126,7 @@ build {
     playbook_file = "${local.repo_root}/ansible/playbooks/debian13-base.yml"
     user          = "admin"
     use_proxy     = false
+    # Ansible's own SSH session, tunnelled through Session Manager.
     inventory_file_template = "{{ .HostAlias }} ansible_host={{ .ID }} ansible_user={{ .User }} ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ProxyCommand=\"aws ssm start-session --target %h --document-name AWS-StartSSHSession --parameters portNumber=%p --region ${var.region}\"'\n"
     ansible_env_vars = [
       "ANSIBLE_CONFIG=${local.repo_root}/ansible/ansible.cfg",
@@ -135,6 +136,11 @@ build {
       "AWS_DEFAULT_REGION=${var.region}",
     ]
     extra_arguments = [
+      # Every version and checksum pin the roles check (ansible/pins.yml).
+      # The plugin runs ansible-playbook with packer's working directory
+      # (exec without a Dir: packer-plugin-ansible@v1.1.4
+      # provisioner/ansible/provisioner.go), so the path is made absolute.
+      "--extra-vars", "@${abspath(local.repo_root)}/ansible/pins.yml",
       "--extra-vars", jsonencode({
         gild_family        = local.family
         gild_source_commit = var.source_commit

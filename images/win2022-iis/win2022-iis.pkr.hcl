@@ -147,6 +147,11 @@ build {
       "ANSIBLE_NOCOLOR=True",
     ]
     extra_arguments = [
+      # Every version and checksum pin the roles check (ansible/pins.yml).
+      # The plugin runs ansible-playbook with packer's working directory
+      # (exec without a Dir: packer-plugin-ansible@v1.1.4
+      # provisioner/ansible/provisioner.go), so the path is made absolute.
+      "--extra-vars", "@${abspath(local.repo_root)}/ansible/pins.yml",
       "--extra-vars", "ansible_connection=winrm ansible_port=5986 ansible_winrm_scheme=https ansible_winrm_transport=ntlm",
       # Same self-signed, instance-generated certificate as winrm_insecure.
       "--extra-vars", "ansible_winrm_server_cert_validation=ignore",
