@@ -248,6 +248,9 @@ class Stack:
         p, r, a = self.partition, self.region, self.account
         if attribute == "GroupId" and kind == "AWS::EC2::SecurityGroup":
             return self.ref(logical_id)
+        if attribute == "Name" and kind == "AWS::CodeCommit::Repository":
+            # Ref of a repository is its id; Name is the name it was given.
+            return self._name_of(logical_id, "RepositoryName")
         if attribute != "Arn":
             raise NotImplementedError(f"GetAtt {logical_id}.{attribute} ({kind})")
         own = {

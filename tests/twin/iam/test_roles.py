@@ -39,7 +39,11 @@ def test_fn_if_picks_the_repository_host_branch():
     codecommit = roles.named_roles()["BakeRole"]
     github = roles.named_roles(parameters=roles.GITHUB_PARAMETERS)["BakeRole"]
     pull = statement(codecommit, "PullTheImagesRepository")
-    assert pull["Resource"] == "arn:aws:codecommit:us-east-1:123456789012:gild"
+    # RepositoryName defaults to empty: the stack names the repository it
+    # creates <ProjectPrefix>-images-<8 characters of the stack id>.
+    assert pull["Resource"].startswith(
+        "arn:aws:codecommit:us-east-1:123456789012:gild-images-"
+    ), pull["Resource"]
     through = statement(github, "PullTheImagesRepositoryThroughTheConnection")
     assert through["Resource"] == roles.GITHUB_PARAMETERS["GitHubConnectionArn"]
     sids = {s.get("Sid") for p in github for s in p["PolicyDocument"]["Statement"]}

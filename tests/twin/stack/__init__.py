@@ -1,0 +1,1 @@
+"""The SAM stack deployed into moto, and the checks of what AWS would refuse."""

@@ -1,0 +1,385 @@
+"""Deploy infra/template.yaml into moto's CloudFormation, as `sam deploy` would.
+
+The steps: the SAM transform (twin.cfn.translate, the pinned translator);
+the template's conditions evaluated for the given parameters (cfn), so moto
+sees only the resources CloudFormation would create; the resource types moto
+cannot create stripped, each named in `UNSUPPORTED` with why (a reference to
+one becomes the value cfn computes for it); CreateStack; and a `stack.json`
+of what the stack is: outputs, physical ids, rules and their targets.
+
+Lambda: moto's CreateFunction only stores the function (it runs docker on
+Invoke, not on create; moto/awslambda/models.py), but it reads the code
+from S3, so each function's S3 key gets a placeholder zip first. The real
+binaries run elsewhere, under the Rust harness's Lambda Runtime API.
+
+Reserved concurrency: CloudFormation sets it with PutFunctionConcurrency
+after creating a function; moto's CloudFormation only stores the number,
+so `deploy` calls PutFunctionConcurrency itself. A moto server started with
+MOTO_LAMBDA_CONCURRENCY_QUOTA then refuses a reservation that leaves fewer
+than 100 unreserved, as Lambda does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
+
+from twin import cfn
+
+# Types in gild's translated template that moto 5.2.5's CloudFormation has no
+# CloudFormationModel for (moto/cloudformation/parsing.py would warn "not
+# supported" and skip them silently). test_deploy.py checks this list against
+# moto's own resource_class_from_type, so it cannot drift.
+UNSUPPORTED: dict[str, str] = {
+    "AWS::CodeBuild::Project": "moto has no CloudFormation model for CodeBuild projects",
+    "AWS::CodeBuild::ReportGroup": "moto has no CodeBuild report groups (no model, no API)",
+    "AWS::CodeCommit::Repository": (
+        "no CloudFormation model in moto; created with CodeCommit's CreateRepository "
+        "beside the stack instead (name collisions and DeletionPolicy Retain kept)"
+    ),
+    "AWS::CloudWatch::Alarm": "moto's CloudFormation models only CloudWatch dashboards",
+    "AWS::EC2::SecurityGroupEgress": "moto models SecurityGroupIngress, not Egress",
+    "AWS::Lambda::EventInvokeConfig": "no CloudFormation model (retries/destinations unchecked)",
+    "AWS::Lambda::Url": "no CloudFormation model (the webhook URL is not served by moto)",
+    "AWS::S3::BucketPolicy": "no CloudFormation model (the policy is not evaluated by moto)",
+    "AWS::SecretsManager::Secret": "no CloudFormation model for Secrets Manager secrets",
+    "AWS::SNS::Subscription": "no CloudFormation model (email and Lambda subscriptions unchecked)",
+    "AWS::SNS::TopicPolicy": "no CloudFormation model (topic policies are not evaluated)",
+    "AWS::SQS::QueuePolicy": "no CloudFormation model (queue policies are not evaluated)",
+}
+
+# Of the stripped types, those `deploy` creates through their own API, so
+# what matters about them (a fixed name that collides) is still seen.
+SIDE_CREATED = {"AWS::CodeCommit::Repository"}
+
+
+@dataclass
+class Deployment:
+    """What `deploy` did: everything stack.json holds, and what delete needs."""
+
+    stack_name: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stripped: list[dict[str, str]] = field(default_factory=list)
+    side_created: list[dict[str, str]] = field(default_factory=list)
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "StackName": self.stack_name,
+            "Status": self.status,
+            "Reason": self.reason,
+            "Outputs": self.outputs,
+            "Resources": self.resources,
+            "Rules": self.rules,
+            "Stripped": self.stripped,
+            "SideCreated": self.side_created,
+        }
+
+
+class DeployError(RuntimeError):
+    """CloudFormation (moto) refused the stack; the message says why."""
+
+
+def clients(endpoint: str, region: str) -> dict[str, Any]:
+    """boto3 clients against the moto server, with dummy credentials."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+    )
+    conf = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)
+    names = ("cloudformation", "s3", "codecommit", "lambda", "events", "dynamodb")
+    return {n: session.client(n, endpoint_url=endpoint, config=conf) for n in names}
+
+
+def _pick(value: Any, ctx: cfn.Context, stripped: set[str]) -> Any:
+    """`value` with conditions decided and references to stripped resources made literal.
+
+    What moto can resolve itself (Ref to a parameter or a resource it
+    creates) is left for moto, so its own physical ids are used.
+    """
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Fn::If":
+            return _pick(arg[1] if ctx.condition(arg[0]) else arg[2], ctx, stripped)
+        if key == "Ref" and arg == "AWS::NoValue":
+            return cfn.NO_VALUE
+        if key == "Ref" and arg in stripped:
+            return cfn.physical_id(ctx, arg)
+        if key == "Fn::GetAtt" and cfn.target_logical_id(value) in stripped:
+            return cfn.resolve(value, ctx)
+        if key == "Fn::Sub":
+            return {key: _pick_sub(arg, ctx, stripped)}
+    if isinstance(value, dict):
+        out = {k: _pick(v, ctx, stripped) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not cfn.NO_VALUE}
+    if isinstance(value, list):
+        return [
+            p for p in (_pick(v, ctx, stripped) for v in value) if p is not cfn.NO_VALUE
+        ]
+    return value
+
+
+def _pick_sub(arg: Any, ctx: cfn.Context, stripped: set[str]) -> Any:
+    text, variables = (arg[0], arg[1]) if isinstance(arg, list) else (arg, None)
+
+    def literal(match: re.Match[str]) -> str:
+        var = match.group(1)
+        head = var.split(".", 1)[0]
+        if head in stripped and (variables is None or var not in variables):
+            return str(cfn.resolve({"Fn::Sub": match.group(0)}, ctx))
+        return match.group(0)
+
+    text = re.sub(r"\$\{([^!}][^}]*)\}", literal, text)
+    if variables is None:
+        return text
+    return [text, _pick(variables, ctx, stripped)]
+
+
+def moto_template(
+    translated: dict[str, Any], ctx: cfn.Context
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The template moto is given, and the resources stripped from it (with why)."""
+    resources = translated.get("Resources") or {}
+    present = {lid for lid in resources if ctx.exists(lid)}
+    stripped = {lid for lid in present if resources[lid]["Type"] in UNSUPPORTED}
+    kept: dict[str, Any] = {}
+    for lid in sorted(present - stripped):
+        res = {k: v for k, v in resources[lid].items() if k != "Condition"}
+        res = _pick(res, ctx, stripped)
+        depends = res.get("DependsOn")
+        if depends is not None:
+            depends = [depends] if isinstance(depends, str) else depends
+            res["DependsOn"] = [d for d in depends if d in present - stripped]
+        kept[lid] = res
+    outputs = {}
+    for name, spec in (translated.get("Outputs") or {}).items():
+        if spec.get("Condition") is None or ctx.condition(spec["Condition"]):
+            outputs[name] = _pick({"Value": spec["Value"]}, ctx, stripped)
+    template = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Parameters": translated.get("Parameters") or {},
+        "Mappings": translated.get("Mappings") or {},
+        "Resources": kept,
+        "Outputs": outputs,
+    }
+    listing = [
+        {
+            "LogicalId": lid,
+            "Type": resources[lid]["Type"],
+            "Reason": UNSUPPORTED[resources[lid]["Type"]],
+        }
+        for lid in sorted(stripped)
+    ]
+    return template, listing
+
+
+def _placeholder_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(
+            "bootstrap",
+            "#!/bin/sh\n# placeholder: the twin runs the real binary\nexit 1\n",
+        )
+    return buf.getvalue()
+
+
+def _upload_code(api: dict[str, Any], template: dict[str, Any]) -> None:
+    """What `sam package` uploads: one object per function's S3 key."""
+    body = _placeholder_zip()
+    made: set[str] = set()
+    for res in template["Resources"].values():
+        code = (res.get("Properties") or {}).get("Code") or {}
+        if res["Type"] == "AWS::Lambda::Function" and "S3Bucket" in code:
+            if code["S3Bucket"] not in made:
+                try:
+                    api["s3"].create_bucket(Bucket=code["S3Bucket"])
+                except ClientError as err:
+                    if err.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+                        raise
+                made.add(code["S3Bucket"])
+            api["s3"].put_object(Bucket=code["S3Bucket"], Key=code["S3Key"], Body=body)
+
+
+def _create_side(
+    api: dict[str, Any], translated: dict[str, Any], ctx: cfn.Context
+) -> list[dict[str, str]]:
+    made = []
+    for lid, res in (translated.get("Resources") or {}).items():
+        if res["Type"] in SIDE_CREATED and ctx.exists(lid):
+            props = cfn.resolve(res.get("Properties") or {}, ctx)
+            try:
+                api["codecommit"].create_repository(
+                    repositoryName=props["RepositoryName"],
+                    repositoryDescription=props.get("RepositoryDescription", ""),
+                )
+            except ClientError as err:
+                raise DeployError(f"{lid} ({res['Type']}): {err}") from err
+            made.append(
+                {
+                    "LogicalId": lid,
+                    "Type": res["Type"],
+                    "PhysicalId": props["RepositoryName"],
+                    "DeletionPolicy": res.get("DeletionPolicy", "Delete"),
+                }
+            )
+    return made
+
+
+def _wait(cf: Any, stack_name: str, busy: str) -> dict[str, Any]:
+    for _ in range(300):
+        stack = cf.describe_stacks(StackName=stack_name)["Stacks"][0]
+        if stack["StackStatus"] != busy:
+            return stack
+        time.sleep(0.2)
+    raise DeployError(f"{stack_name} still {busy} after 60 s")
+
+
+def deploy(
+    endpoint: str,
+    template_path: str | Path,
+    parameters: dict[str, str],
+    stack_name: str = "gild",
+    region: str = "us-east-1",
+    account: str = "123456789012",
+) -> Deployment:
+    """Create the stack in moto; raise DeployError with the reason if refused."""
+    api = clients(endpoint, region)
+    raw = cfn.load(template_path)
+    unknown = sorted(set(parameters) - set(raw.get("Parameters") or {}))
+    if unknown:
+        # CloudFormation's own answer to an undeclared parameter.
+        raise DeployError(f"Parameters: {unknown} do not exist in the template")
+    translated = cfn.translate(raw, parameters, region, account)
+    ctx = cfn.Context(
+        translated, parameters, region, account, stack_name, str(uuid.uuid4())
+    )
+    template, stripped = moto_template(translated, ctx)
+    _upload_code(api, template)
+    side = _create_side(api, translated, ctx)
+    declared = set(template["Parameters"])
+    cf_params = [
+        {"ParameterKey": k, "ParameterValue": str(v)}
+        for k, v in ctx.values.items()
+        if k in declared
+    ]
+    cf = api["cloudformation"]
+    try:
+        cf.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(template),
+            Parameters=cf_params,
+            Capabilities=[
+                "CAPABILITY_IAM",
+                "CAPABILITY_NAMED_IAM",
+                "CAPABILITY_AUTO_EXPAND",
+            ],
+        )
+    except ClientError as err:
+        raise DeployError(f"CreateStack refused: {err}") from err
+    except ResponseParserError as err:
+        # moto 5.2.5 answers CreateStack with the failing service's own error
+        # body (DynamoDB's JSON ResourceInUseException) where CloudFormation
+        # would report CREATE_FAILED and roll back: the stack failed either way.
+        raise DeployError(f"CreateStack failed: {str(err).splitlines()[-1]}") from err
+    stack = _wait(cf, stack_name, "CREATE_IN_PROGRESS")
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise DeployError(
+            f"{stack_name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}"
+        )
+    result = Deployment(
+        stack_name=stack_name,
+        status=stack["StackStatus"],
+        stripped=stripped,
+        side_created=side,
+    )
+    result.outputs = {
+        o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])
+    }
+    for page in cf.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+        for res in page["StackResourceSummaries"]:
+            result.resources[res["LogicalResourceId"]] = {
+                "Type": res["ResourceType"],
+                "PhysicalId": res.get("PhysicalResourceId", ""),
+            }
+    _reserve_concurrency(api, template, ctx, result)
+    result.rules = rules(translated, ctx, result)
+    return result
+
+
+def _reserve_concurrency(
+    api: dict[str, Any], template: dict[str, Any], ctx: cfn.Context, result: Deployment
+) -> None:
+    for lid, res in template["Resources"].items():
+        reserved = (res.get("Properties") or {}).get("ReservedConcurrentExecutions")
+        if res["Type"] == "AWS::Lambda::Function" and reserved is not None:
+            name = result.resources[lid]["PhysicalId"]
+            try:
+                api["lambda"].put_function_concurrency(
+                    FunctionName=name,
+                    ReservedConcurrentExecutions=int(cfn.resolve(reserved, ctx)),
+                )
+            except ClientError as err:
+                raise DeployError(
+                    f"{lid}: PutFunctionConcurrency refused: {err}"
+                ) from err
+
+
+def rules(
+    translated: dict[str, Any], ctx: cfn.Context, result: Deployment
+) -> dict[str, dict[str, Any]]:
+    """Every EventBridge rule: its pattern as the template defines it, and targets."""
+    out = {}
+    for lid, res in cfn.resolved_resources(ctx).items():
+        if res["Type"] != "AWS::Events::Rule":
+            continue
+        raw_targets = translated["Resources"][lid]["Properties"].get("Targets", [])
+        out[lid] = {
+            "Name": result.resources.get(lid, {}).get("PhysicalId", ""),
+            "EventPattern": res["Properties"].get("EventPattern"),
+            "ScheduleExpression": res["Properties"].get("ScheduleExpression"),
+            "State": res["Properties"].get("State", "ENABLED"),
+            "Targets": [cfn.target_logical_id(t["Arn"]) for t in raw_targets],
+        }
+    return out
+
+
+def delete(
+    endpoint: str, deployment: Deployment, region: str = "us-east-1"
+) -> list[str]:
+    """`sam delete`: delete the stack; return what DeletionPolicy Retain kept.
+
+    moto's delete keeps Retain resources (moto/cloudformation/parsing.py,
+    ResourceMap.delete); side-created ones are deleted here unless Retain.
+    """
+    api = clients(endpoint, region)
+    cf = api["cloudformation"]
+    cf.delete_stack(StackName=deployment.stack_name)
+    for _ in range(300):
+        try:
+            stacks = cf.describe_stacks(StackName=deployment.stack_name)["Stacks"]
+        except ClientError:  # "Stack with id ... does not exist": deleted
+            break
+        if not stacks or stacks[0]["StackStatus"] != "DELETE_IN_PROGRESS":
+            break
+        time.sleep(0.2)
+    kept = []
+    for side in deployment.side_created:
+        if side["DeletionPolicy"] == "Retain":
+            kept.append(side["LogicalId"])
+        else:
+            api["codecommit"].delete_repository(repositoryName=side["PhysicalId"])
+    return kept
