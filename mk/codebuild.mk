@@ -1,0 +1,36 @@
+# The buildspecs, run with CodeBuild's semantics (issue 11, twin item c).
+#   make codebuild-check   lint the twin's Python, then run bake.yml and
+#                          test.yml through tools/codebuild_run.py against
+#                          moto, with the real AWS CLI (pinned, v1) and the
+#                          stand-ins of tests/twin/codebuild/standins/
+# Offline: moto and the SSM proxy listen on 127.0.0.1 only.
+
+CHECKS += codebuild-check
+
+.PHONY: codebuild-tools codebuild-check
+
+# awscli, python-hcl2, pytest and ruff in a venv of their own inside .venv
+# (ignored by git, removed with .venv; rebuilt when .venv is, through the
+# tools stamp). moto comes from .venv: the tests start .venv/bin/gild-moto-server.
+CODEBUILD_VENV := $(VENV)/awscli
+CODEBUILD_REQUIREMENTS := tests/twin/codebuild/requirements.txt
+CODEBUILD_STAMP := $(CODEBUILD_VENV)/.stamp-$(shell cat $(CODEBUILD_REQUIREMENTS) | sha256sum | cut -c1-16)
+CODEBUILD_PY := tools/codebuild_run.py tools/codebuild_ssm_proxy.py tools/buildspec_check.py \
+	buildspecs/bootstrap/family.py tests/twin/codebuild tests/twin/codebuild/standins/bin/packer
+
+$(CODEBUILD_STAMP): $(CODEBUILD_REQUIREMENTS) $(TOOLS_STAMP)
+	rm -rf $(CODEBUILD_VENV)
+	$(PYTHON) -m venv $(CODEBUILD_VENV)
+	$(CODEBUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CODEBUILD_REQUIREMENTS)
+	touch $@
+
+codebuild-tools: $(CODEBUILD_STAMP)
+
+# ruff runs from the repository root (first-party imports are judged from
+# there). pytest's temp folders go under target/ so parallel helpers' runs
+# do not meet.
+codebuild-check: tools $(CODEBUILD_STAMP)
+	$(CODEBUILD_VENV)/bin/ruff check $(CODEBUILD_PY)
+	$(CODEBUILD_VENV)/bin/ruff format --check $(CODEBUILD_PY)
+	$(CODEBUILD_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		--basetemp=target/codebuild-twin tests/twin/codebuild
