@@ -36,7 +36,10 @@ fn family_names_follow_the_shared_fixture() {
 fn family_paths_follow_the_shared_fixture() {
     let paths = fixture("family-paths.json");
     for path in strings(&paths, "valid") {
-        assert!(normalise_path(path).is_some(), "refused valid path {path:?}");
+        assert!(
+            normalise_path(path).is_some(),
+            "refused valid path {path:?}"
+        );
     }
     for path in strings(&paths, "invalid") {
         assert_eq!(normalise_path(path), None, "accepted invalid path {path:?}");

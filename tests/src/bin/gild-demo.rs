@@ -88,6 +88,11 @@ async fn run() -> Result<(), HarnessError> {
     println!(
         "             starts queued bakes), every build completion twice (at-least-once delivery)."
     );
+    println!(
+        "Not here:    bake.yml and test.yml themselves: `make codebuild-check` runs them through"
+    );
+    println!("             tools/codebuild_run.py (CodeBuild's semantics, the real AWS CLI, moto); the demo");
+    println!("             does not drive its builds through that runner yet (README, what is verified).");
 
     let (repo, first) = images_repo()?;
     let pipeline = Pipeline::start(repo).await?;
