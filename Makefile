@@ -18,6 +18,19 @@ CARGO_FLAGS := --locked
 
 .PHONY: help tools fetch build test lint unit demo clean
 
+# $(eval $(call sub_venv,P)): a virtualenv of its own at $(P_VENV), inside
+# .venv, from the pinned $(P_REQUIREMENTS), for tools whose pins clash with
+# the shared one's. Its stamp $(P_STAMP) names the requirements' hash, and it
+# depends on the tools stamp because `make tools` rebuilds .venv from scratch.
+define sub_venv
+$(1)_STAMP := $$($(1)_VENV)/.stamp-$$(shell cat $$($(1)_REQUIREMENTS) | sha256sum | cut -c1-16)
+$$($(1)_STAMP): $$($(1)_REQUIREMENTS) $$(TOOLS_STAMP)
+	rm -rf $$($(1)_VENV)
+	$$(PYTHON) -m venv $$($(1)_VENV)
+	$$($(1)_VENV)/bin/pip install --quiet --disable-pip-version-check -r $$($(1)_REQUIREMENTS)
+	touch $$@
+endef
+
 # Checks of the parts beside the Rust code (infra, images, playbooks) live in
 # mk/*.mk; each adds its targets to CHECKS, which `make test` runs.
 CHECKS :=

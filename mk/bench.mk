@@ -10,14 +10,9 @@
 
 BENCH_VENV := $(VENV)/bench
 BENCH_REQUIREMENTS := bench/python/requirements.txt
-BENCH_STAMP := $(BENCH_VENV)/.stamp-$(shell cat $(BENCH_REQUIREMENTS) | sha256sum | cut -c1-16)
 BENCH_ARGS ?=
 
-$(BENCH_STAMP): $(BENCH_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(BENCH_VENV)
-	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(BENCH_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,BENCH))
 
 # compare_wire.py first: the peer must send the Rust functions' requests,
 # body for body, or the comparison means nothing.

@@ -14,15 +14,10 @@ CHECKS += codebuild-check
 # tools stamp). moto comes from .venv: the tests start .venv/bin/gild-moto-server.
 CODEBUILD_VENV := $(VENV)/awscli
 CODEBUILD_REQUIREMENTS := tests/twin/codebuild/requirements.txt
-CODEBUILD_STAMP := $(CODEBUILD_VENV)/.stamp-$(shell cat $(CODEBUILD_REQUIREMENTS) | sha256sum | cut -c1-16)
 CODEBUILD_PY := tools/codebuild_run.py tools/codebuild_ssm_proxy.py tools/buildspec_check.py \
 	buildspecs/bootstrap/family.py tests/twin/codebuild tests/twin/codebuild/standins/bin/packer
 
-$(CODEBUILD_STAMP): $(CODEBUILD_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(CODEBUILD_VENV)
-	$(PYTHON) -m venv $(CODEBUILD_VENV)
-	$(CODEBUILD_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CODEBUILD_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,CODEBUILD))
 
 codebuild-tools: $(CODEBUILD_STAMP)
 

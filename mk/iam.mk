@@ -17,13 +17,8 @@ CHECKS += iam-check
 # because `make tools` rebuilds .venv from scratch.
 IAM_VENV := $(VENV)/iam
 IAM_REQUIREMENTS := tests/twin/iam/requirements.txt
-IAM_STAMP := $(IAM_VENV)/.stamp-$(shell cat $(IAM_REQUIREMENTS) | sha256sum | cut -c1-16)
 
-$(IAM_STAMP): $(IAM_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(IAM_VENV)
-	$(PYTHON) -m venv $(IAM_VENV)
-	$(IAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(IAM_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,IAM))
 
 # -p no:cacheprovider: nothing written into the work tree.
 iam-check: tools $(IAM_STAMP)

@@ -17,7 +17,6 @@ SAM_SIZES := target/sam-sizes.txt
 # on the tools stamp because `make tools` rebuilds .venv from scratch.
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_REQUIREMENTS := infra/requirements-checkov.txt
-CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-$(shell cat $(CHECKOV_REQUIREMENTS) | sha256sum | cut -c1-16)
 
 # The tools from .venv first (sam, cfn-lint, cargo-lambda, python -m ziglang);
 # us-east-1 only because the linters want a region; no credentials are read.
@@ -25,11 +24,7 @@ INFRA_ENV := PATH="$(abspath $(VENV))/bin:$$PATH" \
 	AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 \
 	AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0
 
-$(CHECKOV_STAMP): $(CHECKOV_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(CHECKOV_VENV)
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(CHECKOV_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,CHECKOV))
 
 # checkov drops resources whose Condition is false under the parameters'
 # defaults (the GitHub webhook, the secrets, slack-notify...), so it also

@@ -15,14 +15,9 @@ CHECKS += packer-fmt images-hcl
 
 IMAGES_VENV := $(VENV)/images
 IMAGES_REQUIREMENTS := tests/twin/images/requirements.txt
-IMAGES_STAMP := $(IMAGES_VENV)/.stamp-$(shell cat $(IMAGES_REQUIREMENTS) | sha256sum | cut -c1-16)
 IMAGES_PYTHON_FILES := tools/packer_hcl.py tools/pins_check.py tests/twin/images
 
-$(IMAGES_STAMP): $(IMAGES_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(IMAGES_VENV)
-	$(PYTHON) -m venv $(IMAGES_VENV)
-	$(IMAGES_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(IMAGES_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,IMAGES))
 
 images-venv: $(IMAGES_STAMP)
 

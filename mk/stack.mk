@@ -20,14 +20,9 @@ CHECKS += stack-check
 # because `make tools` rebuilds .venv from scratch.
 STACK_VENV := $(VENV)/stack
 STACK_REQUIREMENTS := tests/twin/stack/requirements.txt
-STACK_STAMP := $(STACK_VENV)/.stamp-$(shell cat $(STACK_REQUIREMENTS) | sha256sum | cut -c1-16)
 STACK_PYTHON_FILES := tests/twin/__init__.py tests/twin/cfn.py tests/twin/stack tools/twin_stack_deploy.py
 
-$(STACK_STAMP): $(STACK_REQUIREMENTS) $(TOOLS_STAMP)
-	rm -rf $(STACK_VENV)
-	$(PYTHON) -m venv $(STACK_VENV)
-	$(STACK_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(STACK_REQUIREMENTS)
-	touch $@
+$(eval $(call sub_venv,STACK))
 
 # Run from tests/ so `twin` is the package; -p no:cacheprovider and no
 # bytecode: nothing written into the work tree.
