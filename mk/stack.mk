@@ -26,7 +26,7 @@ $(eval $(call sub_venv,STACK))
 
 # Run from tests/ so `twin` is the package; -p no:cacheprovider and no
 # bytecode: nothing written into the work tree.
-stack-check: tools $(STACK_STAMP)
+stack-check: tools $(STACK_STAMP) $(IAM_STAMP)
 	$(STACK_VENV)/bin/ruff check --isolated $(STACK_PYTHON_FILES)
 	$(STACK_VENV)/bin/ruff format --isolated --check $(STACK_PYTHON_FILES)
 	cd tests && PYTHONDONTWRITEBYTECODE=1 AWS_EC2_METADATA_DISABLED=true \

@@ -231,6 +231,12 @@ class Context:
     # deploy passes a fresh one (so names derived from the stack id differ
     # between a stack and its redeploy), other callers get a stable one.
     stack_uuid: str | None = None
+    # Physical ids of a stack already deployed into moto (stack.json's
+    # Resources and SideCreated), by logical id. Ref and GetAtt then answer
+    # with moto's names, so a policy resolved here (the IAM gate) names what
+    # the functions really call; resources moto did not create keep the
+    # names computed here, which are the ones the deploy gave them.
+    deployed: dict[str, str] = field(default_factory=dict)
     values: dict[str, Any] = field(init=False)
     _conditions: dict[str, bool] = field(init=False, default_factory=dict)
 
@@ -346,8 +352,19 @@ _NAME_PROPERTY: dict[str, tuple[str, int]] = {
 NAME_PROPERTIES = {kind: prop for kind, (prop, _limit) in _NAME_PROPERTY.items()}
 
 
+def _name_in(physical: str) -> str:
+    """The name inside a physical id: an ARN's last part, a URL's last segment."""
+    if physical.startswith("arn:"):
+        return physical.rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    if physical.startswith(("http://", "https://")):
+        return physical.rstrip("/").rsplit("/", 1)[-1]
+    return physical
+
+
 def resource_name(ctx: Context, logical_id: str) -> str:
     """The resource's name: the template's (resolved) or a generated one."""
+    if logical_id in ctx.deployed:
+        return _name_in(ctx.deployed[logical_id])
     resource = ctx.resources()[logical_id]
     kind = resource.get("Type", "")
     prop, limit = _NAME_PROPERTY.get(kind, ("", 64))
@@ -361,7 +378,20 @@ def resource_name(ctx: Context, logical_id: str) -> str:
 
 
 def _key_id(ctx: Context, logical_id: str) -> str:
+    if logical_id in ctx.deployed:  # a KMS key's physical id is its key id
+        return ctx.deployed[logical_id]
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ctx.stack_id}/{logical_id}"))
+
+
+# Types whose Ref is what one of their attributes is.
+_REF_IS = {
+    "AWS::SNS::Topic": "TopicArn",
+    "AWS::SecretsManager::Secret": "Id",
+    "AWS::CodeBuild::ReportGroup": "Arn",
+    "AWS::SQS::Queue": "QueueUrl",
+    "AWS::KMS::Key": "KeyId",
+    "AWS::EC2::SecurityGroup": "GroupId",
+}
 
 
 def physical_id(ctx: Context, logical_id: str) -> Any:
@@ -373,18 +403,12 @@ def physical_id(ctx: Context, logical_id: str) -> Any:
         raise ValueError(
             f"Ref to {logical_id!r}, whose condition is false: CloudFormation refuses the template"
         )
+    if logical_id in ctx.deployed:
+        # CloudFormation's PhysicalResourceId is what Ref returns.
+        return ctx.deployed[logical_id]
     kind = resources[logical_id].get("Type", "")
-    # Types whose Ref is what one of their attributes is.
-    same_as = {
-        "AWS::SNS::Topic": "TopicArn",
-        "AWS::SecretsManager::Secret": "Id",
-        "AWS::CodeBuild::ReportGroup": "Arn",
-        "AWS::SQS::Queue": "QueueUrl",
-        "AWS::KMS::Key": "KeyId",
-        "AWS::EC2::SecurityGroup": "GroupId",
-    }
-    if kind in same_as:
-        return attribute(ctx, logical_id, same_as[kind])
+    if kind in _REF_IS:
+        return attribute(ctx, logical_id, _REF_IS[kind])
     if kind in ("AWS::CodeCommit::Repository", "AWS::Lambda::EventInvokeConfig"):
         return _key_id(ctx, logical_id)  # an id (a UUID), not the name
     if kind in _NAME_PROPERTY:
@@ -453,6 +477,8 @@ def attribute(ctx: Context, logical_id: str, attr: str) -> Any:
         return resolve(props.get("VpcId", NO_VALUE), ctx)
     if (kind, attr) == ("AWS::Lambda::Url", "FunctionArn"):
         return resolve(props["TargetFunctionArn"], ctx)
+    if logical_id in ctx.deployed and _REF_IS.get(kind) == attr:
+        return ctx.deployed[logical_id]
     if (kind, attr) not in _ATTRIBUTES:
         raise KeyError(
             f"Fn::GetAtt {logical_id}.{attr}: the twin does not model {kind}.{attr}"

@@ -3,7 +3,8 @@ against the role its access key belongs to, as AWS would, before moto sees it.
 
     python -m tests.twin.iam.gate --upstream http://127.0.0.1:<moto port> \
         --template infra/template.yaml --port 0 --credentials-out creds.json \
-        [--decisions-out decisions.jsonl] [--parameter Key=Value ...]
+        [--decisions-out decisions.jsonl] [--parameter Key=Value ...] \
+        [--stack-json stack.json] [--route codecommit=http://127.0.0.1:<stub>]
 
 prints ``listening <port>`` once it accepts connections, and writes
 ``{role logical id: {"access_key_id", "secret_access_key"}}`` (fake keys,
@@ -15,6 +16,11 @@ below covers the calls gild's functions make: crates/aws/src), evaluates it
 with evaluate.py, and either forwards the request unchanged or answers
 AccessDenied in that service's wire shape. An action missing from the table
 is refused and logged as unmapped: nothing is waved through.
+
+With --stack-json (tools/twin_stack_deploy.py's output) the policies are
+resolved with the deployed stack's parameters and physical ids, so they name
+what moto created and the functions call; --route sends one service's
+allowed calls to another server (the end-to-end tests' CodeCommit stub).
 
 moto checks no signature, and neither does the gate: it trusts the access
 key to name the role. Resource tags for EC2 conditions are read from the
@@ -69,12 +75,39 @@ class Gate:
     """The decision part, apart from HTTP so it can be tested directly."""
 
     def __init__(
-        self, upstream: str, template: Path, parameters: dict, account: str, region: str
+        self,
+        upstream: str,
+        template: Path,
+        parameters: dict,
+        account: str,
+        region: str,
+        deployment: dict | None = None,
     ):
         self.upstream = urllib.parse.urlsplit(upstream)
+        # Services served elsewhere (the harness's CodeCommit stub), by IAM
+        # service prefix; everything else goes to `upstream`.
+        self.routes: dict[str, urllib.parse.SplitResult] = {}
         self.account, self.region = account, region
-        self.stack = Stack(load(template), parameters, region=region, account=account)
-        self.policies = named_roles(template, parameters)
+        # A stack deployed into moto (stack.json): its parameters, name, id
+        # and physical ids, so the policies name what the functions call.
+        deployment = deployment or {}
+        physical = {
+            lid: res["PhysicalId"]
+            for lid, res in deployment.get("Resources", {}).items()
+        }
+        physical.update(
+            {s["LogicalId"]: s["PhysicalId"] for s in deployment.get("SideCreated", [])}
+        )
+        self.stack = Stack(
+            load(template),
+            {**deployment.get("Parameters", {}), **parameters},
+            region=region,
+            account=account,
+            name=deployment.get("StackName", "gild"),
+            deployed=physical,
+            stack_uuid=deployment.get("StackUuid"),
+        )
+        self.policies = named_roles(stack=self.stack)
         self.keys = {credentials_for(r)["access_key_id"]: r for r in self.policies}
         self._ec2 = None
         self._lock = threading.Lock()
@@ -382,7 +415,8 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
                     )
                     log.flush()
             if decision["allowed"]:
-                status, out_headers, payload = self._forward(body)
+                up = gate.routes.get(decision.get("service", ""), gate.upstream)
+                status, out_headers, payload = self._forward(up, body)
             else:
                 status, out_headers, payload = denial(decision)
             self.send_response(status)
@@ -397,8 +431,7 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
             self.end_headers()
             self.wfile.write(payload)
 
-        def _forward(self, body: bytes):
-            up = gate.upstream
+        def _forward(self, up: urllib.parse.SplitResult, body: bytes):
             conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
             try:
                 conn.request(
@@ -427,11 +460,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credentials-out", type=Path, required=True)
     parser.add_argument("--decisions-out", type=Path)
     parser.add_argument("--parameter", action="append", default=[], help="Key=Value")
+    parser.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="SERVICE=URL",
+        help="send this IAM service's allowed calls to URL instead of --upstream",
+    )
+    parser.add_argument(
+        "--stack-json",
+        type=Path,
+        help="a deployed stack (tools/twin_stack_deploy.py): its parameters and names",
+    )
     parser.add_argument("--account", default="123456789012")
     parser.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
     parameters = dict(p.split("=", 1) for p in args.parameter)
-    gate = Gate(args.upstream, args.template, parameters, args.account, args.region)
+    deployment = json.loads(args.stack_json.read_text()) if args.stack_json else None
+    gate = Gate(
+        args.upstream, args.template, parameters, args.account, args.region, deployment
+    )
+    for route in args.route:
+        service, _, url = route.partition("=")
+        gate.routes[service] = urllib.parse.urlsplit(url)
     args.credentials_out.write_text(
         json.dumps({r: credentials_for(r) for r in gate.policies}, indent=2) + "\n"
     )

@@ -127,6 +127,8 @@ class Stack:
         region: str = "us-east-1",
         account: str = "123456789012",
         name: str = "gild",
+        deployed: dict | None = None,
+        stack_uuid: str | None = None,
     ):
         self.template = template
         self.region, self.account, self.name = region, account, name
@@ -154,7 +156,11 @@ class Stack:
                 region=region,
                 account=account,
                 stack_name=name,
+                stack_uuid=stack_uuid,
+                deployed=dict(deployed or {}),
             )
+        elif deployed:
+            raise ValueError("a deployed stack's names need tests/twin/cfn.py")
 
     def _delegated(self, value):
         out = _cfn.resolve(value, self._ctx)
@@ -383,13 +389,16 @@ def _managed_policy(arn: str) -> dict:
 
 
 def named_roles(
-    template_path: Path | str = TEMPLATE, parameters: dict | None = None
+    template_path: Path | str = TEMPLATE,
+    parameters: dict | None = None,
+    stack: Stack | None = None,
 ) -> dict[str, list[dict]]:
     """{logical role id: [{"PolicyName", "PolicyDocument"}, ...]} for every
     role the stack creates under ``parameters``: inline policies, managed
     policies by ARN, and AWS::IAM::Policy/ManagedPolicy resources attached
-    to it."""
-    stack = Stack(load(template_path), parameters)
+    to it. ``stack`` (a deployed one, say) replaces the template and
+    parameters."""
+    stack = stack or Stack(load(template_path), parameters)
     resources = stack.template["Resources"]
     out: dict[str, list[dict]] = {}
     for logical_id, resource in resources.items():

@@ -24,6 +24,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
+import string
 import time
 import uuid
 import zipfile
@@ -43,7 +45,10 @@ from twin import cfn
 # supported" and skip them silently). test_deploy.py checks this list against
 # moto's own resource_class_from_type, so it cannot drift.
 UNSUPPORTED: dict[str, str] = {
-    "AWS::CodeBuild::Project": "moto has no CloudFormation model for CodeBuild projects",
+    "AWS::CodeBuild::Project": (
+        "no CloudFormation model in moto; created with CodeBuild's CreateProject "
+        "after the stack instead (source, artifacts, environment, role kept)"
+    ),
     "AWS::CodeBuild::ReportGroup": "moto has no CodeBuild report groups (no model, no API)",
     "AWS::CodeCommit::Repository": (
         "no CloudFormation model in moto; created with CodeCommit's CreateRepository "
@@ -54,15 +59,20 @@ UNSUPPORTED: dict[str, str] = {
     "AWS::Lambda::EventInvokeConfig": "no CloudFormation model (retries/destinations unchecked)",
     "AWS::Lambda::Url": "no CloudFormation model (the webhook URL is not served by moto)",
     "AWS::S3::BucketPolicy": "no CloudFormation model (the policy is not evaluated by moto)",
-    "AWS::SecretsManager::Secret": "no CloudFormation model for Secrets Manager secrets",
+    "AWS::SecretsManager::Secret": (
+        "no CloudFormation model in moto; created with CreateSecret before the "
+        "stack instead (value or generated value kept; KmsKeyId not: moto does not encrypt)"
+    ),
     "AWS::SNS::Subscription": "no CloudFormation model (email and Lambda subscriptions unchecked)",
     "AWS::SNS::TopicPolicy": "no CloudFormation model (topic policies are not evaluated)",
     "AWS::SQS::QueuePolicy": "no CloudFormation model (queue policies are not evaluated)",
 }
 
 # Of the stripped types, those `deploy` creates through their own API, so
-# what matters about them (a fixed name that collides) is still seen.
-SIDE_CREATED = {"AWS::CodeCommit::Repository"}
+# what matters about them is still seen: a repository's fixed name that
+# collides, and the CodeBuild projects the functions start builds in (moto's
+# StartBuild refuses an unknown project).
+SIDE_CREATED = {"AWS::CodeCommit::Repository", "AWS::CodeBuild::Project"}
 
 
 @dataclass
@@ -77,6 +87,12 @@ class Deployment:
     stripped: list[dict[str, str]] = field(default_factory=list)
     side_created: list[dict[str, str]] = field(default_factory=list)
     reason: str = ""
+    # The uuid in the StackId cfn.Context named stripped resources with, and
+    # the parameter values: what the IAM gate resolves the policies with.
+    stack_uuid: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    # Each function as Lambda holds it: name, role, environment.
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +104,9 @@ class Deployment:
             "Rules": self.rules,
             "Stripped": self.stripped,
             "SideCreated": self.side_created,
+            "StackUuid": self.stack_uuid,
+            "Parameters": self.parameters,
+            "Functions": self.functions,
         }
 
 
@@ -101,7 +120,16 @@ def clients(endpoint: str, region: str) -> dict[str, Any]:
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
     )
     conf = Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60)
-    names = ("cloudformation", "s3", "codecommit", "lambda", "events", "dynamodb")
+    names = (
+        "cloudformation",
+        "s3",
+        "codecommit",
+        "codebuild",
+        "lambda",
+        "events",
+        "dynamodb",
+        "secretsmanager",
+    )
     return {n: session.client(n, endpoint_url=endpoint, config=conf) for n in names}
 
 
@@ -215,28 +243,96 @@ def _upload_code(api: dict[str, Any], template: dict[str, Any]) -> None:
 
 
 def _create_side(
-    api: dict[str, Any], translated: dict[str, Any], ctx: cfn.Context
+    api: dict[str, Any], translated: dict[str, Any], ctx: cfn.Context, kinds: set[str]
 ) -> list[dict[str, str]]:
     made = []
     for lid, res in (translated.get("Resources") or {}).items():
-        if res["Type"] in SIDE_CREATED and ctx.exists(lid):
+        if res["Type"] in kinds and ctx.exists(lid):
             props = cfn.resolve(res.get("Properties") or {}, ctx)
             try:
-                api["codecommit"].create_repository(
-                    repositoryName=props["RepositoryName"],
-                    repositoryDescription=props.get("RepositoryDescription", ""),
-                )
+                if res["Type"] == "AWS::CodeCommit::Repository":
+                    name = props["RepositoryName"]
+                    api["codecommit"].create_repository(
+                        repositoryName=name,
+                        repositoryDescription=props.get("RepositoryDescription", ""),
+                    )
+                elif res["Type"] == "AWS::SecretsManager::Secret":
+                    name = _create_secret(api, cfn.resource_name(ctx, lid), props)
+                else:
+                    name = props["Name"]
+                    api["codebuild"].create_project(**_codebuild_project(props))
             except ClientError as err:
                 raise DeployError(f"{lid} ({res['Type']}): {err}") from err
             made.append(
                 {
                     "LogicalId": lid,
                     "Type": res["Type"],
-                    "PhysicalId": props["RepositoryName"],
+                    "PhysicalId": name,
                     "DeletionPolicy": res.get("DeletionPolicy", "Delete"),
                 }
             )
     return made
+
+
+def _create_secret(api: dict[str, Any], name: str, props: dict[str, Any]) -> str:
+    """The secret as CloudFormation creates it (a fixed SecretString, or one
+    generated of letters and digits); its ARN. KmsKeyId is left out: the key
+    is the stack's own and does not exist yet, and moto does not encrypt."""
+    value = props.get("SecretString")
+    if value is None:
+        spec = props.get("GenerateSecretString") or {}
+        alphabet = string.ascii_letters + string.digits
+        value = "".join(
+            secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32)))
+        )
+    answer = api["secretsmanager"].create_secret(
+        Name=name, Description=props.get("Description", ""), SecretString=value
+    )
+    return answer["ARN"]
+
+
+def _codebuild_project(props: dict[str, Any]) -> dict[str, Any]:
+    """AWS::CodeBuild::Project properties as CreateProject's input (the
+    fields moto keeps: source, artifacts, environment, role, key)."""
+    source, artifacts = props["Source"], props["Artifacts"]
+    env = props["Environment"]
+    out = {
+        "name": props["Name"],
+        "description": props.get("Description", ""),
+        "source": {
+            "type": source["Type"],
+            "location": source.get("Location", ""),
+            "buildspec": source.get("BuildSpec", ""),
+        },
+        "artifacts": {
+            k: artifacts[p]
+            for k, p in (
+                ("type", "Type"),
+                ("location", "Location"),
+                ("path", "Path"),
+                ("namespaceType", "NamespaceType"),
+                ("name", "Name"),
+                ("packaging", "Packaging"),
+                ("encryptionDisabled", "EncryptionDisabled"),
+            )
+            if p in artifacts
+        },
+        "environment": {
+            "type": env["Type"],
+            "image": env["Image"],
+            "computeType": env["ComputeType"],
+            "environmentVariables": [
+                {"name": v["Name"], "value": str(v["Value"]), "type": "PLAINTEXT"}
+                for v in env.get("EnvironmentVariables", [])
+            ],
+        },
+        "serviceRole": props["ServiceRole"],
+    }
+    if "SourceVersion" in props:
+        out["sourceVersion"] = props["SourceVersion"]
+    if "EncryptionKey" in props:
+        out["encryptionKey"] = props["EncryptionKey"]
+    return out
 
 
 def _wait(cf: Any, stack_name: str, busy: str) -> dict[str, Any]:
@@ -264,12 +360,26 @@ def deploy(
         # CloudFormation's own answer to an undeclared parameter.
         raise DeployError(f"Parameters: {unknown} do not exist in the template")
     translated = cfn.translate(raw, parameters, region, account)
-    ctx = cfn.Context(
-        translated, parameters, region, account, stack_name, str(uuid.uuid4())
+    stack_uuid = str(uuid.uuid4())
+    ctx = cfn.Context(translated, parameters, region, account, stack_name, stack_uuid)
+    # The repository before the stack, as CloudFormation would meet a name
+    # that is taken, and the secrets, whose ARNs (moto's) the functions'
+    # environment names; the projects after it, since they name its roles.
+    side = _create_side(
+        api,
+        translated,
+        ctx,
+        {"AWS::CodeCommit::Repository", "AWS::SecretsManager::Secret"},
+    )
+    ctx.deployed.update(
+        {
+            made["LogicalId"]: made["PhysicalId"]
+            for made in side
+            if made["Type"] == "AWS::SecretsManager::Secret"
+        }
     )
     template, stripped = moto_template(translated, ctx)
     _upload_code(api, template)
-    side = _create_side(api, translated, ctx)
     declared = set(template["Parameters"])
     cf_params = [
         {"ParameterKey": k, "ParameterValue": str(v)}
@@ -305,6 +415,8 @@ def deploy(
         status=stack["StackStatus"],
         stripped=stripped,
         side_created=side,
+        stack_uuid=stack_uuid,
+        parameters={k: v for k, v in ctx.values.items() if k in declared},
     )
     result.outputs = {
         o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])
@@ -315,7 +427,12 @@ def deploy(
                 "Type": res["ResourceType"],
                 "PhysicalId": res.get("PhysicalResourceId", ""),
             }
+    ctx.deployed = {lid: r["PhysicalId"] for lid, r in result.resources.items()}
+    result.side_created += _create_side(
+        api, translated, ctx, {"AWS::CodeBuild::Project"}
+    )
     _reserve_concurrency(api, template, ctx, result)
+    result.functions = functions(api, template, result)
     result.rules = rules(translated, ctx, result)
     return result
 
@@ -336,6 +453,31 @@ def _reserve_concurrency(
                 raise DeployError(
                     f"{lid}: PutFunctionConcurrency refused: {err}"
                 ) from err
+
+
+def functions(
+    api: dict[str, Any], template: dict[str, Any], result: Deployment
+) -> dict[str, dict[str, Any]]:
+    """Each function's name, role (logical id) and environment, read back
+    from moto's Lambda: what the stack gives the function, resolved."""
+    roles = {
+        res["PhysicalId"]: lid
+        for lid, res in result.resources.items()
+        if res["Type"] == "AWS::IAM::Role"
+    }
+    out = {}
+    for lid, res in template["Resources"].items():
+        if res["Type"] != "AWS::Lambda::Function":
+            continue
+        name = result.resources[lid]["PhysicalId"]
+        conf = api["lambda"].get_function_configuration(FunctionName=name)
+        role_name = conf.get("Role", "").rsplit("/", 1)[-1]
+        out[lid] = {
+            "FunctionName": name,
+            "Role": roles.get(role_name, ""),
+            "Environment": (conf.get("Environment") or {}).get("Variables", {}),
+        }
+    return out
 
 
 def rules(
@@ -380,6 +522,12 @@ def delete(
     for side in deployment.side_created:
         if side["DeletionPolicy"] == "Retain":
             kept.append(side["LogicalId"])
+        elif side["Type"] == "AWS::SecretsManager::Secret":
+            api["secretsmanager"].delete_secret(
+                SecretId=side["PhysicalId"], ForceDeleteWithoutRecovery=True
+            )
+        elif side["Type"] == "AWS::CodeBuild::Project":
+            api["codebuild"].delete_project(name=side["PhysicalId"])
         else:
             api["codecommit"].delete_repository(repositoryName=side["PhysicalId"])
     return kept
