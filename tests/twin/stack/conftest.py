@@ -26,6 +26,13 @@ NETWORK = {
     "SecurityGroupId": "sg-0123456789abcdef0",
 }
 
+# A GitHub-hosted repository (IsGitHub): what the webhook and its secrets need.
+GITHUB = {
+    "SourceType": "GITHUB",
+    "GitHubConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/abc",
+    "GitHubRepository": "example/images",
+}
+
 
 @pytest.fixture(scope="session")
 def template_path() -> Path:

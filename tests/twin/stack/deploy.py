@@ -70,9 +70,13 @@ UNSUPPORTED: dict[str, str] = {
 
 # Of the stripped types, those `deploy` creates through their own API, so
 # what matters about them is still seen: a repository's fixed name that
-# collides, and the CodeBuild projects the functions start builds in (moto's
-# StartBuild refuses an unknown project).
-SIDE_CREATED = {"AWS::CodeCommit::Repository", "AWS::CodeBuild::Project"}
+# collides, the secrets the functions read, and the CodeBuild projects the
+# functions start builds in (moto's StartBuild refuses an unknown project).
+# The repository and the secrets before the stack (a taken name is met as
+# CloudFormation would meet it; the functions' environment names the
+# secrets' ARNs), the projects after it (they name its roles).
+BEFORE_STACK = {"AWS::CodeCommit::Repository", "AWS::SecretsManager::Secret"}
+AFTER_STACK = {"AWS::CodeBuild::Project"}
 
 
 @dataclass
@@ -362,15 +366,7 @@ def deploy(
     translated = cfn.translate(raw, parameters, region, account)
     stack_uuid = str(uuid.uuid4())
     ctx = cfn.Context(translated, parameters, region, account, stack_name, stack_uuid)
-    # The repository before the stack, as CloudFormation would meet a name
-    # that is taken, and the secrets, whose ARNs (moto's) the functions'
-    # environment names; the projects after it, since they name its roles.
-    side = _create_side(
-        api,
-        translated,
-        ctx,
-        {"AWS::CodeCommit::Repository", "AWS::SecretsManager::Secret"},
-    )
+    side = _create_side(api, translated, ctx, BEFORE_STACK)
     ctx.deployed.update(
         {
             made["LogicalId"]: made["PhysicalId"]
@@ -428,9 +424,7 @@ def deploy(
                 "PhysicalId": res.get("PhysicalResourceId", ""),
             }
     ctx.deployed = {lid: r["PhysicalId"] for lid, r in result.resources.items()}
-    result.side_created += _create_side(
-        api, translated, ctx, {"AWS::CodeBuild::Project"}
-    )
+    result.side_created += _create_side(api, translated, ctx, AFTER_STACK)
     _reserve_concurrency(api, template, ctx, result)
     result.functions = functions(api, template, result)
     result.rules = rules(translated, ctx, result)

@@ -9,14 +9,12 @@ from moto.cloudformation.parsing import resource_class_from_type
 
 from twin import cfn
 from twin.stack import deploy
-from twin.stack.conftest import NETWORK
+from twin.stack.conftest import GITHUB, NETWORK
 
 VARIANTS = {
     "defaults": {},
     "github+slack": {
-        "SourceType": "GITHUB",
-        "GitHubConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/abc",
-        "GitHubRepository": "example/images",
+        **GITHUB,
         "SlackEnabled": "true",
         "NotificationEmail": "ops@example.com",
     },

@@ -16,14 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from twin.stack import deploy
-from twin.stack.conftest import NETWORK, REPO
+from twin.stack.conftest import GITHUB, NETWORK, REPO
 
 GATE_PYTHON = REPO / ".venv" / "iam" / "bin" / "python"
-GITHUB = {
-    "SourceType": "GITHUB",
-    "GitHubConnectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/abc",
-    "GitHubRepository": "example/images",
-}
 
 
 def test_functions_get_the_stacks_names(moto: str, template_path: Path) -> None:
