@@ -332,7 +332,11 @@ def upload_artifacts(spec, args, shell, build_id):
     location = args.artifacts.rstrip("/")
     if args.artifacts_namespace == "BUILD_ID":
         location += "/" + build_id.split(":", 1)[-1]
-    location += "/" + name
+    # A name of "/" stores the files at the location itself (API reference,
+    # ProjectArtifacts.name: path MyArtifacts, BUILD_ID and name "/" give
+    # MyArtifacts/<build-ID>).
+    if name.strip("/"):
+        location += "/" + name.strip("/")
     discard = str(artifacts.get("discard-paths", "no")).lower() in ("yes", "true")
     uploaded = []
     for rel in files:

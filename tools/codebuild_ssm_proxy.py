@@ -12,7 +12,10 @@ Only these SSM actions (JSON protocol, X-Amz-Target: AmazonSSM.<Action>)
 are answered here, with AWS's response shapes:
 
 - DescribeInstanceInformation: an instance is `Online` once a RunInstances
-  response through this proxy named it (its agent "registered");
+  response through this proxy named it (its agent "registered"), or, when
+  the launch went to moto another way (the IAM gate sends only SSM here:
+  `--route ssm=<this proxy>`), once moto reports it `running` with an
+  instance profile, as an agent needs one to register;
 - SendCommand: forwarded to moto (which records it and picks the
   CommandId); the script is taken out of the document's parameters the way
   the instance would (base64 of gzip, test.yml's encoding) and must be
@@ -37,6 +40,7 @@ import sys
 import threading
 import tomllib
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,6 +57,8 @@ CHECK = re.compile(
 )
 PAYLOAD = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 INSTANCE_ID = re.compile(rb"<instanceId>(i-[0-9a-f]+)</instanceId>")
+STATE = re.compile(rb"<instanceState>\s*<code>\d+</code>\s*<name>([a-z-]+)</name>")
+SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 
 
 def family_scripts(source):
@@ -176,6 +182,33 @@ class Handler(BaseHTTPRequestHandler):
         except urllib.error.HTTPError as err:
             return err.code, err.read(), err.headers.items()
 
+    def registered(self, instance, region):
+        """Whether moto has the instance running with an instance profile
+        (DescribeInstances, asked directly, with the caller's region)."""
+        form = urllib.parse.urlencode(
+            {
+                "Action": "DescribeInstances",
+                "Version": "2016-11-15",
+                "InstanceId.1": instance,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.state.moto + "/", data=form, method="POST"
+        )
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        request.add_header(
+            "Authorization",
+            f"AWS4-HMAC-SHA256 Credential=ssm-proxy/20260101/{region}/ec2/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = response.read()
+        except (urllib.error.URLError, OSError):
+            return False
+        running = [m.group(1) for m in STATE.finditer(answer)] == [b"running"]
+        return running and b"<iamInstanceProfile>" in answer
+
     def ssm(self, action, body):
         """The SSM actions answered here."""
         request = json.loads(body or b"{}")
@@ -188,8 +221,11 @@ class Handler(BaseHTTPRequestHandler):
                 if f.get("Key", f.get("key")) in ("InstanceIds", "instanceIds")
                 for v in f.get("Values", f.get("valueSet", []))
             ]
+            region = SCOPE.search(self.headers.get("Authorization", ""))
+            region = region.group(1) if region else "us-east-1"
             with state.lock:
-                ids = [i for i in wanted if i in state.online]
+                seen = set(state.online)
+            ids = [i for i in wanted if i in seen or self.registered(i, region)]
             info = [
                 {"InstanceId": i, "PingStatus": "Online", "ResourceType": "EC2Instance"}
                 for i in ids

@@ -7,4 +7,5 @@ calls.py     the API calls Packer and the buildspecs make, from
              tests/fixtures/packer-amazon-calls.json
 gate.py      an HTTP proxy in front of moto that evaluates every request
              against its caller's role (python -m tests.twin.iam.gate)
+wire.py      what AWS authorizes for a request as the gate reads it
 """

@@ -19,7 +19,7 @@ FIXTURE = REPO / "tests" / "fixtures" / "packer-amazon-calls.json"
 
 # The prefix each service uses for tags of existing resources, besides the
 # global aws:ResourceTag/ (EC2 and Systems Manager's authorization reference).
-_RESOURCE_TAG_PREFIXES = {
+RESOURCE_TAG_PREFIXES = {
     "ec2": ("aws:ResourceTag/", "ec2:ResourceTag/"),
     "ssm": ("aws:ResourceTag/", "ssm:resourceTag/"),
     "ssmmessages": ("aws:ResourceTag/", "ssm:resourceTag/"),
@@ -85,9 +85,7 @@ def requests(
                 context.update({f"aws:RequestTag/{k}": v for k, v in tags.items()})
                 context["aws:TagKeys"] = sorted(tags)
             if "resource_tags" in auth:
-                for prefix in _RESOURCE_TAG_PREFIXES.get(
-                    service, ("aws:ResourceTag/",)
-                ):
+                for prefix in RESOURCE_TAG_PREFIXES.get(service, ("aws:ResourceTag/",)):
                     context.update(
                         {
                             f"{prefix}{k}": v

@@ -9,13 +9,22 @@ against the role its access key belongs to, as AWS would, before moto sees it.
 prints ``listening <port>`` once it accepts connections, and writes
 ``{role logical id: {"access_key_id", "secret_access_key"}}`` (fake keys,
 distinct per role). For each request it reads the SigV4 Authorization header
-(access key -> role; service from the credential scope) and the action
-(X-Amz-Target for JSON protocols, the Action form field for query ones),
-maps it to the resources and condition context AWS authorizes (the table
-below covers the calls gild's functions make: crates/aws/src), evaluates it
-with evaluate.py, and either forwards the request unchanged or answers
-AccessDenied in that service's wire shape. An action missing from the table
-is refused and logged as unmapped: nothing is waved through.
+(access key -> role; service from the credential scope) and the operation
+(X-Amz-Target for JSON protocols, the Action form field for query ones, the
+method, path and query for S3's REST protocol: ``Gate.parse``), maps it to
+every authorization AWS makes for it (wire.py: the action, the resource ARNs
+and the condition context, tags of existing resources read from the
+emulator; one call may authorize several actions, e.g. RunInstances also
+ec2:CreateTags, iam:PassRole and kms:* through EC2), evaluates each with
+evaluate.py, and either forwards the request unchanged or answers
+AccessDenied in that service's wire shape, naming the refused action. The
+mapping covers the calls gild's functions make (crates/aws/src) and those of
+the builds (buildspecs, the packer stand-in, CodeBuild's artifact upload and
+log; tests/twin/iam/test_wire.py holds it to the fixture of build calls). An
+operation it does not map is refused and logged as unmapped: nothing is
+waved through. Each decision is one JSON line in --decisions-out: role,
+action, the authorizations, allowed, and for a refusal refused_action,
+refused_resource and the reason.
 
 With --stack-json (tools/twin_stack_deploy.py's output) the policies are
 resolved with the deployed stack's parameters and physical ids, so they name
@@ -23,8 +32,11 @@ what moto created and the functions call; --route sends one service's
 allowed calls to another server (the end-to-end tests' CodeCommit stub).
 
 moto checks no signature, and neither does the gate: it trusts the access
-key to name the role. Resource tags for EC2 conditions are read from the
-upstream with boto3 (DescribeTags), under the emulator's own credentials.
+key to name the role. What the conditions need from existing resources
+(EC2 tags, an image's owner and snapshots, a key pair's tags, an instance
+profile's role, a bucket's default KMS key) is read from the upstream with
+boto3 under the emulator's own credentials (``_Emulator``), never through a
+route.
 """
 
 from __future__ import annotations
@@ -41,9 +53,15 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from .calls import load as load_calls
 from .calls import role_id
 from .evaluate import evaluate
 from .roles import TEMPLATE, Stack, load, named_roles
+from .wire import Authorization, Mapper, s3_operation
+
+# The build calls' fixture: the KMS authorizations EC2 makes for the caller
+# are read from it (wire.Mapper.via_ec2).
+_FIXTURE = load_calls()
 
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 # X-Amz-Target prefixes of the JSON protocols gild uses -> IAM service prefix.
@@ -55,13 +73,7 @@ _TARGETS = {
     "AWSEvents": "events",
     "secretsmanager": "secretsmanager",
     "AmazonSQS": "sqs",
-}
-_EC2_TYPES = {
-    "ami": "image",
-    "snap": "snapshot",
-    "i": "instance",
-    "vol": "volume",
-    "sg": "security-group",
+    "Logs_20140328": "logs",
 }
 
 
@@ -109,189 +121,84 @@ class Gate:
         )
         self.policies = named_roles(stack=self.stack)
         self.keys = {credentials_for(r)["access_key_id"]: r for r in self.policies}
-        self._ec2 = None
-        self._lock = threading.Lock()
-
-    # ------------------------------------------------------------- mapping
-    def _arn(self, service: str, rest: str) -> str:
-        return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
-
-    def _ec2_tags(self, resource_id: str) -> dict:
-        import boto3  # only the EC2 mappings need it
-
-        with self._lock:
-            if self._ec2 is None:
-                self._ec2 = boto3.client(
-                    "ec2",
-                    endpoint_url=self.upstream.geturl(),
-                    region_name=self.region,
-                    aws_access_key_id="gate",
-                    aws_secret_access_key="gate",
-                )
-            found = self._ec2.describe_tags(
-                Filters=[{"Name": "resource-id", "Values": [resource_id]}]
-            )
-        return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
-
-    def _ec2_resource(self, resource_id: str) -> tuple[str, dict]:
-        kind = _EC2_TYPES.get(resource_id.split("-", 1)[0])
-        if kind is None:
-            raise LookupError(f"EC2 id {resource_id}")
-        owner = "" if kind in ("image", "snapshot") else self.account
-        arn = f"arn:aws:ec2:{self.region}:{owner}:{kind}/{resource_id}"
-        tags = self._ec2_tags(resource_id)
-        ctx = {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
-        ctx.update({f"ec2:ResourceTag/{k}": v for k, v in tags.items()})
-        return arn, ctx
+        self.world = _Emulator(self.upstream.geturl(), region)
+        self.mapper = Mapper(
+            account,
+            region,
+            self.world,
+            lambda text: self.stack.sub(text, dict(_FIXTURE["examples"])),
+            _FIXTURE,
+        )
 
     def authorization(
         self, service: str, action: str, body: dict
-    ) -> tuple[list[str], dict, dict] | None:
-        """(resources, context, per-resource context) AWS authorizes for the
-        call, or None when the gate has no mapping for it."""
+    ) -> list[Authorization] | None:
+        """Every authorization AWS makes for the call (wire.py), or None
+        when the gate has no mapping for it."""
+        return self.mapper.authorizations(service, action, body)
 
-        def table(name: str) -> str:
-            return self._arn("dynamodb", f"table/{name}")
-
-        if service == "dynamodb" and action in (
-            "GetItem",
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "Scan",
-        ):
-            return [table(body["TableName"])], {}, {}
-        if service == "dynamodb" and action == "Query":
-            arn = table(body["TableName"])
-            if body.get("IndexName"):
-                arn += f"/index/{body['IndexName']}"
-            return [arn], {}, {}
-        if service == "codebuild" and action == "StartBuild":
-            name = body["projectName"]
-            return (
-                [
-                    name
-                    if name.startswith("arn:")
-                    else self._arn("codebuild", f"project/{name}")
-                ],
-                {},
-                {},
-            )
-        if service == "codebuild" and action == "BatchGetBuilds":
-            projects = {
-                i.split(":", 1)[0]
-                if not i.startswith("arn:")
-                else i.split("/")[1].split(":")[0]
-                for i in body["ids"]
-            }
-            return (
-                [self._arn("codebuild", f"project/{p}") for p in sorted(projects)],
-                {},
-                {},
-            )
-        if service == "codecommit" and action in (
-            "GetFile",
-            "GetDifferences",
-            "GetBranch",
-        ):
-            return [self._arn("codecommit", body["repositoryName"])], {}, {}
-        if service == "ssm" and action in ("PutParameter", "GetParameter"):
-            return [self._arn("ssm", "parameter/" + body["Name"].lstrip("/"))], {}, {}
-        if service == "secretsmanager" and action == "GetSecretValue":
-            secret = body["SecretId"]
-            return (
-                [
-                    secret
-                    if secret.startswith("arn:")
-                    else self._arn("secretsmanager", f"secret:{secret}")
-                ],
-                {},
-                {},
-            )
-        if service == "events" and action == "PutEvents":
-            buses = set()
-            for entry in body.get("Entries", []):
-                bus = entry.get("EventBusName") or "default"
-                buses.add(
-                    bus
-                    if bus.startswith("arn:")
-                    else self._arn("events", f"event-bus/{bus}")
-                )
-            sources = sorted({e.get("Source", "") for e in body.get("Entries", [])})
-            return sorted(buses), {"events:source": sources}, {}
-        if service == "sns" and action == "Publish":
-            return [body["TopicArn"]], {}, {}
-        if service == "sqs" and action == "SendMessage":
-            url = body["QueueUrl"].rstrip("/").split("/")
-            return [self._arn("sqs", url[-1])], {}, {}
-        if service == "ec2" and action in (
-            "DescribeImages",
-            "DescribeSnapshots",
-            "DescribeTags",
-            "DescribeInstances",
-        ):
-            return ["*"], {}, {}
-        if service == "ec2" and action in (
-            "CreateTags",
-            "DeregisterImage",
-            "DeleteSnapshot",
-        ):
-            ids = [
-                v
-                for k, v in body.items()
-                if re.fullmatch(r"ResourceId\.\d+|ImageId|SnapshotId", k)
-            ]
-            resources, per = [], {}
-            for resource_id in ids:
-                arn, ctx = self._ec2_resource(resource_id)
-                resources.append(arn)
-                per[arn] = ctx
-            context = {}
-            if action == "CreateTags":
-                n = 1
-                keys = []
-                while f"Tag.{n}.Key" in body:
-                    keys.append(body[f"Tag.{n}.Key"])
-                    context[f"aws:RequestTag/{body[f'Tag.{n}.Key']}"] = body.get(
-                        f"Tag.{n}.Value", ""
-                    )
-                    n += 1
-                context["aws:TagKeys"] = keys
-            return resources, context, per
-        return None
-
-    def decide(self, headers: dict, body_bytes: bytes) -> dict:
-        """The decision for one request, as logged."""
-        auth = headers.get("authorization", "")
-        m = _CREDENTIAL.search(auth)
+    def parse(
+        self, headers: dict, body_bytes: bytes, method: str = "POST", path: str = "/"
+    ) -> dict | None:
+        """The request as the mapping reads it: access key, region, service
+        (X-Amz-Target's prefix, else the SigV4 scope), operation (the
+        target's, the query form's Action, or S3's REST method and path),
+        its parameters and protocol. None without a SigV4 credential."""
+        m = _CREDENTIAL.search(headers.get("authorization", ""))
         if not m:
+            return None
+        key, _, region, signing = m.groups()
+        target = headers.get("x-amz-target", "")
+        if target:
+            prefix, _, action = target.partition(".")
+            try:
+                params = json.loads(body_bytes or b"{}")
+            except ValueError:
+                params = {}
+            service, protocol = _TARGETS.get(prefix, signing), "json"
+        elif signing == "s3":
+            service, protocol = "s3", "rest-xml"
+            action, params = s3_operation(method, path, headers)
+            action = action or f"{method} {urllib.parse.urlsplit(path).path}"
+        else:
+            form = urllib.parse.parse_qs(
+                body_bytes.decode("utf-8", "replace"), keep_blank_values=True
+            )
+            params = {k: v[0] for k, v in form.items()}
+            action, service, protocol = params.get("Action", ""), signing, "query"
+        return {
+            "key": key,
+            "region": region,
+            "service": service,
+            "operation": action,
+            "params": params,
+            "protocol": protocol,
+        }
+
+    def decide(
+        self,
+        headers: dict,
+        body_bytes: bytes,
+        method: str = "POST",
+        path: str = "/",
+    ) -> dict:
+        """The decision for one request, as logged."""
+        request = self.parse(headers, body_bytes, method, path)
+        if request is None:
             return {
                 "allowed": False,
                 "reason": "no SigV4 credential",
                 "code": "MissingAuthenticationToken",
             }
-        key, _, region, signing = m.groups()
+        key, region, service, action, body = (
+            request[k] for k in ("key", "region", "service", "operation", "params")
+        )
         role = self.keys.get(key)
-        target = headers.get("x-amz-target", "")
-        if target:
-            prefix, _, action = target.partition(".")
-            service = _TARGETS.get(prefix, signing)
-            try:
-                body = json.loads(body_bytes or b"{}")
-            except ValueError:
-                body = {}
-            protocol = "json"
-        else:
-            form = urllib.parse.parse_qs(
-                body_bytes.decode("utf-8", "replace"), keep_blank_values=True
-            )
-            body = {k: v[0] for k, v in form.items()}
-            action, service, protocol = body.get("Action", ""), signing, "query"
         entry = {
             "role": role,
             "service": service,
             "action": f"{service}:{action}",
-            "protocol": protocol,
+            "protocol": request["protocol"],
         }
         if role is None:
             return {
@@ -301,7 +208,9 @@ class Gate:
                 "code": "UnrecognizedClient",
             }
         try:
-            mapped = self.authorization(service, action, body)
+            mapped = (
+                self.authorization(service, action, body) if body is not None else None
+            )
         except (KeyError, LookupError) as err:
             mapped, entry["mapping_error"] = None, str(err)
         if mapped is None:
@@ -311,38 +220,160 @@ class Gate:
                 "unmapped": True,
                 "reason": f"{service}:{action} is not mapped",
             }
-        resources, context, per = mapped
         session = f"gild-{role}"
-        context = {
+        principal = {
             "aws:userid": f"{role_id(role)}:{session}",
             "aws:PrincipalArn": self.stack.getatt(role, "Arn"),
             "aws:PrincipalAccount": self.account,
+            "aws:PrincipalType": "AssumedRole",
             "aws:RequestedRegion": region,
-            **context,
         }
-        decision = evaluate(
-            self.policies[role], f"{service}:{action}", resources, context, per
-        )
-        principal = (
+        entry["principal"] = (
             f"arn:aws:sts::{self.account}:assumed-role/{self.stack.ref(role)}/{session}"
         )
+        entry["authorizations"] = [
+            {"action": a.action, "resources": a.resources} for a in mapped
+        ]
+        statements: list[str] = []
+        for one in mapped:
+            decision = evaluate(
+                self.policies[role],
+                one.action,
+                one.resources,
+                {**principal, **one.context},
+                one.per_resource,
+            )
+            if not decision.allowed:
+                return {
+                    **entry,
+                    "resources": mapped[0].resources,
+                    "allowed": False,
+                    "statements": list(decision.matched_statement_sids),
+                    "reason": decision.reason,
+                    "refused_action": one.action,
+                    "refused_resource": decision.refused_resource,
+                }
+            statements += [
+                s for s in decision.matched_statement_sids if s not in statements
+            ]
         return {
             **entry,
-            "resources": resources,
-            "allowed": decision.allowed,
-            "statements": list(decision.matched_statement_sids),
-            "reason": decision.reason,
-            "principal": principal,
-            "refused_resource": decision.refused_resource,
+            "resources": mapped[0].resources,
+            "allowed": True,
+            "statements": statements,
+            "reason": f"{entry['action']}: allowed by {', '.join(statements)}",
         }
+
+
+class _Emulator:
+    """wire.World over the emulator, read with boto3 under its own
+    credentials (moto checks none): tags, images, key pairs, instance
+    profiles, bucket encryption."""
+
+    def __init__(self, endpoint: str, region: str):
+        self.endpoint, self.region = endpoint, region
+        self._clients: dict = {}
+        self._lock = threading.Lock()
+
+    def _call(self, service: str, operation: str, **params) -> dict:
+        import boto3  # only these lookups need it
+        from botocore.config import Config
+
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = boto3.client(
+                    service,
+                    endpoint_url=self.endpoint,
+                    region_name=self.region,
+                    aws_access_key_id="gate",
+                    aws_secret_access_key="gate",
+                    config=Config(retries={"max_attempts": 1}),
+                )
+            return getattr(self._clients[service], operation)(**params)
+
+    def ec2_tags(self, resource_id: str) -> dict:
+        found = self._call(
+            "ec2",
+            "describe_tags",
+            Filters=[{"Name": "resource-id", "Values": [resource_id]}],
+        )
+        return {t["Key"]: t["Value"] for t in found.get("Tags", [])}
+
+    def image(self, image_id: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self._call("ec2", "describe_images", ImageIds=[image_id])["Images"]
+        except ClientError:
+            return None
+        if not found:
+            return None
+        image = found[0]
+        snapshot_ids = [
+            m["Ebs"]["SnapshotId"]
+            for m in image.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("SnapshotId")
+        ]
+        snapshots = []
+        for snapshot_id in snapshot_ids:
+            snap = self._call("ec2", "describe_snapshots", SnapshotIds=[snapshot_id])
+            for s in snap["Snapshots"]:
+                snapshots.append(
+                    {
+                        "SnapshotId": s["SnapshotId"],
+                        "KmsKeyId": s.get("KmsKeyId") if s.get("Encrypted") else None,
+                        "Tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])},
+                    }
+                )
+        return {
+            "OwnerId": image["OwnerId"],
+            "Public": image.get("Public", False),
+            "Tags": {t["Key"]: t["Value"] for t in image.get("Tags", [])},
+            "Snapshots": snapshots,
+        }
+
+    def key_pair(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self._call("ec2", "describe_key_pairs", KeyNames=[name])["KeyPairs"]
+        except ClientError:
+            return None
+        if not found:
+            return None
+        tags = {t["Key"]: t["Value"] for t in found[0].get("Tags", [])}
+        return {"KeyPairId": found[0].get("KeyPairId"), "Tags": tags}
+
+    def instance_profile(self, name: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self._call("iam", "get_instance_profile", InstanceProfileName=name)
+        except ClientError:
+            return None
+        profile = found["InstanceProfile"]
+        return {"Arn": profile["Arn"], "Roles": [r["Arn"] for r in profile["Roles"]]}
+
+    def bucket_kms_key(self, bucket: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            found = self._call("s3", "get_bucket_encryption", Bucket=bucket)
+        except ClientError:
+            return None
+        for rule in found["ServerSideEncryptionConfiguration"]["Rules"]:
+            default = rule.get("ApplyServerSideEncryptionByDefault", {})
+            if default.get("SSEAlgorithm") == "aws:kms":
+                return default.get("KMSMasterKeyID")
+        return None
 
 
 def denial(decision: dict) -> tuple[int, dict, bytes]:
     """AccessDenied as the service answers it."""
-    action, resource = (
-        decision.get("action", "?"),
-        decision.get("refused_resource") or "*",
-    )
+    # The authorization that failed (ec2:CreateTags for a CreateKeyPair
+    # whose tags are refused), as AWS names it.
+    action = decision.get("refused_action") or decision.get("action", "?")
+    resource = decision.get("refused_resource") or "*"
     who = decision.get("principal", "anonymous")
     text = f"User: {who} is not authorized to perform: {action} on resource: {resource} because no identity-based policy allows the {action} action"
     request_id = str(uuid.uuid4())
@@ -370,6 +401,12 @@ def denial(decision: dict) -> tuple[int, dict, bytes]:
             f"<RequestID>{request_id}</RequestID></Response>"
         )
         return 403, {"Content-Type": "text/xml;charset=UTF-8"}, body.encode()
+    if service == "s3":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f"<Message>{_xml(text)}</Message><RequestId>{request_id}</RequestId></Error>"
+        )
+        return 403, {"Content-Type": "application/xml"}, body.encode()
     ns = {"sns": "http://sns.amazonaws.com/doc/2010-03-31/"}.get(service, "")
     code = "AuthorizationError" if service == "sns" else "AccessDenied"
     body = (
@@ -404,7 +441,7 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
                     "action": "moto-api",
                 }
             else:
-                decision = gate.decide(headers, body)
+                decision = gate.decide(headers, body, self.command, self.path)
             if log:
                 with log_lock:
                     log.write(

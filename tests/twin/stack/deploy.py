@@ -47,7 +47,8 @@ from twin import cfn
 UNSUPPORTED: dict[str, str] = {
     "AWS::CodeBuild::Project": (
         "no CloudFormation model in moto; created with CodeBuild's CreateProject "
-        "after the stack instead (source, artifacts, environment, role kept)"
+        "after the stack instead (source, artifacts, environment, role, timeouts, "
+        "logs and VPC config kept; moto reports alias/aws/s3 as its encryption key)"
     ),
     "AWS::CodeBuild::ReportGroup": "moto has no CodeBuild report groups (no model, no API)",
     "AWS::CodeCommit::Repository": (
@@ -296,8 +297,12 @@ def _create_secret(api: dict[str, Any], name: str, props: dict[str, Any]) -> str
 
 
 def _codebuild_project(props: dict[str, Any]) -> dict[str, Any]:
-    """AWS::CodeBuild::Project properties as CreateProject's input (the
-    fields moto keeps: source, artifacts, environment, role, key)."""
+    """AWS::CodeBuild::Project properties as CreateProject's input: what a
+    build needs (tools/twin_run_build.py reads it back with
+    BatchGetProjects): source and buildspec, artifacts, the environment
+    and its variables, the service role, the timeouts, the log group and
+    the VPC. moto keeps all of these; it replaces encryptionKey with
+    alias/aws/s3 whatever is sent (moto/codebuild/models.py)."""
     source, artifacts = props["Source"], props["Artifacts"]
     env = props["Environment"]
     out = {
@@ -332,6 +337,39 @@ def _codebuild_project(props: dict[str, Any]) -> dict[str, Any]:
         },
         "serviceRole": props["ServiceRole"],
     }
+    for key, prop in (
+        ("timeoutInMinutes", "TimeoutInMinutes"),
+        ("queuedTimeoutInMinutes", "QueuedTimeoutInMinutes"),
+    ):
+        if prop in props:
+            out[key] = int(props[prop])
+    logs = props.get("LogsConfig") or {}
+    if logs:
+        out["logsConfig"] = {}
+        cw, s3 = logs.get("CloudWatchLogs"), logs.get("S3Logs")
+        if cw:
+            out["logsConfig"]["cloudWatchLogs"] = {
+                k: cw[p]
+                for k, p in (
+                    ("status", "Status"),
+                    ("groupName", "GroupName"),
+                    ("streamName", "StreamName"),
+                )
+                if p in cw
+            }
+        if s3:
+            out["logsConfig"]["s3Logs"] = {
+                k: s3[p]
+                for k, p in (("status", "Status"), ("location", "Location"))
+                if p in s3
+            }
+    vpc = props.get("VpcConfig")
+    if vpc:
+        out["vpcConfig"] = {
+            "vpcId": vpc["VpcId"],
+            "subnets": list(vpc.get("Subnets", [])),
+            "securityGroupIds": list(vpc.get("SecurityGroupIds", [])),
+        }
     if "SourceVersion" in props:
         out["sourceVersion"] = props["SourceVersion"]
     if "EncryptionKey" in props:

@@ -44,6 +44,54 @@ def test_functions_get_the_stacks_names(moto: str, template_path: Path) -> None:
     api["dynamodb"].describe_table(TableName=env["GILD_LEDGER_TABLE"])
 
 
+def test_projects_keep_what_a_build_needs(moto: str, template_path: Path) -> None:
+    """CodeBuild's copy of each project (BatchGetProjects, what
+    tools/twin_run_build.py runs a build from): the buildspec, the stack's
+    variables, the artifact location and the log group, as the template
+    gives them."""
+    result = deploy.deploy(moto, template_path, NETWORK)
+    api = deploy.clients(moto, "us-east-1")
+    names = [result.outputs["BakeProject"], result.outputs["TestProject"]]
+    projects = {
+        p["name"]: p
+        for p in api["codebuild"].batch_get_projects(names=names)["projects"]
+    }
+    bake, test = projects[names[0]], projects[names[1]]
+    assert bake["source"]["buildspec"] == "buildspecs/bake.yml"
+    assert test["source"]["buildspec"] == "buildspecs/test.yml"
+    variables = {
+        v["name"]: v["value"] for v in bake["environment"]["environmentVariables"]
+    }
+    assert variables["GILD_KMS_KEY_ID"] == result.outputs["KeyArn"]
+    assert variables["GILD_INSTANCE_PROFILE"] == result.outputs["InstanceProfile"]
+    assert variables["GILD_SUBNET_ID"] == NETWORK["SubnetId"]
+    assert bake["artifacts"] == {
+        "type": "S3",
+        "location": result.outputs["ArtifactBucketName"],
+        "path": "bake",
+        "namespaceType": "BUILD_ID",
+        "name": "/",
+        "packaging": "NONE",
+        "encryptionDisabled": False,
+    }
+    groups = {
+        name: p["logsConfig"]["cloudWatchLogs"]["groupName"]
+        for name, p in projects.items()
+    }
+    assert groups == {
+        names[0]: result.resources["BakeLogGroup"]["PhysicalId"],
+        names[1]: result.resources["TestLogGroup"]["PhysicalId"],
+    }
+    test_variables = {
+        v["name"]: v["value"] for v in test["environment"]["environmentVariables"]
+    }
+    assert (
+        test_variables["GILD_REPORT_GROUP_ARN"] == result.outputs["TestReportGroupArn"]
+    )
+    assert test["artifacts"] == {"type": "NO_ARTIFACTS"}
+    assert bake["timeoutInMinutes"] == 480
+
+
 def test_github_secrets_are_the_ones_the_functions_name(
     moto: str, template_path: Path
 ) -> None:
