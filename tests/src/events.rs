@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::{workspace_root, HarnessError};
+use crate::{aws, workspace_root, HarnessError};
 
 /// A sample payload from `tests/events/`.
 pub fn sample(name: &str) -> Result<Value, HarnessError> {
@@ -18,11 +18,24 @@ pub fn sample(name: &str) -> Result<Value, HarnessError> {
     })
 }
 
-/// `CodeCommit Repository State Change`: branch `branch` moved `old → new`.
-pub fn push(branch: &str, old: Option<&str>, new: &str) -> Result<Value, HarnessError> {
+/// `CodeCommit Repository State Change`: branch `branch` of `repository`
+/// (in the emulator's account) moved `old → new`.
+pub fn push(
+    repository: &str,
+    branch: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Result<Value, HarnessError> {
     let mut event = sample("codecommit-push.json")?;
     event["id"] = Value::String(format!("push-{new}"));
+    event["account"] = aws::ACCOUNT_ID.into();
+    event["resources"] = serde_json::json!([format!(
+        "arn:aws:codecommit:{}:{}:{repository}",
+        aws::REGION,
+        aws::ACCOUNT_ID
+    )]);
     let detail = &mut event["detail"];
+    detail["repositoryName"] = repository.into();
     detail["referenceName"] = branch.into();
     detail["referenceFullName"] = format!("refs/heads/{branch}").into();
     detail["commitId"] = new.into();
@@ -38,9 +51,16 @@ pub fn push(branch: &str, old: Option<&str>, new: &str) -> Result<Value, Harness
     Ok(event)
 }
 
-/// The monthly `Scheduled Event` firing at `time` (RFC 3339).
-pub fn schedule(time: &str) -> Result<Value, HarnessError> {
+/// The monthly `Scheduled Event` of the rule named `rule`, firing at `time`
+/// (RFC 3339), in the emulator's account.
+pub fn schedule(rule: &str, time: &str) -> Result<Value, HarnessError> {
     let mut event = sample("schedule.json")?;
+    event["account"] = aws::ACCOUNT_ID.into();
+    event["resources"] = serde_json::json!([format!(
+        "arn:aws:events:{}:{}:rule/{rule}",
+        aws::REGION,
+        aws::ACCOUNT_ID
+    )]);
     event["time"] = time.into();
     event["id"] = format!("schedule-{time}").into();
     Ok(event)

@@ -987,16 +987,32 @@ impl FaultyRoutes {
             let (config, shared) = (config.clone(), Arc::clone(&shared));
             async move { FaultProxy::start_sharing(&endpoint, config, shared).await }
         };
+        // In front of what the functions call: the IAM gate (or moto), the
+        // CodeBuild proxy, and the CodeCommit endpoint (the gate again,
+        // which routes to the stub), so a fault lands after IAM said yes.
+        let env = pipeline.function_env("trigger")?;
+        let endpoint = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| HarnessError::InvalidInput {
+                    message: format!("the functions' environment has no {name}"),
+                })
+        };
         Ok(FaultyRoutes {
-            moto: start(pipeline.moto.endpoint()).await?,
-            codebuild: start(pipeline.codebuild.endpoint()).await?,
-            codecommit: start(pipeline.codecommit.endpoint()).await?,
+            moto: start(endpoint("AWS_ENDPOINT_URL")?).await?,
+            codebuild: start(endpoint("AWS_ENDPOINT_URL_CODEBUILD")?).await?,
+            codecommit: start(endpoint("AWS_ENDPOINT_URL_CODECOMMIT")?).await?,
         })
     }
 
-    /// `pipeline.function_env()` with every endpoint through a proxy.
-    pub fn function_env(&self, pipeline: &Pipeline) -> Vec<(String, String)> {
-        let mut env = pipeline.function_env();
+    /// `pipeline.function_env(function)` with every endpoint through a proxy.
+    pub fn function_env(
+        &self,
+        pipeline: &Pipeline,
+        function: &str,
+    ) -> Result<Vec<(String, String)>, HarnessError> {
+        let mut env = pipeline.function_env(function)?;
         for (name, value) in &mut env {
             match name.as_str() {
                 "AWS_ENDPOINT_URL" => *value = self.moto.endpoint(),
@@ -1005,7 +1021,7 @@ impl FaultyRoutes {
                 _ => {}
             }
         }
-        env
+        Ok(env)
     }
 
     /// The three functions, behind the proxies; `extra(function)` is
@@ -1016,18 +1032,21 @@ impl FaultyRoutes {
         pipeline: &Pipeline,
         extra: &dyn Fn(&str) -> Vec<(String, String)>,
     ) -> Result<Functions, HarnessError> {
-        let env = self.function_env(pipeline);
         let spawn = |function: &'static str| {
-            let mut env = env.clone();
-            env.extend(extra(function));
+            let env = self.function_env(pipeline, function).map(|mut env| {
+                env.extend(extra(function));
+                env
+            });
             async move {
-                LambdaProcess::spawn(&bin_path(function)?, &format!("gild-{function}"), &env).await
+                let name = &pipeline.deployed(function)?.function_name;
+                LambdaProcess::spawn(&bin_path(function)?, name, &env?).await
             }
         };
         Ok(Functions {
             trigger: spawn("trigger").await?,
             bake_finished: spawn("bake-finished").await?,
             test_finished: spawn("test-finished").await?,
+            router: std::sync::Arc::clone(&pipeline.router),
         })
     }
 
@@ -1153,7 +1172,7 @@ impl Functions {
         let mut queue: Vec<Pending> = Vec::new();
         // Each rule target gets its own copies, as EventBridge delivers them.
         for (index, event) in events.iter().enumerate() {
-            for target in Functions::targets(event) {
+            for target in self.targets(event).await? {
                 for _ in 0..rng.between(policy.copies.0, policy.copies.1) {
                     queue.push(Pending {
                         event: index,

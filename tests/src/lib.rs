@@ -13,12 +13,15 @@ pub mod codebuild;
 pub mod codecommit;
 pub mod events;
 pub mod faults;
+pub mod gate;
 pub mod git;
 pub mod github;
 pub mod moto;
 pub mod pipeline;
+pub mod routing;
 pub mod runtime_api;
 pub mod scenario;
+pub mod stack;
 pub mod standin;
 
 mod http_client;

@@ -1,8 +1,16 @@
-//! The whole pipeline's offline surroundings in one value: moto with the
-//! stack's resources, the CodeCommit stub over a real git repository, the
-//! recording CodeBuild proxy, and the environment each function binary gets.
+//! The whole pipeline's offline surroundings in one value: moto holding
+//! `infra/template.yaml` as deployed (`stack`), the IAM gate judging every
+//! call a function makes against its own role (`gate`), EventBridge's
+//! routing by the stack's rules (`routing`), the CodeCommit stub over a real
+//! git repository, the recording CodeBuild proxy, and the environment each
+//! function binary gets: the stack's own, as Lambda holds it.
+//!
+//! `create_stack` and the names above it are the look-alike resources the
+//! adapter tests use (they test the SDK adapters, not the stack); the
+//! pipeline never uses them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
@@ -12,12 +20,15 @@ use aws_sdk_dynamodb::types::{
 
 use crate::codebuild::{CodeBuildProxy, Limits};
 use crate::codecommit::CodeCommitStub;
+use crate::gate::IamGate;
 use crate::git::TestRepo;
 use crate::moto::MotoServer;
+use crate::routing::Router;
 use crate::runtime_api::LambdaProcess;
-use crate::{aws, bin_path, HarnessError};
+use crate::stack::{self, Deployment};
+use crate::{aws, bin_path, events, HarnessError};
 
-/// Resource names, as the SAM stack names them by default.
+/// Look-alike resource names, for the adapter tests only (`create_stack`).
 pub const REPOSITORY: &str = "platform-images";
 pub const LEDGER_TABLE: &str = "gild-ledger";
 pub const BAKE_PROJECT: &str = "gild-bake";
@@ -26,7 +37,8 @@ pub const TOPIC: &str = "gild-announcements";
 /// A subscriber of the announcement topic, as an operator's queue would be.
 pub const SUBSCRIBER_QUEUE: &str = "gild-announcements-subscriber";
 
-/// What `create_stack` made that callers need to find again.
+/// The topic announcements go to, and the harness's own subscriber queue
+/// (an operator's subscription, not part of the stack).
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub topic_arn: String,
@@ -39,7 +51,8 @@ fn setup(context: &str, err: impl std::fmt::Display) -> HarnessError {
     }
 }
 
-/// Creates the stack's resources in the emulator.
+/// Creates look-alikes of the stack's resources in the emulator, for the
+/// adapter tests: no roles, no rules, names made up here.
 pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
     let attr = |name: &str| {
@@ -140,6 +153,16 @@ pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
         .map_err(|e| setup("topic", aws_sdk_sns::error::DisplayErrorContext(e)))?
         .topic_arn
         .ok_or_else(|| setup("topic", "no ARN"))?;
+    let queue_url = subscribe(config, &topic_arn).await?;
+    Ok(Stack {
+        topic_arn,
+        queue_url,
+    })
+}
+
+/// The harness's subscriber of the announcement topic: an SQS queue, as an
+/// operator's would be. Returns its URL.
+async fn subscribe(config: &SdkConfig, topic_arn: &str) -> Result<String, HarnessError> {
     let sqs = aws_sdk_sqs::Client::new(config);
     let queue_url = sqs
         .create_queue()
@@ -154,30 +177,60 @@ pub async fn create_stack(config: &SdkConfig) -> Result<Stack, HarnessError> {
         aws::REGION,
         aws::ACCOUNT_ID
     );
-    sns.subscribe()
-        .topic_arn(&topic_arn)
+    aws_sdk_sns::Client::new(config)
+        .subscribe()
+        .topic_arn(topic_arn)
         .protocol("sqs")
         .endpoint(queue_arn)
         .send()
         .await
         .map_err(|e| setup("subscription", aws_sdk_sns::error::DisplayErrorContext(e)))?;
-    Ok(Stack {
-        topic_arn,
-        queue_url,
-    })
+    Ok(queue_url)
+}
+
+/// How a pipeline is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// CodeBuild's latency, throttling and quota (none by default).
+    pub limits: Limits,
+    /// Every function call through the IAM gate, under the function's own
+    /// role (on by default; `make bench` measures without it).
+    pub gate: bool,
+    /// Stack parameters besides the network (e.g. a GitHub-hosted repository).
+    pub parameters: Vec<(String, String)>,
+    /// The template deployed and judged by; `infra/template.yaml` unless a
+    /// test deploys an altered copy.
+    pub template: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            gate: true,
+            parameters: Vec::new(),
+            template: stack::default_template(),
+        }
+    }
 }
 
 pub struct Pipeline {
     pub stack: Stack,
+    pub deployment: Deployment,
     pub moto: MotoServer,
     pub codecommit: CodeCommitStub,
     pub codebuild: CodeBuildProxy,
+    pub gate: Option<IamGate>,
+    pub router: Arc<Router>,
+    /// The harness's own clients' settings: moto directly, as an operator.
     pub aws: SdkConfig,
     pub repo: TestRepo,
+    /// stack.json and the gate's files.
+    _files: tempfile::TempDir,
 }
 
 impl Pipeline {
-    /// Starts everything around `repo` and creates the stack's resources.
+    /// Starts everything around `repo` and deploys the stack.
     pub async fn start(repo: TestRepo) -> Result<Pipeline, HarnessError> {
         Pipeline::start_on(MotoServer::start().await?, repo).await
     }
@@ -186,7 +239,7 @@ impl Pipeline {
     /// (new, or `reset` after an earlier pipeline), so a test that runs many
     /// pipelines one after another pays moto's start-up once.
     pub async fn start_on(moto: MotoServer, repo: TestRepo) -> Result<Pipeline, HarnessError> {
-        Pipeline::start_limited(moto, repo, Limits::default()).await
+        Pipeline::start_with(moto, repo, Options::default()).await
     }
 
     /// Like `start_on`, with CodeBuild answering under `limits` (latency,
@@ -196,47 +249,276 @@ impl Pipeline {
         repo: TestRepo,
         limits: Limits,
     ) -> Result<Pipeline, HarnessError> {
+        let options = Options {
+            limits,
+            ..Options::default()
+        };
+        Pipeline::start_with(moto, repo, options).await
+    }
+
+    pub async fn start_with(
+        moto: MotoServer,
+        repo: TestRepo,
+        options: Options,
+    ) -> Result<Pipeline, HarnessError> {
         let aws = aws::sdk_config(&moto.endpoint());
-        let stack = create_stack(&aws).await?;
-        let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), REPOSITORY).await?;
-        let codebuild = CodeBuildProxy::start_limited(&moto.endpoint(), limits).await?;
+        let files = tempfile::Builder::new()
+            .prefix("gild-stack-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating the stack's folder", e))?;
+        let deployment = stack::deploy(
+            &aws,
+            &moto.endpoint(),
+            &options.template,
+            &options.parameters,
+            files.path(),
+        )
+        .await?;
+        // A GitHub-hosted stack has no CodeCommit repository; the stub then
+        // serves a name nothing asks for.
+        let repository = deployment
+            .outputs
+            .get("RepositoryName")
+            .cloned()
+            .unwrap_or_else(|| "no-codecommit-repository".into());
+        let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), &repository).await?;
+        let gate = if options.gate {
+            Some(IamGate::start(
+                &moto.endpoint(),
+                &deployment,
+                &[("codecommit", codecommit.endpoint())],
+                files.path(),
+            )?)
+        } else {
+            None
+        };
+        let upstream = gate
+            .as_ref()
+            .map(IamGate::endpoint)
+            .unwrap_or_else(|| moto.endpoint());
+        let codebuild = CodeBuildProxy::start_limited(&upstream, options.limits).await?;
+        let topic_arn = deployment.output("TopicArn")?.to_owned();
+        let queue_url = subscribe(&aws, &topic_arn).await?;
+        let router = Arc::new(Router::new(&aws, &deployment).await?);
         Ok(Pipeline {
-            stack,
+            stack: Stack {
+                topic_arn,
+                queue_url,
+            },
+            deployment,
             moto,
             codecommit,
             codebuild,
+            gate,
+            router,
             aws,
             repo,
+            _files: files,
         })
     }
 
-    /// What every function process gets: the emulator through the standard
-    /// AWS endpoint settings, and the stack's names.
-    pub fn function_env(&self) -> Vec<(String, String)> {
-        let mut env = aws::lambda_env(&self.moto.endpoint());
-        for (name, value) in [
-            ("AWS_ENDPOINT_URL_CODECOMMIT", self.codecommit.endpoint()),
-            ("AWS_ENDPOINT_URL_CODEBUILD", self.codebuild.endpoint()),
-            ("GILD_REPOSITORY", REPOSITORY.to_owned()),
-            ("GILD_LEDGER_TABLE", LEDGER_TABLE.to_owned()),
-            ("GILD_BAKE_PROJECT", BAKE_PROJECT.to_owned()),
-            ("GILD_TEST_PROJECT", TEST_PROJECT.to_owned()),
-            ("GILD_TRACKED_BRANCH", "main".to_owned()),
-            ("GILD_TOPIC_ARN", self.stack.topic_arn.clone()),
-        ] {
-            env.push((name.to_owned(), value));
-        }
-        env
+    /// The deployed repository's name (CodeCommit).
+    pub fn repository(&self) -> &str {
+        self.deployment
+            .outputs
+            .get("RepositoryName")
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
-    /// Runs a function binary of the workspace through the Runtime API.
+    pub fn ledger_table(&self) -> &str {
+        self.deployment
+            .outputs
+            .get("LedgerTable")
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn bake_project(&self) -> &str {
+        self.deployment
+            .outputs
+            .get("BakeProject")
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    pub fn test_project(&self) -> &str {
+        self.deployment
+            .outputs
+            .get("TestProject")
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The family's promoted-image parameter, under the stack's prefix.
+    pub fn parameter_name(&self, family: &str) -> String {
+        let prefix = self
+            .deployment
+            .outputs
+            .get("ParameterPrefix")
+            .map(String::as_str)
+            .unwrap_or("/gild");
+        format!("{prefix}/{family}/ami")
+    }
+
+    /// A push to the deployed repository's `branch`, `old → new`.
+    pub fn push_event(
+        &self,
+        branch: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> Result<serde_json::Value, HarnessError> {
+        events::push(self.repository(), branch, old, new)
+    }
+
+    /// The deployed schedule rule firing at `time`.
+    pub fn schedule_event(&self, time: &str) -> Result<serde_json::Value, HarnessError> {
+        let rule = self
+            .deployment
+            .rules
+            .values()
+            .find(|r| r.schedule_expression.is_some())
+            .ok_or_else(|| setup("schedule", "the stack has no schedule rule"))?;
+        events::schedule(&rule.name, time)
+    }
+
+    /// Where a function's AWS calls go: the gate when there is one.
+    fn aws_endpoint(&self) -> String {
+        self.gate
+            .as_ref()
+            .map(IamGate::endpoint)
+            .unwrap_or_else(|| self.moto.endpoint())
+    }
+
+    /// What the function process `function` (`trigger`, `bake-finished`,
+    /// ...) gets: the stack's environment for it, its role's keys, and the
+    /// emulator through the standard AWS endpoint settings (the gate; the
+    /// CodeBuild proxy for CodeBuild).
+    pub fn function_env(&self, function: &str) -> Result<Vec<(String, String)>, HarnessError> {
+        let deployed = self.deployed(function)?;
+        let mut env = aws::lambda_env(&self.aws_endpoint());
+        if let Some(gate) = &self.gate {
+            let keys = gate.keys(&deployed.role)?;
+            for (name, value) in &mut env {
+                match name.as_str() {
+                    "AWS_ACCESS_KEY_ID" => value.clone_from(&keys.access_key_id),
+                    "AWS_SECRET_ACCESS_KEY" => value.clone_from(&keys.secret_access_key),
+                    _ => {}
+                }
+            }
+        }
+        let codecommit = if self.gate.is_some() {
+            self.aws_endpoint()
+        } else {
+            self.codecommit.endpoint()
+        };
+        env.push(("AWS_ENDPOINT_URL_CODECOMMIT".into(), codecommit));
+        env.push((
+            "AWS_ENDPOINT_URL_CODEBUILD".into(),
+            self.codebuild.endpoint(),
+        ));
+        env.extend(deployed.env());
+        Ok(env)
+    }
+
+    /// The deployed function the harness runs as `function`.
+    pub fn deployed(&self, function: &str) -> Result<&stack::DeployedFunction, HarnessError> {
+        self.deployment
+            .functions
+            .iter()
+            .find(|(lid, _)| crate::routing::function_of(lid) == Some(function))
+            .map(|(_, deployed)| deployed)
+            .ok_or_else(|| setup(function, "the deployed stack has no such function"))
+    }
+
+    /// Runs a function binary of the workspace through the Runtime API,
+    /// named and configured as the stack deploys it.
     pub async fn spawn(&self, function: &str) -> Result<LambdaProcess, HarnessError> {
+        self.spawn_with(function, &[]).await
+    }
+
+    /// Like `spawn`, with `extra` appended to (so overriding) its environment.
+    pub async fn spawn_with(
+        &self,
+        function: &str,
+        extra: &[(String, String)],
+    ) -> Result<LambdaProcess, HarnessError> {
+        let mut env = self.function_env(function)?;
+        env.extend(extra.iter().cloned());
         LambdaProcess::spawn(
             &bin_path(function)?,
-            &format!("gild-{function}"),
-            &self.function_env(),
+            &self.deployed(function)?.function_name,
+            &env,
         )
         .await
+    }
+
+    /// The calls the IAM gate refused so far, described (empty without a gate).
+    pub fn refused_calls(&self) -> Result<Vec<String>, HarnessError> {
+        match &self.gate {
+            Some(gate) => gate.refusals(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Panics, listing them, if the gate refused any call, or saw none: what
+    /// an end-to-end test asserts last, so a permission the functions need
+    /// and the template lacks fails it even where gild's handling of the
+    /// refusal would hide it. Returns how many calls were allowed.
+    pub fn assert_every_call_allowed(&self) -> usize {
+        let Some(gate) = &self.gate else {
+            panic!("this pipeline runs without the IAM gate");
+        };
+        let decisions = gate.decisions().expect("the IAM gate's decisions");
+        let refused: Vec<String> = decisions
+            .iter()
+            .filter(|d| !d.allowed)
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the functions' roles (infra/template.yaml) refused {} call(s):\n{}",
+            refused.len(),
+            refused.join("\n")
+        );
+        assert!(!decisions.is_empty(), "no call went through the IAM gate");
+        decisions.len()
+    }
+
+    /// Deletes every ledger item: the state a fresh stack starts with.
+    pub async fn clear_ledger(&self) -> Result<(), HarnessError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
+        let table = self.ledger_table();
+        let items = dynamodb
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                setup(
+                    "ledger scan",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        for item in items.items() {
+            let key = ["family", "dedupe_key"]
+                .into_iter()
+                .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+                .collect();
+            dynamodb
+                .delete_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .map_err(|e| {
+                    setup(
+                        "ledger delete",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                    )
+                })?;
+        }
+        Ok(())
     }
 
     /// Build ids moto holds for a project: what really started.

@@ -32,6 +32,11 @@ impl ChildGuard {
         self.pid
     }
 
+    /// The child's stdout, when it was piped and not taken yet.
+    pub(crate) fn take_stdout(&self) -> Option<std::process::ChildStdout> {
+        self.lock().stdout.take()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Child> {
         // A panic while holding this lock cannot leave the Child inconsistent,
         // so a poisoned lock is still safe to use.

@@ -4,10 +4,12 @@
 //! both drive the pipeline through this.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::pipeline::{Pipeline, BAKE_PROJECT};
+use crate::pipeline::Pipeline;
+use crate::routing::Router;
 use crate::runtime_api::{Invocation, LambdaProcess};
 use crate::standin::{BuildStandIn, Completed};
 use crate::HarnessError;
@@ -16,6 +18,8 @@ pub struct Functions {
     pub trigger: LambdaProcess,
     pub bake_finished: LambdaProcess,
     pub test_finished: LambdaProcess,
+    /// EventBridge, by the deployed stack's rules.
+    pub router: Arc<Router>,
 }
 
 /// One event handed to one function, and what came of it.
@@ -32,23 +36,14 @@ impl Functions {
             trigger: pipeline.spawn("trigger").await?,
             bake_finished: pipeline.spawn("bake-finished").await?,
             test_finished: pipeline.spawn("test-finished").await?,
+            router: Arc::clone(&pipeline.router),
         })
     }
 
-    /// The functions the stack's EventBridge rules send `event` to: a
-    /// CodeBuild build's end goes to its project's function and to the
-    /// trigger (a slot is free for a queued bake); the rest to the trigger.
-    pub fn targets(event: &Value) -> Vec<&'static str> {
-        if event["source"] == "aws.codebuild" {
-            let finisher = if event["detail"]["project-name"] == BAKE_PROJECT {
-                "bake-finished"
-            } else {
-                "test-finished"
-            };
-            vec![finisher, "trigger"]
-        } else {
-            vec!["trigger"]
-        }
+    /// The functions the deployed stack's EventBridge rules send `event`
+    /// to, the one that does its work first (see [`Router::targets`]).
+    pub async fn targets(&self, event: &Value) -> Result<Vec<&'static str>, HarnessError> {
+        self.router.targets(event).await
     }
 
     /// Invokes `function` with `event` through the Runtime API.
@@ -70,9 +65,16 @@ impl Functions {
     }
 
     /// Delivers an event to the function that does its work: the first of
-    /// its [`Functions::targets`].
+    /// its [`Functions::targets`]. An event no rule of the stack matches is
+    /// an error: EventBridge would deliver it nowhere.
     pub async fn deliver(&self, event: &Value) -> Result<Delivery, HarnessError> {
-        self.deliver_to(Functions::targets(event)[0], event).await
+        let targets = self.targets(event).await?;
+        let first = targets.first().ok_or_else(|| HarnessError::InvalidInput {
+            message: format!(
+                "no rule of the deployed stack matches this event, so EventBridge would deliver it nowhere: {event}"
+            ),
+        })?;
+        self.deliver_to(first, event).await
     }
 
     /// Runs the stand-in's pending builds and delivers their completions,
@@ -101,7 +103,7 @@ impl Functions {
             round += 1;
             let mut deliveries: Vec<Vec<Delivery>> = completed.iter().map(|_| Vec::new()).collect();
             for (i, c) in queue {
-                for target in Functions::targets(&c.event) {
+                for target in self.targets(&c.event).await? {
                     deliveries[i].push(self.deliver_to(target, &c.event).await?);
                 }
             }
@@ -194,7 +196,7 @@ impl Pipeline {
         let ssm = aws_sdk_ssm::Client::new(&self.aws);
         let out = ssm
             .get_parameter_history()
-            .name(format!("/gild/{family}/ami"))
+            .name(self.parameter_name(family))
             .send()
             .await;
         match out {
@@ -302,7 +304,7 @@ impl Pipeline {
         let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
         let out = dynamodb
             .scan()
-            .table_name(crate::pipeline::LEDGER_TABLE)
+            .table_name(self.ledger_table())
             .send()
             .await
             .map_err(|e| read_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::codebuild::StartedBuild;
 use crate::events::sample;
-use crate::pipeline::{BAKE_PROJECT, TEST_PROJECT};
+use crate::pipeline::Pipeline;
 use crate::{aws, HarnessError};
 
 fn ec2_error(what: &str, err: impl std::fmt::Display) -> HarnessError {
@@ -64,12 +64,17 @@ pub struct BuildStandIn {
     fail_test: BTreeSet<String>,
     done: Mutex<BTreeSet<String>>,
     sequence: Mutex<u32>,
+    bake_project: String,
+    test_project: String,
 }
 
 impl BuildStandIn {
-    pub fn new(config: &SdkConfig, base_image: impl Into<String>) -> Self {
+    /// Runs the builds of `pipeline`'s bake and test projects.
+    pub fn new(pipeline: &Pipeline, base_image: impl Into<String>) -> Self {
         BuildStandIn {
-            ec2: aws_sdk_ec2::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(&pipeline.aws),
+            bake_project: pipeline.bake_project().to_owned(),
+            test_project: pipeline.test_project().to_owned(),
             base_image: base_image.into(),
             fail_bake: BTreeSet::new(),
             fail_test: BTreeSet::new(),
@@ -115,7 +120,7 @@ impl BuildStandIn {
             .env_value("GILD_FAMILY")
             .unwrap_or_default()
             .to_owned();
-        if build.project_name == BAKE_PROJECT {
+        if build.project_name == self.bake_project {
             let image = self.bake(build, &family).await?;
             let failed = self.fail_bake.contains(&family);
             let status = if failed { "FAILED" } else { "SUCCEEDED" };
@@ -131,7 +136,7 @@ impl BuildStandIn {
                 status,
                 image: Some(image),
             })
-        } else if build.project_name == TEST_PROJECT {
+        } else if build.project_name == self.test_project {
             let status = if self.fail_test.contains(&family) {
                 "FAILED"
             } else {
@@ -277,7 +282,7 @@ impl BuildStandIn {
         info["initiator"] = "gild".into();
         info["source"]["buildspec"] = format!(
             "buildspecs/{}.yml",
-            if build.project_name == BAKE_PROJECT {
+            if build.project_name == self.bake_project {
                 "bake"
             } else {
                 "test"

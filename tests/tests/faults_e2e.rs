@@ -32,7 +32,7 @@ use gild_tests::faults::{
 };
 use gild_tests::git::TestRepo;
 use gild_tests::moto::MotoServer;
-use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, TEST_PROJECT};
+use gild_tests::pipeline::Pipeline;
 use gild_tests::standin::{register_base_image, BuildStandIn, Completed};
 use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
@@ -249,7 +249,7 @@ fn build_of(event: &Value) -> String {
 }
 
 impl Labels {
-    fn new(commits: &[String], base: &str, completed: &[Completed]) -> Labels {
+    fn new(commits: &[String], base: &str, completed: &[Completed], bake_project: &str) -> Labels {
         let mut labels: Vec<(String, String)> = commits
             .iter()
             .enumerate()
@@ -267,7 +267,7 @@ impl Labels {
         let mut image_labels: BTreeMap<String, String> = BTreeMap::new();
         for c in completed {
             let build = build_of(&c.event);
-            if c.project == BAKE_PROJECT {
+            if c.project == bake_project {
                 let commit = c.event["detail"]["additional-information"]["source-version"]
                     .as_str()
                     .unwrap_or_default();
@@ -318,7 +318,7 @@ impl EndState {
                 .or_insert(0) += 1;
         }
         let mut moto_builds = BTreeMap::new();
-        for project in [BAKE_PROJECT, TEST_PROJECT] {
+        for project in [pipeline.bake_project(), pipeline.test_project()] {
             let n = pipeline.builds(project).await.expect("builds").len();
             moto_builds.insert(project.to_owned(), n);
         }
@@ -658,7 +658,7 @@ async fn run(
     let base = register_base_image(&pipeline.aws, "debian-13-amd64-base")
         .await
         .expect("base image");
-    let mut standin = BuildStandIn::new(&pipeline.aws, &base);
+    let mut standin = BuildStandIn::new(&pipeline, &base);
     for family in scenario.fail_bake {
         standin = standin.fail_bake(family);
     }
@@ -669,7 +669,7 @@ async fn run(
     let mut log = DeliveryLog::default();
     for step in scenario.steps {
         let event = match *step {
-            Step::Schedule(time) => events::schedule(time).expect("event"),
+            Step::Schedule(time) => pipeline.schedule_event(time).expect("event"),
             Step::Manual(id, family) => events::manual(id, family).expect("event"),
             Step::Push(path, contents) => {
                 pipeline.repo.write(path, contents).expect("write");
@@ -679,7 +679,9 @@ async fn run(
                     .expect("commit");
                 let previous = commits.last().cloned();
                 commits.push(commit.clone());
-                events::push("main", previous.as_deref(), &commit).expect("event")
+                pipeline
+                    .push_event("main", previous.as_deref(), &commit)
+                    .expect("event")
             }
             Step::Settle => {
                 functions
@@ -694,7 +696,7 @@ async fn run(
             .await
             .expect("deliver");
     }
-    let labels = Labels::new(&commits, &base, &log.completed);
+    let labels = Labels::new(&commits, &base, &log.completed, pipeline.bake_project());
     let end = EndState::read(&pipeline, &labels).await;
     let starts = pipeline
         .codebuild

@@ -3,19 +3,19 @@
 //! GitHub's API answered by a local stub over a real git repository, and
 //! bakes counted at the emulator's CodeBuild.
 
+use gild_tests::events;
 use gild_tests::git::TestRepo;
 use gild_tests::github::GitHubStub;
-use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, LEDGER_TABLE};
+use gild_tests::pipeline::{Options, Pipeline};
 use gild_tests::runtime_api::LambdaProcess;
-use gild_tests::{bin_path, events};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 const REPOSITORY: &str = "acme/platform-images";
-const SECRET_NAME: &str = "gild/github-webhook";
-const TOKEN_NAME: &str = "gild/github-token";
 const TOKEN: &str = "test-token-for-the-local-stub";
+/// The value the operator gives the webhook secret (and pastes into GitHub).
+const WEBHOOK_SECRET: &str = "gild-sample-secret";
 
 const CATALOG: &str = r#"
 [families.debian12-base]
@@ -86,6 +86,8 @@ struct World {
     pipeline: Pipeline,
     github: GitHubStub,
     commits: Vec<String>,
+    /// The stack's webhook secret (its ARN, as the function is given it).
+    webhook_secret: String,
 }
 
 async fn world() -> World {
@@ -102,15 +104,43 @@ async fn world() -> World {
     repo.write("images/win2022-core/win.pkr.hcl", "# v2\n")
         .expect("write");
     let c3 = repo.commit("windows only").expect("commit");
-    let pipeline = Pipeline::start(repo).await.expect("pipeline");
+    // The stack for a GitHub-hosted images repository (docs/deploy.md).
+    let options = Options {
+        parameters: [
+            ("SourceType", "GITHUB"),
+            (
+                "GitHubConnectionArn",
+                "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d",
+            ),
+            ("GitHubRepository", REPOSITORY),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec(),
+        ..Options::default()
+    };
+    let moto = gild_tests::moto::MotoServer::start().await.expect("moto");
+    let pipeline = Pipeline::start_with(moto, repo, options)
+        .await
+        .expect("pipeline");
     let github = GitHubStub::start(pipeline.repo.path().to_path_buf(), REPOSITORY, TOKEN)
         .await
         .expect("github stub");
+    // What the operator does after the deploy: the stack made both secrets
+    // (a generated webhook secret, a token holding a space); set the values.
+    let env: std::collections::BTreeMap<String, String> = pipeline
+        .function_env("github-webhook")
+        .expect("env")
+        .into_iter()
+        .collect();
+    let webhook_secret = env["GILD_WEBHOOK_SECRET"].clone();
     let secrets = aws_sdk_secretsmanager::Client::new(&pipeline.aws);
-    for (name, value) in [(SECRET_NAME, "gild-sample-secret"), (TOKEN_NAME, TOKEN)] {
+    for (arn, value) in [
+        (&webhook_secret, WEBHOOK_SECRET),
+        (&env["GILD_GITHUB_TOKEN_SECRET"], TOKEN),
+    ] {
         secrets
-            .create_secret()
-            .name(name)
+            .put_secret_value()
+            .secret_id(arn)
             .secret_string(value)
             .send()
             .await
@@ -120,28 +150,23 @@ async fn world() -> World {
         pipeline,
         github,
         commits: vec![c1, c2, c3],
+        webhook_secret,
     }
 }
 
+/// The webhook function as the stack configures it, with GitHub's API at
+/// the stub.
 async fn spawn(world: &World) -> LambdaProcess {
-    let mut env = world.pipeline.function_env();
-    env.extend(
-        [
-            ("GILD_WEBHOOK_SECRET", SECRET_NAME.to_owned()),
-            ("GILD_GITHUB_TOKEN_SECRET", TOKEN_NAME.to_owned()),
-            ("GILD_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
-            ("GILD_GITHUB_API_URL", world.github.api_url()),
-            ("GILD_MAX_BODY_BYTES", "65536".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    LambdaProcess::spawn(
-        &bin_path("github-webhook").expect("built"),
-        "gild-github-webhook",
-        &env,
-    )
-    .await
-    .expect("spawn")
+    let extra = [
+        ("GILD_GITHUB_API_URL", world.github.api_url()),
+        ("GILD_MAX_BODY_BYTES", "65536".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    world
+        .pipeline
+        .spawn_with("github-webhook", &extra)
+        .await
+        .expect("spawn")
 }
 
 async fn call(function: &LambdaProcess, event: &Value) -> (u64, Value) {
@@ -163,7 +188,7 @@ fn bakes(world: &World) -> Vec<String> {
         .codebuild
         .started()
         .iter()
-        .filter(|b| b.project_name == BAKE_PROJECT)
+        .filter(|b| b.project_name == world.pipeline.bake_project())
         .filter_map(|b| b.env_value("GILD_FAMILY").map(str::to_owned))
         .collect();
     families.sort();
@@ -183,7 +208,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "delivery-1",
-        Some(sign("gild-sample-secret", body.as_bytes())),
+        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
     );
 
     let (status, outcome) = call(&hook, &signed).await;
@@ -209,7 +234,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "delivery-2",
-        Some(sign("gild-sample-secret", body.as_bytes())),
+        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
     );
     assert_eq!(call(&hook, &again).await.0, 200);
     assert_eq!(
@@ -235,7 +260,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
                 &body[..body.len() - 10],
                 "push",
                 "f2",
-                Some(sign("gild-sample-secret", body.as_bytes())),
+                Some(sign(WEBHOOK_SECRET, body.as_bytes())),
             ),
             401,
         ),
@@ -249,7 +274,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
                 &"x".repeat(70_000),
                 "push",
                 "f5",
-                Some(sign("gild-sample-secret", &[])),
+                Some(sign(WEBHOOK_SECRET, &[])),
             ),
             413,
         ),
@@ -263,7 +288,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "f6",
-        Some(sign("gild-sample-secret", body.as_bytes())),
+        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
     );
     form["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
     assert_eq!(call(&hook, &form).await.0, 415);
@@ -277,7 +302,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         "ping",
         "p1",
         Some(sign(
-            "gild-sample-secret",
+            WEBHOOK_SECRET,
             b"{\"zen\":\"Keep it logically awesome.\"}",
         )),
     );
@@ -291,17 +316,12 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
             &tag,
             "push",
             "t1",
-            Some(sign("gild-sample-secret", tag.as_bytes())),
+            Some(sign(WEBHOOK_SECRET, tag.as_bytes())),
         ),
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    let issues = function_url_event(
-        "{}",
-        "issues",
-        "i1",
-        Some(sign("gild-sample-secret", b"{}")),
-    );
+    let issues = function_url_event("{}", "issues", "i1", Some(sign(WEBHOOK_SECRET, b"{}")));
     assert_eq!(call(&hook, &issues).await.0, 202);
 
     // A push whose commit list is truncated: the compare API supplies the paths.
@@ -312,7 +332,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
             &long,
             "push",
             "l1",
-            Some(sign("gild-sample-secret", long.as_bytes())),
+            Some(sign(WEBHOOK_SECRET, long.as_bytes())),
         ),
     )
     .await;
@@ -327,11 +347,13 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
     // The ledger holds one claim per family and commit.
     let items = aws_sdk_dynamodb::Client::new(&world.pipeline.aws)
         .scan()
-        .table_name(LEDGER_TABLE)
+        .table_name(world.pipeline.ledger_table())
         .send()
         .await
         .expect("scan");
     assert_eq!(items.count(), 2);
+    // Every call each function made was allowed by its own role.
+    world.pipeline.assert_every_call_allowed();
 }
 
 #[tokio::test]
@@ -342,7 +364,7 @@ async fn rotated_secret_accepts_current_and_previous() {
     let world = world().await;
     aws_sdk_secretsmanager::Client::new(&world.pipeline.aws)
         .put_secret_value()
-        .secret_id(SECRET_NAME)
+        .secret_id(&world.webhook_secret)
         .secret_string("rotated-secret")
         .send()
         .await
@@ -351,7 +373,7 @@ async fn rotated_secret_accepts_current_and_previous() {
     let body = "{\"zen\":\"Design for failure.\"}";
     for (secret, want) in [
         ("rotated-secret", 200),
-        ("gild-sample-secret", 200),
+        (WEBHOOK_SECRET, 200),
         ("older-secret", 401),
     ] {
         let event = function_url_event(body, "ping", secret, Some(sign(secret, body.as_bytes())));
@@ -365,21 +387,18 @@ async fn schedule_reads_the_catalog_through_github_when_the_images_live_there() 
         return;
     }
     let world = world().await;
-    let mut env = world.pipeline.function_env();
-    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL_CODECOMMIT");
-    env.extend(
-        [
-            ("GILD_REPOSITORY_HOST", "github".to_owned()),
-            ("GILD_GITHUB_REPOSITORY", REPOSITORY.to_owned()),
-            ("GILD_GITHUB_TOKEN_SECRET", TOKEN_NAME.to_owned()),
-            ("GILD_GITHUB_API_URL", world.github.api_url()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let trigger = LambdaProcess::spawn(&bin_path("trigger").expect("built"), "gild-trigger", &env)
+    // The stack's own trigger configuration for a GitHub-hosted repository
+    // (GILD_REPOSITORY_HOST=github, the repository, the token's secret).
+    let extra = [("GILD_GITHUB_API_URL".to_owned(), world.github.api_url())];
+    let trigger = world
+        .pipeline
+        .spawn_with("trigger", &extra)
         .await
         .expect("spawn");
-    let schedule = events::schedule("2026-11-11T03:00:00Z").expect("event");
+    let schedule = world
+        .pipeline
+        .schedule_event("2026-11-11T03:00:00Z")
+        .expect("event");
     let outcome = trigger.invoke(&schedule).await.expect("invocation").outcome;
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}\n{}", trigger.logs()));
     assert_eq!(
@@ -401,4 +420,6 @@ async fn schedule_reads_the_catalog_through_github_when_the_images_live_there() 
         0,
         "no CodeCommit at all"
     );
+    // Every call each function made was allowed by its own role.
+    world.pipeline.assert_every_call_allowed();
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gild_tests::events;
 use gild_tests::git::TestRepo;
-use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, TEST_PROJECT};
+use gild_tests::pipeline::Pipeline;
 use gild_tests::scenario::{Delivery, Functions};
 use gild_tests::standin::{register_base_image, BuildStandIn, Completed};
 use serde_json::Value;
@@ -85,11 +85,13 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
     let base = register_base_image(&pipeline.aws, "debian-13-amd64-base")
         .await
         .expect("base image");
-    let standin = BuildStandIn::new(&pipeline.aws, &base)
+    let standin = BuildStandIn::new(&pipeline, &base)
         .fail_bake("al2023-base")
         .fail_test("win2022-core");
 
-    let schedule = events::schedule("2026-11-11T03:00:00Z").expect("event");
+    let schedule = pipeline
+        .schedule_event("2026-11-11T03:00:00Z")
+        .expect("event");
     for _ in 0..2 {
         let delivery = functions.deliver(&schedule).await.expect("deliver");
         assert!(
@@ -106,7 +108,7 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
 
     // Builds: one bake per family; tests only for the two that baked.
     assert_eq!(
-        builds_of(&pipeline, BAKE_PROJECT),
+        builds_of(&pipeline, pipeline.bake_project()),
         counts(&[
             ("al2023-base", 1),
             ("debian12-base", 1),
@@ -114,7 +116,7 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
         ])
     );
     assert_eq!(
-        builds_of(&pipeline, TEST_PROJECT),
+        builds_of(&pipeline, pipeline.test_project()),
         counts(&[("debian12-base", 1), ("win2022-core", 1)])
     );
     for build in pipeline.codebuild.started() {
@@ -124,7 +126,7 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
     // Parameters: only the tested image is promoted, once.
     let debian_image = settled
         .iter()
-        .find(|(c, _)| c.family == "debian12-base" && c.project == BAKE_PROJECT)
+        .find(|(c, _)| c.family == "debian12-base" && c.project == pipeline.bake_project())
         .and_then(|(c, _)| c.image.clone())
         .expect("debian baked");
     assert_eq!(
@@ -195,7 +197,7 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
     subjects.sort();
     let win_image = settled
         .iter()
-        .find(|(c, _)| c.family == "win2022-core" && c.project == BAKE_PROJECT)
+        .find(|(c, _)| c.family == "win2022-core" && c.project == pipeline.bake_project())
         .and_then(|(c, _)| c.image.clone())
         .expect("win baked");
     assert_eq!(
@@ -254,6 +256,8 @@ async fn schedule_success_bake_failure_and_test_failure_end_exactly_as_expected(
             .len(),
         1
     );
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 #[tokio::test]
@@ -267,7 +271,7 @@ async fn push_promotes_a_second_version_and_ignores_a_test_result_that_comes_fir
     let base = register_base_image(&pipeline.aws, "al2023-base-image")
         .await
         .expect("base");
-    let standin = BuildStandIn::new(&pipeline.aws, &base);
+    let standin = BuildStandIn::new(&pipeline, &base);
 
     // A manual bake of debian12-base, all the way.
     functions
@@ -296,7 +300,9 @@ async fn push_promotes_a_second_version_and_ignores_a_test_result_that_comes_fir
         .repo
         .commit("debian: new hardening")
         .expect("commit");
-    let push = events::push("main", Some(&first), &second).expect("event");
+    let push = pipeline
+        .push_event("main", Some(&first), &second)
+        .expect("event");
     let trigger = functions.deliver(&push).await.expect("deliver");
     let outcome = trigger.invocation.outcome.expect("push planned");
     assert_eq!(
@@ -350,6 +356,8 @@ async fn push_promotes_a_second_version_and_ignores_a_test_result_that_comes_fir
     assert_eq!(received[1].body["parameter_version"], 2);
     // Both images stay: the previous one is the rollback target.
     assert_eq!(pipeline.gild_images().await.expect("images").len(), 2);
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 /// CodeBuild room for one gild build at a time: the schedule starts one
@@ -362,32 +370,27 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
     }
     let (repo, _) = repo();
     let pipeline = Pipeline::start(repo).await.expect("pipeline");
-    let mut env = pipeline.function_env();
-    env.push(("GILD_MAX_PARALLEL_BUILDS".into(), "1".into()));
-    let spawn = |function: &str| {
-        let env = env.clone();
-        let function = function.to_owned();
-        async move {
-            gild_tests::runtime_api::LambdaProcess::spawn(
-                &gild_tests::bin_path(&function).expect("built"),
-                &format!("gild-{function}"),
-                &env,
-            )
-            .await
-            .expect("spawn")
-        }
+    let limit = [("GILD_MAX_PARALLEL_BUILDS".to_owned(), "1".to_owned())];
+    let spawn = |function: &'static str| {
+        let (pipeline, limit) = (&pipeline, &limit);
+        async move { pipeline.spawn_with(function, limit).await.expect("spawn") }
     };
     let functions = Functions {
         trigger: spawn("trigger").await,
         bake_finished: spawn("bake-finished").await,
         test_finished: spawn("test-finished").await,
+        router: std::sync::Arc::clone(&pipeline.router),
     };
     let base = register_base_image(&pipeline.aws, "base")
         .await
         .expect("base image");
-    let standin = BuildStandIn::new(&pipeline.aws, &base);
+    let standin = BuildStandIn::new(&pipeline, &base);
     let outcome = functions
-        .deliver(&events::schedule("2026-11-11T03:00:00Z").expect("event"))
+        .deliver(
+            &pipeline
+                .schedule_event("2026-11-11T03:00:00Z")
+                .expect("event"),
+        )
         .await
         .expect("deliver")
         .invocation
@@ -414,16 +417,17 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
         ("debian12-base", 1),
         ("win2022-core", 1),
     ]);
-    assert_eq!(builds_of(&pipeline, BAKE_PROJECT), all_once);
-    assert_eq!(builds_of(&pipeline, TEST_PROJECT), all_once);
+    assert_eq!(builds_of(&pipeline, pipeline.bake_project()), all_once);
+    assert_eq!(builds_of(&pipeline, pipeline.test_project()), all_once);
     // Never two of gild's builds at once: each started after the one before ended.
     let started = pipeline.codebuild.started();
     for pair in started.windows(2) {
         let first = pair[0].env_value("GILD_FAMILY");
         let second = pair[1].env_value("GILD_FAMILY");
-        if pair[0].project_name == BAKE_PROJECT {
+        if pair[0].project_name == pipeline.bake_project() {
             assert_eq!(
-                pair[1].project_name, TEST_PROJECT,
+                pair[1].project_name,
+                pipeline.test_project(),
                 "{first:?} then {second:?}"
             );
             assert_eq!(first, second);
@@ -436,6 +440,8 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
             .all(|r| r.get("state").map(String::as_str) == Some("promoted")),
         "{ledger:?}"
     );
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 /// Lambda's Invoke takes any bytes. A payload that is not JSON gets the

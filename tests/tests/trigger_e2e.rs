@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use gild_tests::events;
 use gild_tests::git::TestRepo;
-use gild_tests::pipeline::{Pipeline, BAKE_PROJECT, LEDGER_TABLE};
+use gild_tests::pipeline::Pipeline;
 use gild_tests::runtime_api::LambdaProcess;
 use serde_json::Value;
 
@@ -66,7 +66,7 @@ async fn ledger_states(pipeline: &Pipeline) -> Vec<(String, String, String)> {
     let client = aws_sdk_dynamodb::Client::new(&pipeline.aws);
     let items = client
         .scan()
-        .table_name(LEDGER_TABLE)
+        .table_name(pipeline.ledger_table())
         .send()
         .await
         .expect("scan ledger");
@@ -108,7 +108,9 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     let pipeline = Pipeline::start(repo).await.expect("pipeline");
     let trigger = pipeline.spawn("trigger").await.expect("trigger binary");
 
-    let push = events::push("main", Some(&first), &second).expect("event");
+    let push = pipeline
+        .push_event("main", Some(&first), &second)
+        .expect("event");
     let first_outcome = invoke_ok(&trigger, &push).await;
     for _ in 0..2 {
         let again = invoke_ok(&trigger, &push).await;
@@ -127,11 +129,15 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     .collect();
     assert_eq!(started_families(&pipeline), expected, "{first_outcome}");
     assert_eq!(
-        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        pipeline
+            .builds(pipeline.bake_project())
+            .await
+            .expect("builds")
+            .len(),
         3
     );
     for build in pipeline.codebuild.started() {
-        assert_eq!(build.project_name, BAKE_PROJECT);
+        assert_eq!(build.project_name, pipeline.bake_project());
         assert_eq!(build.source_version.as_deref(), Some(second.as_str()));
         assert_eq!(build.env_value("GILD_TRIGGER"), Some("push"));
         assert_eq!(build.env_value("GILD_SOURCE_COMMIT"), Some(second.as_str()));
@@ -147,6 +153,8 @@ async fn push_delivered_three_times_starts_one_build_per_affected_family() {
     );
     // GetDifferences went through the SDK paginator and the catalog was read once per delivery.
     assert!(pipeline.codecommit.calls("GetDifferences") >= 3);
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 #[tokio::test]
@@ -161,7 +169,9 @@ async fn concurrent_deliveries_to_separate_instances_start_each_bake_once() {
     for _ in 0..3 {
         instances.push(pipeline.spawn("trigger").await.expect("trigger binary"));
     }
-    let schedule = events::schedule("2026-11-11T03:00:00Z").expect("event");
+    let schedule = pipeline
+        .schedule_event("2026-11-11T03:00:00Z")
+        .expect("event");
     let outcomes = futures::future::join_all(instances.iter().map(|instance| async {
         instance
             .invoke(&schedule)
@@ -188,9 +198,15 @@ async fn concurrent_deliveries_to_separate_instances_start_each_bake_once() {
     assert_eq!(started_families(&pipeline).values().sum::<usize>(), 3);
     assert!(started_families(&pipeline).values().all(|n| *n == 1));
     assert_eq!(
-        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        pipeline
+            .builds(pipeline.bake_project())
+            .await
+            .expect("builds")
+            .len(),
         3
     );
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 #[tokio::test]
@@ -203,9 +219,13 @@ async fn schedule_twice_manual_and_ignored_events() {
     let trigger = pipeline.spawn("trigger").await.expect("trigger binary");
 
     // The monthly rule fires twice in November: one bake per family.
-    let november = events::schedule("2026-11-11T03:00:00Z").expect("event");
+    let november = pipeline
+        .schedule_event("2026-11-11T03:00:00Z")
+        .expect("event");
     invoke_ok(&trigger, &november).await;
-    let again = events::schedule("2026-11-11T03:00:02Z").expect("event");
+    let again = pipeline
+        .schedule_event("2026-11-11T03:00:02Z")
+        .expect("event");
     let outcome = invoke_ok(&trigger, &again).await;
     assert_eq!(outcome["duplicates"].as_array().map(Vec::len), Some(3));
     assert_eq!(started_families(&pipeline).values().sum::<usize>(), 3);
@@ -231,7 +251,7 @@ async fn schedule_twice_manual_and_ignored_events() {
         "codecommit-other-branch.json",
     ] {
         let mut event = events::sample(name).expect("sample");
-        event["detail"]["repositoryName"] = gild_tests::pipeline::REPOSITORY.into();
+        event["detail"]["repositoryName"] = pipeline.repository().into();
         let outcome = invoke_ok(&trigger, &event).await;
         assert_eq!(
             outcome["started"],
@@ -247,7 +267,9 @@ async fn schedule_twice_manual_and_ignored_events() {
     let docs = pipeline.repo.commit("docs").expect("commit");
     let outcome = invoke_ok(
         &trigger,
-        &events::push("main", Some(&first), &docs).expect("event"),
+        &pipeline
+            .push_event("main", Some(&first), &docs)
+            .expect("event"),
     )
     .await;
     assert!(
@@ -260,7 +282,7 @@ async fn schedule_twice_manual_and_ignored_events() {
 
     // Malformed and unknown input: a clear, typed error, nothing started.
     let mut malformed = events::sample("codecommit-malformed.json").expect("sample");
-    malformed["detail"]["repositoryName"] = gild_tests::pipeline::REPOSITORY.into();
+    malformed["detail"]["repositoryName"] = pipeline.repository().into();
     let invocation = trigger.invoke(&malformed).await.expect("invocation");
     let err = invocation.outcome.expect_err("malformed event fails");
     assert_eq!(err.error_type, "gild.BadEvent");
@@ -282,9 +304,15 @@ async fn schedule_twice_manual_and_ignored_events() {
         .contains("known families: al2023-base, debian12-base, win2022-core"));
     assert_eq!(pipeline.codebuild.started().len(), 4);
     assert_eq!(
-        pipeline.builds(BAKE_PROJECT).await.expect("builds").len(),
+        pipeline
+            .builds(pipeline.bake_project())
+            .await
+            .expect("builds")
+            .len(),
         4
     );
+    // Every call each function made was allowed by its own role.
+    pipeline.assert_every_call_allowed();
 }
 
 #[tokio::test]
@@ -304,7 +332,9 @@ async fn broken_catalog_starts_nothing_and_names_the_line() {
         .expect("commit");
     let pipeline = Pipeline::start(repo).await.expect("pipeline");
     let trigger = pipeline.spawn("trigger").await.expect("trigger binary");
-    let event = events::push("main", Some(&first), &second).expect("event");
+    let event = pipeline
+        .push_event("main", Some(&first), &second)
+        .expect("event");
     let err = trigger
         .invoke(&event)
         .await

@@ -9,7 +9,6 @@ use gild_lambda::{optional, required, ConfigError};
 pub struct Config {
     /// Ledger, bake project and fan-out, as github-webhook reads them.
     pub start: StartConfig,
-    pub repository: String,
     pub tracked_branch: String,
     /// Where the images repository lives.
     pub host: RepositoryHost,
@@ -19,7 +18,9 @@ pub struct Config {
 /// the catalog at the tracked branch's tip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepositoryHost {
-    CodeCommit,
+    /// The CodeCommit repository's name (`GILD_REPOSITORY`, only read here:
+    /// the stack gives a GitHub-hosted trigger none).
+    CodeCommit { repository: String },
     GitHub {
         /// `owner/name`.
         repository: String,
@@ -32,10 +33,11 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Config {
             start: StartConfig::from_env()?,
-            repository: required("GILD_REPOSITORY")?,
             tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
             host: match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
-                "codecommit" => RepositoryHost::CodeCommit,
+                "codecommit" => RepositoryHost::CodeCommit {
+                    repository: required("GILD_REPOSITORY")?,
+                },
                 "github" => RepositoryHost::GitHub {
                     repository: required("GILD_GITHUB_REPOSITORY")?,
                     token_secret: required("GILD_GITHUB_TOKEN_SECRET")?,
@@ -55,7 +57,14 @@ impl Config {
     pub fn settings(&self) -> Settings {
         Settings {
             tracked_branch: self.tracked_branch.clone(),
-            repository: Some(self.repository.clone()),
+            // Pushes are matched against this name. A GitHub-hosted stack has
+            // no push rule, but a CodeCommit push that reached it anyway must
+            // not rebuild: `owner/name` is never a CodeCommit repository's
+            // name (no `/` allowed there), so every such push is ignored.
+            repository: Some(match &self.host {
+                RepositoryHost::CodeCommit { repository } => repository.clone(),
+                RepositoryHost::GitHub { repository, .. } => repository.clone(),
+            }),
             projects: Projects {
                 bake: self.start.bake_project.clone(),
                 ..Projects::default()

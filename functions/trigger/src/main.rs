@@ -10,8 +10,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = gild_aws::load_sdk_config().await;
     match &config.host {
-        RepositoryHost::CodeCommit => {
-            let repo = CodeCommitRepository::new(CodeCommit::new(&aws), &config.repository);
+        RepositoryHost::CodeCommit { repository } => {
+            let repo = CodeCommitRepository::new(CodeCommit::new(&aws), repository);
             serve(&config, &aws, repo).await
         }
         RepositoryHost::GitHub {

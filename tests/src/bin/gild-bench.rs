@@ -24,10 +24,10 @@ use gild_tests::codebuild::{Limits, StartedBuild};
 use gild_tests::faults::{FaultConfig, FaultyRoutes};
 use gild_tests::git::TestRepo;
 use gild_tests::moto::MotoServer;
-use gild_tests::pipeline::{create_stack, Pipeline, BAKE_PROJECT};
+use gild_tests::pipeline::{Options, Pipeline};
 use gild_tests::runtime_api::LambdaProcess;
 use gild_tests::standin::{register_base_image, BuildStandIn};
-use gild_tests::{events, workspace_root, HarnessError};
+use gild_tests::{workspace_root, HarnessError};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -126,6 +126,17 @@ fn images_repo(families: usize) -> Result<TestRepo, HarnessError> {
 }
 
 /// A function's release bootstrap, as `make sam-build` left it.
+/// A pipeline on the deployed stack, without the IAM gate: the bench
+/// measures gild and its peer, not the gate's Python in between.
+async fn start(repo: gild_tests::git::TestRepo, limits: Limits) -> Result<Pipeline, HarnessError> {
+    let options = Options {
+        limits,
+        gate: false,
+        ..Options::default()
+    };
+    Pipeline::start_with(MotoServer::start().await?, repo, options).await
+}
+
 async fn spawn_release(
     args: &Args,
     function: &str,
@@ -168,27 +179,26 @@ struct Cold<'a> {
 
 impl Cold<'_> {
     /// Back to an empty stack, so every cold start does the same work.
+    /// The ledger emptied: what a cold start's work depends on.
     async fn fresh(&self) -> Result<(), HarnessError> {
-        self.pipeline.moto.reset().await?;
-        create_stack(&self.pipeline.aws).await?;
-        Ok(())
+        self.pipeline.clear_ledger().await
     }
 
-    fn env(&self) -> Vec<(String, String)> {
-        let mut env = self.routes.function_env(&self.pipeline);
+    fn env(&self, function: &str) -> Result<Vec<(String, String)>, HarnessError> {
+        let mut env = self.routes.function_env(&self.pipeline, function)?;
         // Every family starts: the queue is measured by the patch day.
         env.push(("GILD_MAX_PARALLEL_BUILDS".into(), "1000".into()));
-        env
+        Ok(env)
     }
 
     async fn spawn(&self, function: &str, runtime: Runtime) -> Result<LambdaProcess, HarnessError> {
         let name = format!("gild-{function}");
         match runtime {
-            Runtime::Rust => spawn_release(self.args, function, &self.env()).await,
+            Runtime::Rust => spawn_release(self.args, function, &self.env(function)?).await,
             Runtime::Python => {
                 let root = workspace_root().join("bench/python");
                 let module = format!("gild_peer.{}.handler", function.replace('-', "_"));
-                let mut env = self.env();
+                let mut env = self.env(function)?;
                 env.push(("PYTHONPATH".into(), root.display().to_string()));
                 env.push(("LAMBDA_TASK_ROOT".into(), root.display().to_string()));
                 env.push(("AWS_EXECUTION_ENV".into(), "AWS_Lambda_python3.11".into()));
@@ -262,12 +272,12 @@ impl Cold<'_> {
     async fn bake_succeeded(&self) -> Result<Value, HarnessError> {
         let trigger = self.spawn("trigger", Runtime::Rust).await?;
         trigger
-            .invoke(&events::schedule("2026-11-11T03:00:00Z")?)
+            .invoke(&self.pipeline.schedule_event("2026-11-11T03:00:00Z")?)
             .await?
             .outcome
             .map_err(|e| bench_error(format!("setup trigger: {}", e.error_message)))?;
         let base = register_base_image(&self.pipeline.aws, "base").await?;
-        let standin = BuildStandIn::new(&self.pipeline.aws, base);
+        let standin = BuildStandIn::new(&self.pipeline, base);
         let started = self.pipeline.codebuild.started();
         let latest: Vec<StartedBuild> = started.into_iter().rev().take(1).collect();
         let completed = standin.run_pending(&latest).await?;
@@ -281,14 +291,14 @@ impl Cold<'_> {
 
 async fn cold(args: &Args, rows: &mut Vec<Row>, results: &mut Value) -> Result<(), HarnessError> {
     let families = 3;
-    let pipeline = Pipeline::start(images_repo(families)?).await?;
+    let pipeline = start(images_repo(families)?, Limits::default()).await?;
     let routes = FaultyRoutes::start(&pipeline, &FaultConfig::none()).await?;
+    let schedule = pipeline.schedule_event("2026-11-11T03:00:00Z")?;
     let cold = Cold {
         args,
         pipeline,
         routes,
     };
-    let schedule = events::schedule("2026-11-11T03:00:00Z")?;
     let started_all = move |v: &Value| match v["started"].as_array().map(Vec::len) {
         Some(n) if n == families => Ok(()),
         other => Err(format!("started {other:?} of {families}")),
@@ -450,12 +460,7 @@ async fn patch_day(
         rate_per_sec: Some(RATE_PER_SEC),
         max_running: Some(ACCOUNT_QUOTA),
     };
-    let pipeline = Pipeline::start_limited(
-        MotoServer::start().await?,
-        images_repo(args.families)?,
-        limits,
-    )
-    .await?;
+    let pipeline = start(images_repo(args.families)?, limits).await?;
     let routes = FaultyRoutes::start(&pipeline, &FaultConfig::none()).await?;
     // Other teams' builds hold part of the account's quota.
     let codebuild = aws_sdk_codebuild::Client::new(&gild_tests::aws::sdk_config(
@@ -465,7 +470,7 @@ async fn patch_day(
         loop {
             match codebuild
                 .start_build()
-                .project_name(gild_tests::pipeline::TEST_PROJECT)
+                .project_name(pipeline.test_project())
                 .send()
                 .await
             {
@@ -482,10 +487,14 @@ async fn patch_day(
         .map(|b| b.build_id)
         .collect();
     let before = pipeline.codebuild.limit_counts();
-    let mut env = routes.function_env(&pipeline);
-    env.push(("GILD_MAX_PARALLEL_BUILDS".into(), GILD_LIMIT.to_string()));
-    env.push(("GILD_LEASE_SECS".into(), "330".into()));
-    let spawn = |function: &'static str| spawn_release(args, function, &env);
+    let spawn = |function: &'static str| {
+        let env = routes.function_env(&pipeline, function).map(|mut env| {
+            env.push(("GILD_MAX_PARALLEL_BUILDS".into(), GILD_LIMIT.to_string()));
+            env.push(("GILD_LEASE_SECS".into(), "330".into()));
+            env
+        });
+        async move { spawn_release(args, function, &env?).await }
+    };
     let trigger = spawn("trigger")
         .await?
         .with_timeout(Duration::from_secs(300));
@@ -494,7 +503,7 @@ async fn patch_day(
     let calls_before = routes.injected().calls;
     let clock = Instant::now();
     let invocation = trigger
-        .invoke(&events::schedule("2026-11-11T03:00:00Z")?)
+        .invoke(&pipeline.schedule_event("2026-11-11T03:00:00Z")?)
         .await?;
     let elapsed = clock.elapsed();
     let outcome = invocation.outcome.map_err(|e| {
@@ -522,7 +531,7 @@ async fn patch_day(
     };
     let durable = in_state("baking") + in_state("queued");
     let dropped = args.families.saturating_sub(durable);
-    let doubled = doubles(&pipeline.codebuild.started());
+    let doubled = doubles(&pipeline.codebuild.started(), pipeline.bake_project());
 
     rows.push(
         Row::new(
@@ -568,7 +577,7 @@ async fn patch_day(
     // The queue drains as builds end: each bake fails (the cheapest end for
     // the stand-in), bake-finished records it, the build-ended event reaches
     // the trigger, which starts the next queued bake.
-    let standin = BuildStandIn::new(&pipeline.aws, "ami-unused");
+    let standin = BuildStandIn::new(&pipeline, "ami-unused");
     let clock = Instant::now();
     let mut ended = BTreeSet::new();
     ended.extend(others.iter().cloned());
@@ -579,7 +588,7 @@ async fn patch_day(
             .codebuild
             .started()
             .into_iter()
-            .filter(|b| b.project_name == BAKE_PROJECT && !ended.contains(&b.build_id))
+            .filter(|b| b.project_name == pipeline.bake_project() && !ended.contains(&b.build_id))
             .collect();
         if running.is_empty() {
             break;
@@ -610,7 +619,7 @@ async fn patch_day(
         .iter()
         .filter(|r| r.get("state").map(String::as_str) == Some("queued"))
         .count();
-    let doubled_after = doubles(&pipeline.codebuild.started());
+    let doubled_after = doubles(&pipeline.codebuild.started(), pipeline.bake_project());
     let peak = pipeline.codebuild.limit_counts().peak_running;
     rows.push(
         Row::new(
@@ -639,11 +648,11 @@ async fn patch_day(
 }
 
 /// Bakes started more than once (same family and dedupe key).
-fn doubles(started: &[StartedBuild]) -> usize {
+fn doubles(started: &[StartedBuild], bake_project: &str) -> usize {
     let mut seen = BTreeSet::new();
     started
         .iter()
-        .filter(|b| b.project_name == BAKE_PROJECT)
+        .filter(|b| b.project_name == bake_project)
         .filter(|b| {
             let key = (
                 b.env_value("GILD_FAMILY").map(str::to_owned),
@@ -657,15 +666,17 @@ fn doubles(started: &[StartedBuild]) -> usize {
 // ------------------------------------------------------------------ hops
 
 async fn hops(args: &Args, rows: &mut Vec<Row>, results: &mut Value) -> Result<(), HarnessError> {
-    let pipeline = Pipeline::start(images_repo(1)?).await?;
+    let pipeline = start(images_repo(1)?, Limits::default()).await?;
     let routes = FaultyRoutes::start(&pipeline, &FaultConfig::none()).await?;
-    let env = routes.function_env(&pipeline);
-    let spawn = |function: &'static str| spawn_release(args, function, &env);
+    let spawn = |function: &'static str| {
+        let env = routes.function_env(&pipeline, function);
+        async move { spawn_release(args, function, &env?).await }
+    };
     let trigger = spawn("trigger").await?;
     let bake_finished = spawn("bake-finished").await?;
     let test_finished = spawn("test-finished").await?;
     let base = register_base_image(&pipeline.aws, "base").await?;
-    let standin = BuildStandIn::new(&pipeline.aws, base);
+    let standin = BuildStandIn::new(&pipeline, base);
 
     let names = [
         "schedule → bake started (trigger)",
@@ -679,7 +690,7 @@ async fn hops(args: &Args, rows: &mut Vec<Row>, results: &mut Value) -> Result<(
     // Flow 0 warms the processes; hops are measured warm (cold starts are
     // the cold part's business).
     for flow in 0..=args.flows {
-        let event = events::schedule(&format!(
+        let event = pipeline.schedule_event(&format!(
             "{}-{:02}-15T03:00:00Z",
             2027 + flow / 12,
             flow % 12 + 1

@@ -15,7 +15,7 @@ use gild_tests::git::TestRepo;
 use gild_tests::pipeline::Pipeline;
 use gild_tests::scenario::Functions;
 use gild_tests::standin::{register_base_image, BuildStandIn};
-use gild_tests::{aws, bin_path, events, workspace_root, HarnessError};
+use gild_tests::{aws, bin_path, workspace_root, HarnessError};
 use serde_json::Value;
 
 /// The family whose tests the demo makes fail, so both endings show.
@@ -103,10 +103,10 @@ async fn run() -> Result<(), HarnessError> {
     let functions = Functions::spawn(&pipeline).await?;
     let base = register_base_image(&pipeline.aws, "debian-13-amd64-20261110").await?;
     println!("base image registered: {base}");
-    let standin = BuildStandIn::new(&pipeline.aws, &base).fail_test(FAILING_TESTS);
+    let standin = BuildStandIn::new(&pipeline, &base).fail_test(FAILING_TESTS);
 
     section("1. the monthly patch schedule fires (twice: EventBridge may repeat it)");
-    let schedule = events::schedule("2026-11-11T03:00:00Z")?;
+    let schedule = pipeline.schedule_event("2026-11-11T03:00:00Z")?;
     for _ in 0..2 {
         let delivery = functions.deliver(&schedule).await?;
         report(
@@ -125,14 +125,14 @@ async fn run() -> Result<(), HarnessError> {
     let second = pipeline
         .repo
         .commit("debian13-base: disable unused filesystems")?;
-    let push = events::push("main", Some(&first), &second)?;
+    let push = pipeline.push_event("main", Some(&first), &second)?;
     let delivery = functions.deliver(&push).await?;
     report(delivery.function, "push", &delivery.invocation.outcome);
     settle(&functions, &pipeline, &standin, 12).await?;
 
     section("3. announcements, as the subscriber queue received them, and their Slack messages");
     let received = pipeline.announcements().await?;
-    let link = gild_core::slack::RepositoryLink::codecommit(gild_tests::pipeline::REPOSITORY)
+    let link = gild_core::slack::RepositoryLink::codecommit(pipeline.repository())
         .map_err(|message| HarnessError::InvalidInput { message })?;
     for r in &received {
         println!("Subject: {}", r.subject);
@@ -171,7 +171,7 @@ async fn run() -> Result<(), HarnessError> {
     let output = Command::new(gild)
         .arg("status")
         .envs(aws::lambda_env(&pipeline.moto.endpoint()))
-        .env("GILD_LEDGER_TABLE", gild_tests::pipeline::LEDGER_TABLE)
+        .env("GILD_LEDGER_TABLE", pipeline.ledger_table())
         .output()
         .map_err(|source| HarnessError::Io {
             context: "running gild status".into(),
@@ -213,7 +213,7 @@ async fn settle(
     for (completed, deliveries) in functions.settle(pipeline, standin, 2, seed).await? {
         let what = format!(
             "{} {} {}",
-            if completed.project == gild_tests::pipeline::BAKE_PROJECT {
+            if completed.project == pipeline.bake_project() {
                 "bake"
             } else {
                 "test"
