@@ -36,6 +36,11 @@ endef
 CHECKS :=
 -include mk/*.mk
 
+# The buildspecs run under the deployed stack's roles through the IAM gate
+# (tests/twin/codebuild/test_gated.py): the stack and IAM twins' virtualenvs,
+# whose stamps mk/stack.mk and mk/iam.mk define after mk/codebuild.mk is read.
+codebuild-check: $(IAM_STAMP) $(STACK_STAMP)
+
 help:
 	@echo "make demo    run the whole pipeline locally against an emulator (no AWS account)"
 	@echo "make test    format check, clippy -D warnings, every test"
@@ -69,8 +74,10 @@ lint: fetch
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
-# End-to-end tests run the function binaries, so they are built first.
-unit: tools build
+# End-to-end tests run the function binaries, so they are built first; they
+# deploy infra/template.yaml with the stack twin (.venv/stack) and judge every
+# call through the IAM gate (.venv/iam), so both are installed first too.
+unit: tools build $(STACK_STAMP) $(IAM_STAMP)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --no-fail-fast; \
 	else \
@@ -79,7 +86,7 @@ unit: tools build
 
 test: lint unit $(CHECKS)
 
-demo: tools build
+demo: tools build $(STACK_STAMP) $(IAM_STAMP)
 	./target/debug/gild-demo
 
 clean:

@@ -14,7 +14,7 @@ CHECKS += codebuild-check
 # tools stamp). moto comes from .venv: the tests start .venv/bin/gild-moto-server.
 CODEBUILD_VENV := $(VENV)/awscli
 CODEBUILD_REQUIREMENTS := tests/twin/codebuild/requirements.txt
-CODEBUILD_PY := tools/codebuild_run.py tools/codebuild_ssm_proxy.py tools/buildspec_check.py \
+CODEBUILD_PY := tools/codebuild_run.py tools/codebuild_ssm_proxy.py tools/buildspec_check.py tools/twin_run_build.py \
 	buildspecs/bootstrap/family.py tests/twin/codebuild tests/twin/codebuild/standins/bin/packer
 
 $(eval $(call sub_venv,CODEBUILD))

@@ -52,7 +52,7 @@ use crate::http_client::{self, HttpClient, Upstream};
 use crate::pipeline::Pipeline;
 use crate::runtime_api::LambdaProcess;
 use crate::scenario::Functions;
-use crate::standin::{BuildStandIn, Completed};
+use crate::standin::{Builds, Completed};
 use crate::{bin_path, new_uuid, HarnessError};
 
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -1234,7 +1234,7 @@ impl Functions {
     pub async fn settle_redelivering(
         &self,
         pipeline: &Pipeline,
-        standin: &BuildStandIn,
+        standin: &impl Builds,
         policy: &Redelivery,
         rng: &mut Rng,
         log: &mut DeliveryLog,

@@ -59,6 +59,7 @@ pub struct IamGate {
     child: ChildGuard,
     port: u16,
     keys: BTreeMap<String, RoleKeys>,
+    credentials: PathBuf,
     decisions: PathBuf,
 }
 
@@ -137,6 +138,7 @@ impl IamGate {
             child,
             port,
             keys,
+            credentials,
             decisions,
         })
     }
@@ -147,6 +149,11 @@ impl IamGate {
 
     pub fn pid(&self) -> u32 {
         self.child.pid()
+    }
+
+    /// The role keys file (role logical id → keys), for the build runner.
+    pub fn credentials_path(&self) -> &Path {
+        &self.credentials
     }
 
     /// The keys a process running as `role` (a logical id) signs with.

@@ -48,6 +48,48 @@ impl TestRepo {
     /// An images repository: `catalog` as `gild.toml`, a template stub in
     /// `images/<family>/` for each of `families`, and `extra` (path, text)
     /// files, in one first commit. Returns the repository and the commit.
+    /// This project's own images as a repository of their own: `gild.toml`,
+    /// `images/`, `ansible/` and `buildspecs/` as the working tree holds
+    /// them, in one commit (returned), as a user's images repository is laid
+    /// out. The real buildspecs run on it.
+    pub fn of_this_project() -> Result<(TestRepo, String), HarnessError> {
+        let repo = TestRepo::new()?;
+        let root = crate::workspace_root();
+        let catalog = std::fs::read_to_string(root.join("gild.toml"))
+            .map_err(|e| HarnessError::io("reading gild.toml", e))?;
+        repo.write("gild.toml", &catalog)?;
+        // The files git tracks there, copied: a user's repository holds
+        // them as files, and the buildspecs and the SSM stand-in read them.
+        let listed = run_git_sync(
+            &root,
+            &["ls-files", "-z", "images", "ansible", "buildspecs"],
+        )?;
+        for path in String::from_utf8_lossy(&listed.stdout).split('\0') {
+            if path.is_empty() {
+                continue;
+            }
+            let bytes = std::fs::read(root.join(path))
+                .map_err(|e| HarnessError::io(format!("reading {path}"), e))?;
+            repo.write(path, bytes)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(root.join(path))
+                    .map_err(|e| HarnessError::io(format!("reading {path}"), e))?
+                    .permissions()
+                    .mode();
+                std::fs::set_permissions(
+                    repo.path().join(path),
+                    std::fs::Permissions::from_mode(mode),
+                )
+                .map_err(|e| HarnessError::io(format!("chmod {path}"), e))?;
+            }
+        }
+        repo.write("README.md", "# platform images\n")?;
+        let first = repo.commit("images as code")?;
+        Ok((repo, first))
+    }
+
     pub fn images(
         catalog: &str,
         families: &[&str],

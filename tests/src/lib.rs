@@ -19,6 +19,7 @@ pub mod github;
 pub mod moto;
 pub mod pipeline;
 pub mod routing;
+pub mod runner;
 pub mod runtime_api;
 pub mod scenario;
 pub mod stack;

@@ -181,6 +181,13 @@ fn spawn_moto(exe: &Path, port: u16, log_path: &Path) -> Result<ChildGuard, Harn
     let mut command = Command::new(exe);
     command
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // The base images Packer's source_ami_filter finds (look-alikes under
+        // Debian's and Amazon's owner ids), as the buildspec twin's moto has
+        // them: tests/twin/codebuild/README.md.
+        .env(
+            "MOTO_AMIS_PATH",
+            crate::workspace_root().join("tests/twin/codebuild/base-amis.json"),
+        )
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

@@ -24,6 +24,7 @@ use crate::gate::IamGate;
 use crate::git::TestRepo;
 use crate::moto::MotoServer;
 use crate::routing::Router;
+use crate::runner::SsmProxy;
 use crate::runtime_api::LambdaProcess;
 use crate::stack::{self, Deployment};
 use crate::{aws, bin_path, events, HarnessError};
@@ -201,6 +202,9 @@ pub struct Options {
     /// The template deployed and judged by; `infra/template.yaml` unless a
     /// test deploys an altered copy.
     pub template: PathBuf,
+    /// Run the real buildspecs (`runner::BuildRunner`): SSM's far end is
+    /// started in front of moto, with these (family, check) pairs failing.
+    pub buildspecs: Option<Vec<(String, String)>>,
 }
 
 impl Default for Options {
@@ -210,6 +214,7 @@ impl Default for Options {
             gate: true,
             parameters: Vec::new(),
             template: stack::default_template(),
+            buildspecs: None,
         }
     }
 }
@@ -221,6 +226,8 @@ pub struct Pipeline {
     pub codecommit: CodeCommitStub,
     pub codebuild: CodeBuildProxy,
     pub gate: Option<IamGate>,
+    /// SSM Run Command's far end, when the real buildspecs run.
+    pub ssm: Option<SsmProxy>,
     pub router: Arc<Router>,
     /// The harness's own clients' settings: moto directly, as an operator.
     pub aws: SdkConfig,
@@ -282,11 +289,21 @@ impl Pipeline {
             .cloned()
             .unwrap_or_else(|| "no-codecommit-repository".into());
         let codecommit = CodeCommitStub::start(PathBuf::from(repo.path()), &repository).await?;
+        let ssm = match &options.buildspecs {
+            Some(failing) => {
+                Some(SsmProxy::start(&moto.endpoint(), repo.path(), failing, files.path()).await?)
+            }
+            None => None,
+        };
+        let mut routes = vec![("codecommit", codecommit.endpoint())];
+        if let Some(ssm) = &ssm {
+            routes.push(("ssm", ssm.endpoint()));
+        }
         let gate = if options.gate {
             Some(IamGate::start(
                 &moto.endpoint(),
                 &deployment,
-                &[("codecommit", codecommit.endpoint())],
+                &routes,
                 files.path(),
             )?)
         } else {
@@ -310,6 +327,7 @@ impl Pipeline {
             codecommit,
             codebuild,
             gate,
+            ssm,
             router,
             aws,
             repo,

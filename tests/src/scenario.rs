@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::pipeline::Pipeline;
 use crate::routing::Router;
 use crate::runtime_api::{Invocation, LambdaProcess};
-use crate::standin::{BuildStandIn, Completed};
+use crate::standin::{Builds, Completed};
 use crate::HarnessError;
 
 pub struct Functions {
@@ -83,7 +83,7 @@ impl Functions {
     pub async fn settle(
         &self,
         pipeline: &Pipeline,
-        standin: &BuildStandIn,
+        standin: &impl Builds,
         copies: usize,
         seed: u64,
     ) -> Result<Vec<(Completed, Vec<Delivery>)>, HarnessError> {

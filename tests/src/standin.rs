@@ -57,6 +57,29 @@ pub struct Completed {
     pub event: Value,
 }
 
+/// What runs the builds the functions started and reports their ends:
+/// this stand-in (fast, Packer's EC2 edges only) or
+/// [`crate::runner::BuildRunner`] (the real buildspecs).
+// The harness's own futures, awaited on the test's runtime: no Send bound
+// is needed, which is what the lint warns about.
+#[allow(async_fn_in_trait)]
+pub trait Builds {
+    /// Runs every recorded build not run yet, in start order.
+    async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError>;
+}
+
+impl Builds for BuildStandIn {
+    async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError> {
+        BuildStandIn::run_pending(self, started).await
+    }
+}
+
+impl Builds for crate::runner::BuildRunner {
+    async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError> {
+        crate::runner::BuildRunner::run_pending(self, started).await
+    }
+}
+
 pub struct BuildStandIn {
     ec2: aws_sdk_ec2::Client,
     base_image: String,
@@ -251,75 +274,84 @@ impl BuildStandIn {
         status: &str,
         exported: &[(&str, String)],
     ) -> Result<Value, HarnessError> {
-        let mut event = sample("codebuild-bake-succeeded.json")?;
         let n = self.sequence.lock().map(|mut n| {
             *n += 1;
             *n
         });
-        let n = n.unwrap_or_default();
-        let arn = format!(
-            "arn:aws:codebuild:{}:{}:build/{}",
-            aws::REGION,
-            aws::ACCOUNT_ID,
-            build.build_id
-        );
-        let stream = build
-            .build_id
-            .split(':')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        event["id"] = format!("00000000-0000-4000-8000-{n:012}").into();
-        event["account"] = aws::ACCOUNT_ID.into();
-        event["region"] = aws::REGION.into();
-        event["time"] = "2026-11-11T04:00:00Z".into();
-        event["resources"] = json!([arn]);
-        let detail = &mut event["detail"];
-        detail["build-status"] = status.into();
-        detail["project-name"] = build.project_name.clone().into();
-        detail["build-id"] = arn.into();
-        let info = &mut detail["additional-information"];
-        info["initiator"] = "gild".into();
-        info["source"]["buildspec"] = format!(
-            "buildspecs/{}.yml",
-            if build.project_name == self.bake_project {
-                "bake"
-            } else {
-                "test"
-            }
-        )
-        .into();
-        info["source-version"] = build.source_version.clone().unwrap_or_default().into();
-        info["environment"]["environment-variables"] = build
-            .env
-            .iter()
-            .map(|(name, value)| json!({"name": name, "type": "PLAINTEXT", "value": value}))
-            .collect();
-        info["logs"] = json!({
-            "group-name": format!("/aws/codebuild/{}", build.project_name),
-            "stream-name": stream,
-            "deep-link": format!(
-                "https://console.aws.amazon.com/cloudwatch/home?region={}#logEvent:group=/aws/codebuild/{};stream={stream}",
-                aws::REGION, build.project_name
-            ),
-        });
-        match info.as_object_mut() {
-            Some(map) if exported.is_empty() => {
-                map.remove("exported-environment-variables");
-            }
-            Some(map) => {
-                map.insert(
-                    "exported-environment-variables".into(),
-                    exported
-                        .iter()
-                        .map(|(name, value)| json!({"name": name, "value": value}))
-                        .collect(),
-                );
-            }
-            None => {}
-        }
-        Ok(event)
+        let buildspec = if build.project_name == self.bake_project {
+            "buildspecs/bake.yml"
+        } else {
+            "buildspecs/test.yml"
+        };
+        completion_event(build, status, exported, n.unwrap_or_default(), buildspec)
     }
+}
+
+/// The `CodeBuild Build State Change` event AWS emits when `build` ends
+/// with `status`, carrying `exported` as exported variables.
+/// `n` numbers the event's id; `buildspec` is the project's.
+pub fn completion_event(
+    build: &StartedBuild,
+    status: &str,
+    exported: &[(&str, String)],
+    n: u32,
+    buildspec: &str,
+) -> Result<Value, HarnessError> {
+    let mut event = sample("codebuild-bake-succeeded.json")?;
+    let arn = format!(
+        "arn:aws:codebuild:{}:{}:build/{}",
+        aws::REGION,
+        aws::ACCOUNT_ID,
+        build.build_id
+    );
+    let stream = build
+        .build_id
+        .split(':')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    event["id"] = format!("00000000-0000-4000-8000-{n:012}").into();
+    event["account"] = aws::ACCOUNT_ID.into();
+    event["region"] = aws::REGION.into();
+    event["time"] = "2026-11-11T04:00:00Z".into();
+    event["resources"] = json!([arn]);
+    let detail = &mut event["detail"];
+    detail["build-status"] = status.into();
+    detail["project-name"] = build.project_name.clone().into();
+    detail["build-id"] = arn.into();
+    let info = &mut detail["additional-information"];
+    info["initiator"] = "gild".into();
+    info["source"]["buildspec"] = buildspec.into();
+    info["source-version"] = build.source_version.clone().unwrap_or_default().into();
+    info["environment"]["environment-variables"] = build
+        .env
+        .iter()
+        .map(|(name, value)| json!({"name": name, "type": "PLAINTEXT", "value": value}))
+        .collect();
+    info["logs"] = json!({
+        "group-name": format!("/aws/codebuild/{}", build.project_name),
+        "stream-name": stream,
+        "deep-link": format!(
+            "https://console.aws.amazon.com/cloudwatch/home?region={}#logEvent:group=/aws/codebuild/{};stream={stream}",
+            aws::REGION, build.project_name
+        ),
+    });
+    match info.as_object_mut() {
+        Some(map) if exported.is_empty() => {
+            map.remove("exported-environment-variables");
+        }
+        Some(map) => {
+            map.insert(
+                "exported-environment-variables".into(),
+                exported
+                    .iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect(),
+            );
+        }
+        None => {}
+    }
+    Ok(event)
 }
 
 fn short(build_id: &str) -> &str {

@@ -1,25 +1,32 @@
 //! `make demo`: the whole pipeline on this machine, no AWS account.
 //!
-//! Real: the three Lambda binaries (run through the Lambda Runtime API),
-//! the AWS calls they make (over HTTP to moto), the git repository the
-//! images live in (read through a CodeCommit-protocol stub), the `gild` CLI.
-//! Stand-ins: CodeBuild's runs (Packer's EC2 edges and the test verdicts, see
-//! `gild_tests::standin`) and EventBridge's routing (the demo delivers each
-//! event to the functions its rules target, every completion twice, since
-//! EventBridge delivers at least once).
+//! Real: `infra/template.yaml` deployed into moto (the pinned SAM
+//! translator, moto's CloudFormation), the three Lambda binaries (run
+//! through the Lambda Runtime API, each under its own role's keys, every
+//! call judged by the IAM gate against that role), `buildspecs/bake.yml` and
+//! `test.yml` (run with CodeBuild's semantics by `tools/codebuild_run.py`,
+//! the pinned AWS CLI, under the bake and test roles), EventBridge's routing
+//! by the stack's own rules (moto's matcher), the git repository the images
+//! live in (read through a CodeCommit-protocol stub), the `gild` CLI.
+//! Stand-ins: Packer (its EC2 work only), the tool downloads, SSM Run
+//! Command's far end (it answers each check a family's test script
+//! declares); see `gild_tests::runner`.
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use gild_tests::git::TestRepo;
-use gild_tests::pipeline::Pipeline;
+use gild_tests::moto::MotoServer;
+use gild_tests::pipeline::{Options, Pipeline};
+use gild_tests::runner::BuildRunner;
 use gild_tests::scenario::Functions;
-use gild_tests::standin::{register_base_image, BuildStandIn};
-use gild_tests::{aws, bin_path, workspace_root, HarnessError};
+use gild_tests::{aws, bin_path, HarnessError};
 use serde_json::Value;
 
-/// The family whose tests the demo makes fail, so both endings show.
+/// The family whose tests the demo makes fail, and the check that fails
+/// (one its test script declares), so both endings show.
 const FAILING_TESTS: &str = "win2022-iis";
+const FAILING_CHECK: &str = "health page answers 200 ok";
 
 fn section(title: &str) {
     println!(
@@ -50,60 +57,42 @@ fn summary(value: &Value) -> String {
     }
 }
 
-/// The images repository as a real git repo: the project's own catalog and
-/// image folders.
-fn images_repo() -> Result<(TestRepo, String), HarnessError> {
-    let repo = TestRepo::new()?;
-    let root = workspace_root();
-    let catalog =
-        std::fs::read_to_string(root.join("gild.toml")).map_err(|source| HarnessError::Io {
-            context: "reading gild.toml".into(),
-            source,
-        })?;
-    repo.write("gild.toml", &catalog)?;
-    for dir in ["images", "ansible", "buildspecs"] {
-        if root.join(dir).is_dir() {
-            repo.git(&["--work-tree", &root.display().to_string(), "add", dir])?;
-        }
-    }
-    repo.write("README.md", "# platform images\n")?;
-    let first = repo.commit("images as code")?;
-    Ok((repo, first))
-}
-
 async fn run() -> Result<(), HarnessError> {
     let clock = Instant::now();
     section("gild demo: the whole pipeline, offline");
-    println!("Real:        trigger, bake-finished, test-finished (the built binaries, behind the Lambda Runtime API),");
-    println!(
-        "             their AWS calls over HTTP to moto (DynamoDB, CodeBuild, EC2, SSM, SNS, SQS),"
-    );
-    println!(
-        "             a git repository read through a CodeCommit-protocol stub, the gild CLI."
-    );
-    println!("Stand-ins:   CodeBuild's runs: a bake does in EC2 what Packer does (instance from the base image,");
-    println!("             image tagged at creation, snapshot tagged) and reports GILD_AMI_ID; a test reports");
-    println!("             pass, or fail for {FAILING_TESTS}. EventBridge routing: the demo delivers each event");
-    println!("             to the functions its rules target (a build's end also reaches the trigger, which");
-    println!(
-        "             starts queued bakes), every build completion twice (at-least-once delivery)."
-    );
-    println!(
-        "Not here:    bake.yml and test.yml themselves: `make codebuild-check` runs them through"
-    );
-    println!("             tools/codebuild_run.py (CodeBuild's semantics, the real AWS CLI, moto); the demo");
-    println!("             does not drive its builds through that runner yet (README, what is verified).");
+    for line in [
+        "Real:        infra/template.yaml deployed into moto (aws-sam-translator, moto's CloudFormation);",
+        "             trigger, bake-finished, test-finished (the built binaries, behind the Lambda Runtime API),",
+        "             each with the stack's environment and its own role's keys: every AWS call goes through",
+        "             the IAM gate, which evaluates it against that role (principalmapper) before moto sees it;",
+        "             buildspecs/bake.yml and test.yml, run with CodeBuild's semantics (tools/codebuild_run.py)",
+        "             with the pinned AWS CLI under the bake and test roles, on the commit each build asked for;",
+        "             EventBridge routing by the stack's own rules (moto's matcher), every build completion",
+        "             delivered twice (at-least-once); the images repository through a CodeCommit stub; the gild CLI.",
+        "Stand-ins:   Packer does its EC2 work only (instance, key pair, image, encrypted copy, tags; Ansible does",
+        "             not run); the tool downloads; SSM Run Command's far end answers each check a family's",
+        &format!("             test script declares, `ok` except \"{FAILING_CHECK}\" for {FAILING_TESTS}."),
+    ] {
+        println!("{line}");
+    }
 
-    let (repo, first) = images_repo()?;
-    let pipeline = Pipeline::start(repo).await?;
+    let (repo, first) = TestRepo::of_this_project()?;
+    let options = Options {
+        buildspecs: Some(vec![(FAILING_TESTS.to_owned(), FAILING_CHECK.to_owned())]),
+        ..Options::default()
+    };
+    let pipeline = Pipeline::start_with(MotoServer::start().await?, repo, options).await?;
     println!(
-        "\nmoto on {}; stack created (ledger, bake/test projects, topic + subscriber queue)",
-        pipeline.moto.endpoint()
+        "\nmoto on {}; stack {} deployed: ledger {}, projects {} and {}, repository {}",
+        pipeline.moto.endpoint(),
+        pipeline.deployment.stack_name,
+        pipeline.ledger_table(),
+        pipeline.bake_project(),
+        pipeline.test_project(),
+        pipeline.repository(),
     );
     let functions = Functions::spawn(&pipeline).await?;
-    let base = register_base_image(&pipeline.aws, "debian-13-amd64-20261110").await?;
-    println!("base image registered: {base}");
-    let standin = BuildStandIn::new(&pipeline, &base).fail_test(FAILING_TESTS);
+    let runner = BuildRunner::new(&pipeline)?;
 
     section("1. the monthly patch schedule fires (twice: EventBridge may repeat it)");
     let schedule = pipeline.schedule_event("2026-11-11T03:00:00Z")?;
@@ -115,7 +104,7 @@ async fn run() -> Result<(), HarnessError> {
             &delivery.invocation.outcome,
         );
     }
-    settle(&functions, &pipeline, &standin, 11).await?;
+    settle(&functions, &pipeline, &runner, 11).await?;
 
     section("2. a push changes one family's template");
     pipeline.repo.write(
@@ -128,7 +117,7 @@ async fn run() -> Result<(), HarnessError> {
     let push = pipeline.push_event("main", Some(&first), &second)?;
     let delivery = functions.deliver(&push).await?;
     report(delivery.function, "push", &delivery.invocation.outcome);
-    settle(&functions, &pipeline, &standin, 12).await?;
+    settle(&functions, &pipeline, &runner, 12).await?;
 
     section("3. announcements, as the subscriber queue received them, and their Slack messages");
     let received = pipeline.announcements().await?;
@@ -154,15 +143,13 @@ async fn run() -> Result<(), HarnessError> {
         received.len()
     );
 
-    section("4. promoted SSM parameters (/gild/<family>/ami)");
+    section("4. promoted SSM parameters (<prefix>/<family>/ami)");
     for family in ["debian13-base", "win2022-core-dotnet", "win2022-iis"] {
+        let name = pipeline.parameter_name(family);
         let history = pipeline.parameter_history(family).await?;
         match history.last() {
-            Some(current) => println!(
-                "/gild/{family}/ami = {current}   (versions: {})",
-                history.join(", ")
-            ),
-            None => println!("/gild/{family}/ami   not set: nothing passed its tests"),
+            Some(current) => println!("{name} = {current}   (versions: {})", history.join(", ")),
+            None => println!("{name}   not set: nothing passed its tests"),
         }
     }
 
@@ -179,6 +166,28 @@ async fn run() -> Result<(), HarnessError> {
         })?;
     print!("{}", String::from_utf8_lossy(&output.stdout));
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
+
+    section("6. IAM: every call, judged against the caller's own role");
+    if let Some(gate) = &pipeline.gate {
+        let decisions = gate.decisions()?;
+        let mut by_role = std::collections::BTreeMap::<String, (usize, usize)>::new();
+        for d in &decisions {
+            let entry = by_role
+                .entry(d.role.clone().unwrap_or_else(|| "?".into()))
+                .or_default();
+            if d.allowed {
+                entry.0 += 1;
+            } else {
+                entry.1 += 1;
+            }
+        }
+        for (role, (allowed, refused)) in &by_role {
+            println!("  {role:<18} {allowed:>4} allowed, {refused} refused");
+        }
+        for refusal in gate.refusals()? {
+            println!("  REFUSED: {refusal}");
+        }
+    }
 
     section("done");
     println!(
@@ -207,10 +216,10 @@ fn report(
 async fn settle(
     functions: &Functions,
     pipeline: &Pipeline,
-    standin: &BuildStandIn,
+    builds: &impl gild_tests::standin::Builds,
     seed: u64,
 ) -> Result<(), HarnessError> {
-    for (completed, deliveries) in functions.settle(pipeline, standin, 2, seed).await? {
+    for (completed, deliveries) in functions.settle(pipeline, builds, 2, seed).await? {
         let what = format!(
             "{} {} {}",
             if completed.project == pipeline.bake_project() {
