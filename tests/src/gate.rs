@@ -40,18 +40,28 @@ pub struct Decision {
     pub unmapped: bool,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Of a call AWS authorizes more than once (RunInstances, CreateKeyPair
+    /// with tags...), the authorization that failed.
+    #[serde(default)]
+    pub refused_action: Option<String>,
+    #[serde(default)]
+    pub refused_resource: Option<String>,
 }
 
 impl std::fmt::Display for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} by {} on [{}]: {}",
+            "{} by {} on [{}]",
             self.action,
             self.role.as_deref().unwrap_or("?"),
             self.resources.join(", "),
-            self.reason
-        )
+        )?;
+        if let Some(action) = &self.refused_action {
+            let on = self.refused_resource.as_deref().unwrap_or("*");
+            write!(f, ", refused {action} on {on}")?;
+        }
+        write!(f, ": {}", self.reason)
     }
 }
 

@@ -220,3 +220,41 @@ pub async fn deploy(
     deployment.template = template.to_path_buf();
     Ok(deployment)
 }
+
+/// A copy of the template with the first `grant` in `role`'s definition
+/// replaced by `without`; panics when the role no longer holds `grant`, so
+/// the test cannot pass vacuously.
+pub fn template_without(role: &str, grant: &str, without: &str) -> tempfile::NamedTempFile {
+    let path = workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).expect("reading infra/template.yaml");
+    let start = text
+        .find(&format!("\n  {role}:\n"))
+        .unwrap_or_else(|| panic!("infra/template.yaml has no {role}"));
+    // The role's definition ends where the next resource begins: the next
+    // line indented by exactly two spaces.
+    let body = start + role.len() + 5;
+    let end = text[body..]
+        .split_inclusive('\n')
+        .scan(body, |offset, line| {
+            let at = *offset;
+            *offset += line.len();
+            Some((at, line))
+        })
+        .find(|(_, line)| line.starts_with("  ") && !line[2..].starts_with([' ', '#', '\n']))
+        .map_or(text.len(), |(at, _)| at);
+    let at = text[start..end]
+        .find(grant)
+        .unwrap_or_else(|| panic!("{role} in infra/template.yaml no longer grants `{grant}`"));
+    let text = format!(
+        "{}{without}{}",
+        &text[..start + at],
+        &text[start + at + grant.len()..]
+    );
+    let copy = tempfile::Builder::new()
+        .suffix(".yaml")
+        // Beside the original, so its relative CodeUri paths still hold.
+        .tempfile_in(workspace_root().join("infra"))
+        .expect("copy");
+    std::fs::write(copy.path(), text).expect("write copy");
+    copy
+}
