@@ -15,7 +15,6 @@
 //! (`tools/codebuild_ssm_proxy.py`, which answers each check a family's
 //! test script declares, `ok` unless told to fail it).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -26,7 +25,7 @@ use serde_json::Value;
 use crate::codebuild::StartedBuild;
 use crate::pipeline::Pipeline;
 use crate::process::ChildGuard;
-use crate::standin::{completion_event, Completed};
+use crate::standin::{completion_event, Completed, RunOnce};
 use crate::{workspace_root, HarnessError};
 
 fn runner_error(message: impl Into<String>) -> HarnessError {
@@ -114,7 +113,7 @@ pub struct BuildRunner {
     repository: PathBuf,
     bake_project: String,
     work: tempfile::TempDir,
-    done: Mutex<BTreeSet<String>>,
+    done: RunOnce,
     sequence: Mutex<u32>,
 }
 
@@ -142,7 +141,7 @@ impl BuildRunner {
             repository: pipeline.repo.path().to_path_buf(),
             bake_project: pipeline.bake_project().to_owned(),
             work,
-            done: Mutex::new(BTreeSet::new()),
+            done: RunOnce::default(),
             sequence: Mutex::new(0),
         })
     }
@@ -154,12 +153,7 @@ impl BuildRunner {
     ) -> Result<Vec<Completed>, HarnessError> {
         let mut completed = Vec::new();
         for build in started {
-            let fresh = self
-                .done
-                .lock()
-                .map(|mut done| done.insert(build.build_id.clone()))
-                .unwrap_or(false);
-            if fresh {
+            if self.done.first_time(&build.build_id) {
                 completed.push(self.run(build).await?);
             }
         }

@@ -77,6 +77,21 @@ impl Functions {
         self.deliver_to(first, event).await
     }
 
+    /// Delivers `event` by the stack's rules and returns what the function
+    /// answered; a function error (with the function's log) is an error.
+    pub async fn deliver_ok(&self, event: &Value) -> Result<Value, HarnessError> {
+        let delivery = self.deliver(event).await?;
+        delivery
+            .invocation
+            .outcome
+            .map_err(|e| HarnessError::InvalidInput {
+                message: format!(
+                    "{} failed on {}: {}: {}",
+                    delivery.function, event["detail-type"], e.error_type, e.error_message
+                ),
+            })
+    }
+
     /// Runs the stand-in's pending builds and delivers their completions,
     /// each `copies` times, in an order shuffled by `seed`, until no build is
     /// pending. Returns every delivery made.

@@ -80,12 +80,26 @@ impl Builds for crate::runner::BuildRunner {
     }
 }
 
+/// The builds already run, so each runs once however often it is listed.
+#[derive(Default)]
+pub(crate) struct RunOnce(Mutex<BTreeSet<String>>);
+
+impl RunOnce {
+    /// True the first time `build_id` is asked about.
+    pub(crate) fn first_time(&self, build_id: &str) -> bool {
+        self.0
+            .lock()
+            .map(|mut done| done.insert(build_id.to_owned()))
+            .unwrap_or(false)
+    }
+}
+
 pub struct BuildStandIn {
     ec2: aws_sdk_ec2::Client,
     base_image: String,
     fail_bake: BTreeSet<String>,
     fail_test: BTreeSet<String>,
-    done: Mutex<BTreeSet<String>>,
+    done: RunOnce,
     sequence: Mutex<u32>,
     bake_project: String,
     test_project: String,
@@ -101,7 +115,7 @@ impl BuildStandIn {
             base_image: base_image.into(),
             fail_bake: BTreeSet::new(),
             fail_test: BTreeSet::new(),
-            done: Mutex::new(BTreeSet::new()),
+            done: RunOnce::default(),
             sequence: Mutex::new(0),
         }
     }
@@ -125,15 +139,9 @@ impl BuildStandIn {
     ) -> Result<Vec<Completed>, HarnessError> {
         let mut completed = Vec::new();
         for build in started {
-            let fresh = self
-                .done
-                .lock()
-                .map(|mut done| done.insert(build.build_id.clone()))
-                .unwrap_or(false);
-            if !fresh {
-                continue;
+            if self.done.first_time(&build.build_id) {
+                completed.push(self.run(build).await?);
             }
-            completed.push(self.run(build).await?);
         }
         Ok(completed)
     }

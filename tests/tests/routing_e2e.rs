@@ -41,7 +41,9 @@ async fn events_reach_exactly_the_functions_the_deployed_rules_target() {
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
         (
             "push to the tracked branch",
-            pipeline.push_event("main", Some(&first), &first).expect("push"),
+            pipeline
+                .push_event("main", Some(&first), &first)
+                .expect("push"),
             vec!["trigger"],
         ),
         (
