@@ -320,10 +320,23 @@ where
                     image: image.clone(),
                     commit: cx.record.commit.clone(),
                 };
-                let test_build = self
+                let test_build = match self
                     .retrying(key, || self.ports.tests.start_test(&request))
                     .await
-                    .map_err(retry("start test build"))?;
+                {
+                    Ok(build) => build,
+                    // Refused for good (the project is gone, the role may not
+                    // start it, the request is invalid): no retry will test
+                    // this image, so the bake fails at test now, the image is
+                    // removed and announced, and its build slot is freed,
+                    // instead of waiting in `baked` until the event dies in
+                    // the dead-letter queue (`Baked --Failed(Test)--> Failed`).
+                    Err(error) if refused_for_good(&error) => {
+                        let reason = format!("the test build could not be started: {error}");
+                        return self.fail(cx, Stage::Test, reason).await;
+                    }
+                    Err(error) => return Err(retry("start test build")(error)),
+                };
                 self.tag_state(cx, &image, BakeState::Testing).await?;
                 Ok((
                     BakeState::Testing,
@@ -602,6 +615,20 @@ fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowError {
         family: key.family.clone(),
         error: Box::new(error),
     }
+}
+
+/// A refusal no retry changes: a 4xx from the service or a missing
+/// resource. Not an answer that may hide a started build (an unreadable
+/// response, a timeout): those are retried with the same idempotency token.
+fn refused_for_good(error: &PortError) -> bool {
+    matches!(
+        error,
+        PortError::NotFound { .. }
+            | PortError::Service {
+                server_side: false,
+                ..
+            }
+    )
 }
 
 /// Whether gild made this image in this build: Packer tags it so at creation.

@@ -559,3 +559,75 @@ async fn foreign_events_are_ignored() {
         .expect_err("bad");
     assert_eq!(err.name(), "BadEvent");
 }
+
+/// A test build refused for good (the project is gone) ends the bake failed
+/// at test at once: the untested image and its snapshots are removed and the
+/// failure announced, through the table's `Baked --Failed(Test)--> Failed`
+/// row. A later delivery of the same bake event changes nothing.
+#[tokio::test]
+async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports()
+        .tests
+        .start_faults
+        .lock()
+        .expect("lock")
+        .push_back(PortError::NotFound {
+            service: "codebuild",
+            operation: "StartBuild",
+            code: "ResourceNotFoundException".into(),
+            message: "Project cannot be found: gild-test".into(),
+        });
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Failed]);
+    let record = state(&bake).await;
+    assert_eq!(record.state, BakeState::Failed);
+    assert_eq!(record.failed_stage, Some(Stage::Test));
+    assert!(bake.ports().images.get(AMI).is_none());
+    assert!(bake
+        .ports()
+        .images
+        .snapshots
+        .lock()
+        .expect("lock")
+        .is_empty());
+    assert_eq!(
+        subjects(&bake),
+        vec![format!("gild: {FAMILY} {AMI} FAILED at test")]
+    );
+    assert!(bake.ports().tests.started.lock().expect("lock").is_empty());
+    assert!(bake
+        .handle(bake_event("SUCCEEDED"), 11)
+        .await
+        .expect("duplicate")
+        .reached
+        .is_empty());
+    assert_eq!(subjects(&bake).len(), 1);
+}
+
+/// A refusal that may clear (throttling) is retried, not taken as final.
+#[tokio::test]
+async fn a_throttled_test_start_is_retried_not_failed() {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.ports()
+        .tests
+        .start_faults
+        .lock()
+        .expect("lock")
+        .push_back(PortError::Throttled {
+            service: "codebuild",
+            operation: "StartBuild",
+            code: "ThrottlingException".into(),
+            message: "Rate exceeded".into(),
+        });
+    let report = bake
+        .handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Testing]);
+}
