@@ -75,9 +75,10 @@ lint: fetch
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
 # End-to-end tests run the function binaries, so they are built first; they
-# deploy infra/template.yaml with the stack twin (.venv/stack) and judge every
-# call through the IAM gate (.venv/iam), so both are installed first too.
-unit: tools build $(STACK_STAMP) $(IAM_STAMP)
+# deploy infra/template.yaml with the stack twin (.venv/stack), judge every
+# call through the IAM gate (.venv/iam) and run the buildspecs with the
+# pinned AWS CLI (.venv/awscli), so all three are installed first too.
+unit: tools build $(STACK_STAMP) $(IAM_STAMP) $(CODEBUILD_STAMP)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run $(CARGO_FLAGS) --workspace --no-fail-fast; \
 	else \
@@ -86,7 +87,7 @@ unit: tools build $(STACK_STAMP) $(IAM_STAMP)
 
 test: lint unit $(CHECKS)
 
-demo: tools build $(STACK_STAMP) $(IAM_STAMP)
+demo: tools build $(STACK_STAMP) $(IAM_STAMP) $(CODEBUILD_STAMP)
 	./target/debug/gild-demo
 
 clean:

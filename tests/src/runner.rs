@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::codebuild::StartedBuild;
 use crate::pipeline::Pipeline;
 use crate::process::ChildGuard;
-use crate::standin::{completion_event, Completed, RunOnce};
+use crate::standin::{completion_event, Builds, Completed, RunOnce};
 use crate::{workspace_root, HarnessError};
 
 fn runner_error(message: impl Into<String>) -> HarnessError {
@@ -146,20 +146,6 @@ impl BuildRunner {
         })
     }
 
-    /// Runs every recorded build not run yet, in start order.
-    pub async fn run_pending(
-        &self,
-        started: &[StartedBuild],
-    ) -> Result<Vec<Completed>, HarnessError> {
-        let mut completed = Vec::new();
-        for build in started {
-            if self.done.first_time(&build.build_id) {
-                completed.push(self.run(build).await?);
-            }
-        }
-        Ok(completed)
-    }
-
     /// The commit `build` asked for, as CodeBuild's DOWNLOAD_SOURCE gets it.
     async fn checkout(&self, build: &StartedBuild, dir: &Path) -> Result<(), HarnessError> {
         let commit = build.source_version.as_deref().unwrap_or("HEAD");
@@ -199,7 +185,7 @@ impl BuildRunner {
         }
     }
 
-    async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {
+    async fn run_build(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {
         let n = self.sequence.lock().map_or(0, |mut n| {
             *n += 1;
             *n
@@ -306,5 +292,15 @@ impl BuildRunner {
             status,
             image,
         })
+    }
+}
+
+impl Builds for BuildRunner {
+    fn done(&self) -> &RunOnce {
+        &self.done
+    }
+
+    async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {
+        self.run_build(build).await
     }
 }

@@ -92,6 +92,16 @@ impl Functions {
             })
     }
 
+    /// The deployed schedule firing at `time`, delivered by the stack's
+    /// rules; what the function answered.
+    pub async fn fire_schedule(
+        &self,
+        pipeline: &Pipeline,
+        time: &str,
+    ) -> Result<Value, HarnessError> {
+        self.deliver_ok(&pipeline.schedule_event(time)?).await
+    }
+
     /// Runs the stand-in's pending builds and delivers their completions,
     /// each `copies` times, in an order shuffled by `seed`, until no build is
     /// pending. Returns every delivery made.

@@ -64,29 +64,41 @@ pub struct Completed {
 // is needed, which is what the lint warns about.
 #[allow(async_fn_in_trait)]
 pub trait Builds {
-    /// Runs every recorded build not run yet, in start order.
-    async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError>;
-}
+    /// The builds already run.
+    fn done(&self) -> &RunOnce;
 
-impl Builds for BuildStandIn {
+    /// Runs one build to its end.
+    async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError>;
+
+    /// Runs every recorded build not run yet, in start order.
     async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError> {
-        BuildStandIn::run_pending(self, started).await
+        let mut completed = Vec::new();
+        for build in started {
+            if self.done().first_time(&build.build_id) {
+                completed.push(self.run(build).await?);
+            }
+        }
+        Ok(completed)
     }
 }
 
-impl Builds for crate::runner::BuildRunner {
-    async fn run_pending(&self, started: &[StartedBuild]) -> Result<Vec<Completed>, HarnessError> {
-        crate::runner::BuildRunner::run_pending(self, started).await
+impl Builds for BuildStandIn {
+    fn done(&self) -> &RunOnce {
+        &self.done
+    }
+
+    async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {
+        BuildStandIn::run(self, build).await
     }
 }
 
 /// The builds already run, so each runs once however often it is listed.
 #[derive(Default)]
-pub(crate) struct RunOnce(Mutex<BTreeSet<String>>);
+pub struct RunOnce(Mutex<BTreeSet<String>>);
 
 impl RunOnce {
     /// True the first time `build_id` is asked about.
-    pub(crate) fn first_time(&self, build_id: &str) -> bool {
+    pub fn first_time(&self, build_id: &str) -> bool {
         self.0
             .lock()
             .map(|mut done| done.insert(build_id.to_owned()))
@@ -130,20 +142,6 @@ impl BuildStandIn {
     pub fn fail_test(mut self, family: &str) -> Self {
         self.fail_test.insert(family.to_owned());
         self
-    }
-
-    /// Runs every recorded build not run yet, in start order.
-    pub async fn run_pending(
-        &self,
-        started: &[StartedBuild],
-    ) -> Result<Vec<Completed>, HarnessError> {
-        let mut completed = Vec::new();
-        for build in started {
-            if self.done.first_time(&build.build_id) {
-                completed.push(self.run(build).await?);
-            }
-        }
-        Ok(completed)
     }
 
     async fn run(&self, build: &StartedBuild) -> Result<Completed, HarnessError> {

@@ -47,11 +47,8 @@ async fn schedule_runs_the_buildspecs_and_promotes_exactly_what_passed_its_tests
     let pipeline = pipeline(repo, None, &[(FAILING_FAMILY, FAILING_CHECK)]).await;
     let functions = Functions::spawn(&pipeline).await.expect("functions");
     let runner = BuildRunner::new(&pipeline).expect("runner");
-    let schedule = pipeline
-        .schedule_event("2026-11-11T03:00:00Z")
-        .expect("event");
     functions
-        .deliver_ok(&schedule)
+        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
         .await
         .expect("schedule handled");
     let settled = functions
@@ -153,11 +150,8 @@ async fn a_bake_role_that_cannot_tag_its_key_pair_fails_the_bake() {
     let pipeline = pipeline(repo, Some(copy.path()), &[]).await;
     let functions = Functions::spawn(&pipeline).await.expect("functions");
     let runner = BuildRunner::new(&pipeline).expect("runner");
-    let schedule = pipeline
-        .schedule_event("2026-11-11T03:00:00Z")
-        .expect("event");
     functions
-        .deliver_ok(&schedule)
+        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
         .await
         .expect("schedule handled");
     let settled = functions

@@ -87,11 +87,8 @@ async fn a_test_finished_role_without_put_parameter_promotes_nothing() {
         .await
         .expect("base image");
     let standin = BuildStandIn::new(&pipeline, &base);
-    let schedule = pipeline
-        .schedule_event("2026-11-11T03:00:00Z")
-        .expect("event");
     functions
-        .deliver_ok(&schedule)
+        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
         .await
         .expect("the bake starts");
     let settled = functions
@@ -172,11 +169,8 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test_and_frees_its_
         .await
         .expect("base image");
     let standin = BuildStandIn::new(&pipeline, &base);
-    let schedule = pipeline
-        .schedule_event("2026-11-11T03:00:00Z")
-        .expect("event");
     functions
-        .deliver_ok(&schedule)
+        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
         .await
         .expect("one bake starts, one waits");
     let mut settled = functions

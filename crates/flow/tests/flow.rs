@@ -560,12 +560,8 @@ async fn foreign_events_are_ignored() {
     assert_eq!(err.name(), "BadEvent");
 }
 
-/// A test build refused for good (the project is gone) ends the bake failed
-/// at test at once: the untested image and its snapshots are removed and the
-/// failure announced, through the table's `Baked --Failed(Test)--> Failed`
-/// row. A later delivery of the same bake event changes nothing.
-#[tokio::test]
-async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
+/// A baking bake whose first test-build start answers `error`.
+async fn refusing_the_test_start(error: PortError) -> Flow {
     let bake = world();
     seed_baking(&bake).await;
     bake.ports()
@@ -573,12 +569,23 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
         .start_faults
         .lock()
         .expect("lock")
-        .push_back(PortError::NotFound {
-            service: "codebuild",
-            operation: "StartBuild",
-            code: "ResourceNotFoundException".into(),
-            message: "Project cannot be found: gild-test".into(),
-        });
+        .push_back(error);
+    bake
+}
+
+/// A test build refused for good (the project is gone) ends the bake failed
+/// at test at once: the untested image and its snapshots are removed and the
+/// failure announced, through the table's `Baked --Failed(Test)--> Failed`
+/// row. A later delivery of the same bake event changes nothing.
+#[tokio::test]
+async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
+    let bake = refusing_the_test_start(PortError::NotFound {
+        service: "codebuild",
+        operation: "StartBuild",
+        code: "ResourceNotFoundException".into(),
+        message: "Project cannot be found: gild-test".into(),
+    })
+    .await;
     let report = bake
         .handle(bake_event("SUCCEEDED"), 10)
         .await
@@ -612,19 +619,13 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
 /// A refusal that may clear (throttling) is retried, not taken as final.
 #[tokio::test]
 async fn a_throttled_test_start_is_retried_not_failed() {
-    let bake = world();
-    seed_baking(&bake).await;
-    bake.ports()
-        .tests
-        .start_faults
-        .lock()
-        .expect("lock")
-        .push_back(PortError::Throttled {
-            service: "codebuild",
-            operation: "StartBuild",
-            code: "ThrottlingException".into(),
-            message: "Rate exceeded".into(),
-        });
+    let bake = refusing_the_test_start(PortError::Throttled {
+        service: "codebuild",
+        operation: "StartBuild",
+        code: "ThrottlingException".into(),
+        message: "Rate exceeded".into(),
+    })
+    .await;
     let report = bake
         .handle(bake_event("SUCCEEDED"), 10)
         .await

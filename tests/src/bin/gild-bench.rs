@@ -26,7 +26,7 @@ use gild_tests::git::TestRepo;
 use gild_tests::moto::MotoServer;
 use gild_tests::pipeline::{Options, Pipeline};
 use gild_tests::runtime_api::LambdaProcess;
-use gild_tests::standin::{register_base_image, BuildStandIn};
+use gild_tests::standin::{register_base_image, BuildStandIn, Builds};
 use gild_tests::{workspace_root, HarnessError};
 use serde_json::{json, Value};
 
