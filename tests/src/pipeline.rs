@@ -335,37 +335,31 @@ impl Pipeline {
         })
     }
 
-    /// The deployed repository's name (CodeCommit).
-    pub fn repository(&self) -> &str {
+    /// A stack output, empty when the stack has none of that name (a
+    /// GitHub-hosted stack has no repository name).
+    fn output_or_empty(&self, name: &str) -> &str {
         self.deployment
             .outputs
-            .get("RepositoryName")
+            .get(name)
             .map(String::as_str)
             .unwrap_or_default()
+    }
+
+    /// The deployed repository's name (CodeCommit).
+    pub fn repository(&self) -> &str {
+        self.output_or_empty("RepositoryName")
     }
 
     pub fn ledger_table(&self) -> &str {
-        self.deployment
-            .outputs
-            .get("LedgerTable")
-            .map(String::as_str)
-            .unwrap_or_default()
+        self.output_or_empty("LedgerTable")
     }
 
     pub fn bake_project(&self) -> &str {
-        self.deployment
-            .outputs
-            .get("BakeProject")
-            .map(String::as_str)
-            .unwrap_or_default()
+        self.output_or_empty("BakeProject")
     }
 
     pub fn test_project(&self) -> &str {
-        self.deployment
-            .outputs
-            .get("TestProject")
-            .map(String::as_str)
-            .unwrap_or_default()
+        self.output_or_empty("TestProject")
     }
 
     /// The family's promoted-image parameter, under the stack's prefix.
