@@ -1,16 +1,23 @@
-# The playbooks and roles (ansible/), checked three ways:
-#   make ansible-lint     ansible-lint, production profile, must be clean
-#   make ansible-syntax   every playbook matches gild.toml (its roles, in
-#                         order) and passes ansible-playbook --syntax-check
-#   make chroot-test      debian13-base.yml applied for real in a Debian 13
-#                         chroot, then images/debian13-base/tests/run.sh in
-#                         it (tools/chroot-test.sh; needs root, else skips)
+# The playbooks and roles (ansible/), checked four ways:
+#   make ansible-lint          ansible-lint, production profile, must be clean
+#   make ansible-syntax        every playbook matches gild.toml (one play on
+#                              hosts: all, the family's roles in order, become
+#                              on Linux, each role with tasks/defaults/meta, no
+#                              playbook without a family:
+#                              tools/ansible_catalog_check.py), then passes
+#                              ansible-playbook --syntax-check
+#   make ansible-catalog-test  ruff on that check, and its tests
+#                              (tests/twin/ansible/)
+#   make chroot-test           debian13-base.yml applied for real in a Debian 13
+#                              chroot, then images/debian13-base/tests/run.sh in
+#                              it (tools/chroot-test.sh; needs root, else skips)
 # The tools come from .venv (tools/requirements-ansible.txt); nothing is
-# fetched from Ansible Galaxy. See docs/images-testing.md.
+# fetched from Ansible Galaxy. The catalog check's tests run from
+# .venv/images (mk/packer.mk). See docs/images-testing.md.
 
-CHECKS += ansible-lint ansible-syntax chroot-test
+CHECKS += ansible-lint ansible-syntax ansible-catalog-test chroot-test
 
-.PHONY: ansible-lint ansible-syntax chroot-test
+.PHONY: ansible-lint ansible-syntax ansible-catalog-test chroot-test
 
 ANSIBLE_DIR := ansible
 ANSIBLE_PLAYBOOKS := $(sort $(wildcard $(ANSIBLE_DIR)/playbooks/*.yml))
@@ -22,52 +29,27 @@ ansible-lint: tools
 	$(ANSIBLE_RUN_ENV) $(VENV)/bin/ansible-lint --offline --nocolor \
 		-c $(ANSIBLE_DIR)/.ansible-lint --profile production $(ANSIBLE_DIR)/
 
-# The playbooks against gild.toml: one per family, one play on `hosts: all`,
-# exactly the family's roles in the catalog's order (become on Linux), each
-# role with tasks/defaults/meta, and no playbook without a family.
-define ANSIBLE_CATALOG_CHECK
-import pathlib, sys, tomllib, yaml
-families = tomllib.loads(pathlib.Path("gild.toml").read_text())["families"]
-problems = []
-for name, family in sorted(families.items()):
-    path = pathlib.Path("ansible/playbooks") / f"{name}.yml"
-    if not path.is_file():
-        problems.append(f"{name}: {path} is missing")
-        continue
-    plays = yaml.safe_load(path.read_text()) or []
-    if len(plays) != 1:
-        problems.append(f"{path}: {len(plays)} plays, want 1")
-        continue
-    play = plays[0]
-    roles = [r if isinstance(r, str) else r.get("role") for r in play.get("roles", [])]
-    if roles != family["roles"]:
-        problems.append(f"{path}: roles {roles}, gild.toml says {family['roles']}")
-    if play.get("hosts") != "all":
-        problems.append(f"{path}: hosts {play.get('hosts')!r}, want 'all'")
-    if family["os"] == "linux" and play.get("become") is not True:
-        problems.append(f"{path}: a Linux play needs become: true")
-    for role in family["roles"]:
-        for part in ("tasks", "defaults", "meta"):
-            if not pathlib.Path(f"ansible/roles/{role}/{part}/main.yml").is_file():
-                problems.append(f"{name}: ansible/roles/{role}/{part}/main.yml is missing")
-for path in sorted(pathlib.Path("ansible/playbooks").glob("*.yml")):
-    if path.stem not in families:
-        problems.append(f"{path}: no family {path.stem} in gild.toml")
-for problem in problems:
-    print(f"ansible-syntax: {problem}", file=sys.stderr)
-print(f"ansible-syntax: {len(families)} playbooks match gild.toml" if not problems else "")
-sys.exit(1 if problems else 0)
-endef
-export ANSIBLE_CATALOG_CHECK
-
 ansible-syntax: tools
-	$(VENV)/bin/python -c "$$ANSIBLE_CATALOG_CHECK"
+	$(VENV)/bin/python tools/ansible_catalog_check.py
 	@mkdir -p target/ansible-tmp
 	@for playbook in $(ANSIBLE_PLAYBOOKS); do \
 		echo "ansible-playbook --syntax-check $$playbook"; \
 		$(ANSIBLE_RUN_ENV) $(VENV)/bin/ansible-playbook --syntax-check \
 			-i 'syntax-check,' "$$playbook" || exit 1; \
 	done
+
+# The catalog check's own tests (tests/twin/ansible: small made-up
+# repositories, each broken one way, and the real tree) and ruff on its
+# Python run from .venv/images (PyYAML, pytest, ruff; images-venv in
+# mk/packer.mk), as the pins check's do. pytest's temp folders go under
+# target/ so parallel runs elsewhere do not meet them.
+ANSIBLE_PYTHON_FILES := tools/ansible_catalog_check.py tests/twin/ansible
+
+ansible-catalog-test: images-venv
+	$(IMAGES_VENV)/bin/ruff check $(ANSIBLE_PYTHON_FILES)
+	$(IMAGES_VENV)/bin/ruff format --check $(ANSIBLE_PYTHON_FILES)
+	$(IMAGES_VENV)/bin/python -m pytest -q -p no:cacheprovider \
+		--basetemp=target/ansible-catalog-test tests/twin/ansible
 
 chroot-test: tools
 	ANSIBLE_PLAYBOOK="$(abspath $(VENV))/bin/ansible-playbook" tools/chroot-test.sh
