@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_codebuild::Client;
+use gild_core::event::{BuildStateChange, BuildStatus};
 use gild_core::ports::{BakeRequest, BuildInfo, Builds, PortError, PortResult, TestRequest, Tests};
 
 use crate::classify;
@@ -65,6 +66,10 @@ impl Builds for CodeBuildBuilds {
 impl BuildInfo for CodeBuildBuilds {
     async fn exported_variables(&self, build_id: &str) -> PortResult<BTreeMap<String, String>> {
         exported_variables(&self.client, build_id).await
+    }
+
+    async fn build(&self, build_id: &str) -> PortResult<Option<BuildStateChange>> {
+        describe_build(&self.client, build_id).await
     }
 }
 
@@ -131,38 +136,83 @@ impl BuildInfo for TestBuilds {
     async fn exported_variables(&self, build_id: &str) -> PortResult<BTreeMap<String, String>> {
         exported_variables(&self.client, build_id).await
     }
+
+    async fn build(&self, build_id: &str) -> PortResult<Option<BuildStateChange>> {
+        describe_build(&self.client, build_id).await
+    }
 }
 
 async fn exported_variables(
     client: &Client,
     build_id: &str,
 ) -> PortResult<BTreeMap<String, String>> {
+    match describe_build(client, build_id).await? {
+        Some(build) => Ok(build.exported),
+        None => Err(PortError::NotFound {
+            service: SERVICE,
+            operation: "BatchGetBuilds",
+            code: "BuildNotFound".into(),
+            message: format!("CodeBuild knows no build `{build_id}`"),
+        }),
+    }
+}
+
+/// `BatchGetBuilds` for one build, read into the completion event's shape
+/// (the event's `additional-information` is the same `Build` object). Only
+/// plain-text environment variables are kept: the others name a parameter
+/// or secret, not a value.
+async fn describe_build(client: &Client, build_id: &str) -> PortResult<Option<BuildStateChange>> {
     let out = client
         .batch_get_builds()
         .ids(build_id)
         .send()
         .await
         .map_err(|e| classify(SERVICE, "BatchGetBuilds", e))?;
-    let build = out.builds().iter().find(|b| b.id() == Some(build_id));
-    let Some(build) = build.filter(|_| out.builds_not_found().is_empty()) else {
-        // CodeBuild answers an unknown id with success and `buildsNotFound`.
-        return Err(PortError::NotFound {
-            service: SERVICE,
-            operation: "BatchGetBuilds",
-            code: "BuildNotFound".into(),
-            message: format!("CodeBuild knows no build `{build_id}`"),
-        });
+    // CodeBuild answers an unknown id with success and `buildsNotFound`.
+    let Some(build) = out
+        .builds()
+        .iter()
+        .find(|b| b.id() == Some(build_id) || b.arn() == Some(build_id))
+    else {
+        return Ok(None);
     };
-    Ok(build
+    let pairs = |vars: &mut dyn Iterator<Item = (Option<&str>, Option<&str>)>| {
+        vars.filter_map(|(name, value)| {
+            Some((name?.to_owned(), value.unwrap_or_default().to_owned()))
+        })
+        .collect::<BTreeMap<_, _>>()
+    };
+    let env = build
+        .environment()
+        .map(|e| e.environment_variables())
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| {
+            v.r#type()
+                .is_none_or(|t| *t == EnvironmentVariableType::Plaintext)
+        })
+        .map(|v| (Some(v.name()), Some(v.value())));
+    let exported = build
         .exported_environment_variables()
         .iter()
-        .filter_map(|v| {
-            Some((
-                v.name()?.to_owned(),
-                v.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .collect())
+        .map(|v| (v.name(), v.value()));
+    let status_text = build
+        .build_status()
+        .map_or("IN_PROGRESS", |s| s.as_str())
+        .to_owned();
+    Ok(Some(BuildStateChange {
+        project_name: build.project_name().unwrap_or_default().to_owned(),
+        build_id: build.arn().or(build.id()).unwrap_or(build_id).to_owned(),
+        status: BuildStatus::parse(&status_text),
+        status_text,
+        env: pairs(&mut { env }),
+        exported: pairs(&mut { exported }),
+        source_version: build
+            .resolved_source_version()
+            .or(build.source_version())
+            .map(str::to_owned),
+        log_link: build.logs().and_then(|l| l.deep_link()).map(str::to_owned),
+    }))
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::Trigger;
 use gild_core::ports::{Ledger, PortError, PortResult};
-use gild_core::state::{BakeState, Stage};
+use gild_core::state::{BakeState, Stage, Transition};
 
 use crate::classify;
 
@@ -205,11 +205,11 @@ impl Ledger for DynamoLedger {
     async fn advance(
         &self,
         key: &BakeKey,
-        from: BakeState,
-        to: BakeState,
+        transition: Transition,
         change: &Change,
         now: i64,
     ) -> PortResult<bool> {
+        let (from, to) = (transition.from(), transition.to());
         // Every name goes through a placeholder: several are DynamoDB reserved words.
         let mut sets = vec![
             "#state = :to".to_owned(),

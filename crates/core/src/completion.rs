@@ -57,6 +57,10 @@ pub enum Completion {
     BakeFailed,
     TestPassed,
     TestFailed,
+    /// No event says this: the reconciler found the bake claimed with no
+    /// build recorded, long after the claim's lease ran out. `classify`
+    /// never returns it, so no event can fail a bake this way.
+    NeverStarted,
 }
 
 impl Completion {
@@ -65,11 +69,16 @@ impl Completion {
         match self {
             Completion::BakeSucceeded | Completion::BakeFailed => BakeState::Baking,
             Completion::TestPassed | Completion::TestFailed => BakeState::Testing,
+            Completion::NeverStarted => BakeState::Requested,
         }
     }
 
+    /// Whether the bake build (not the test build) is the one it is about.
     pub fn is_bake(self) -> bool {
-        matches!(self, Completion::BakeSucceeded | Completion::BakeFailed)
+        matches!(
+            self,
+            Completion::BakeSucceeded | Completion::BakeFailed | Completion::NeverStarted
+        )
     }
 }
 
@@ -87,6 +96,9 @@ pub struct Finished {
     pub base_image: Option<String>,
     pub commit: Option<String>,
     pub log_link: Option<String>,
+    /// Why the reconciler, not an event, reports this completion; `None`
+    /// for an event. It goes into the failure's reason and announcement.
+    pub found: Option<String>,
 }
 
 /// Reads a build state change; `Err(reason)` when gild has nothing to do with it.
@@ -133,6 +145,7 @@ pub fn classify(change: &BuildStateChange, projects: &Projects) -> Result<Finish
         base_image: var(&change.exported, ENV_BASE_AMI),
         commit: var(&change.env, "GILD_SOURCE_COMMIT").or_else(|| change.source_version.clone()),
         log_link: change.log_link.clone(),
+        found: None,
     })
 }
 
@@ -170,7 +183,8 @@ pub fn work(state: BakeState, completion: Completion) -> Option<(Work, Step)> {
     let found = match (state, completion) {
         (BakeState::Baking, Completion::BakeSucceeded) => (Work::TagBaked, Step::BakeSucceeded),
         (BakeState::Baked, Completion::BakeSucceeded) => (Work::StartTest, Step::TestStarted),
-        (BakeState::Baking, Completion::BakeFailed) => {
+        (BakeState::Baking, Completion::BakeFailed)
+        | (BakeState::Requested | BakeState::Baking, Completion::NeverStarted) => {
             (Work::Cleanup(Stage::Bake), Step::Failed(Stage::Bake))
         }
         (BakeState::Testing, Completion::TestPassed) => (Work::Validate, Step::TestPassed),
@@ -319,6 +333,10 @@ mod tests {
         assert_eq!(
             work_chain(Completion::TestFailed),
             vec![Work::Cleanup(Stage::Test)]
+        );
+        assert_eq!(
+            work_chain(Completion::NeverStarted),
+            vec![Work::Cleanup(Stage::Bake)]
         );
     }
 

@@ -121,7 +121,8 @@ pub enum BuildStatus {
 }
 
 impl BuildStatus {
-    fn parse(s: &str) -> Self {
+    /// CodeBuild's `buildStatus` text, as events and `BatchGetBuilds` give it.
+    pub fn parse(s: &str) -> Self {
         match s {
             "SUCCEEDED" => Self::Succeeded,
             "FAILED" => Self::Failed,

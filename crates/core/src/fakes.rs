@@ -6,13 +6,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
+use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::plan::DiffBase;
 use crate::ports::{
     BakeRequest, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters, PortError,
     PortResult, Publication, Repository, TestRequest, Tests,
 };
-use crate::state::BakeState;
+use crate::state::{BakeState, Transition};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the assertions.
@@ -77,16 +78,18 @@ impl Ledger for MemoryLedger {
     async fn advance(
         &self,
         key: &BakeKey,
-        from: BakeState,
-        to: BakeState,
+        transition: Transition,
         change: &Change,
         now: i64,
     ) -> PortResult<bool> {
         let mut records = lock(&self.records);
-        let Some(record) = records.get_mut(key).filter(|r| r.state == from) else {
+        let Some(record) = records
+            .get_mut(key)
+            .filter(|r| r.state == transition.from())
+        else {
             return Ok(false);
         };
-        record.state = to;
+        record.state = transition.to();
         record.updated_at = now;
         record.lease_until = 0;
         let fields = [
@@ -327,6 +330,8 @@ pub struct RecordingTests {
     pub started: Mutex<Vec<TestRequest>>,
     pub exported: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     pub start_faults: Mutex<VecDeque<PortError>>,
+    /// What `build` answers, by build id (as `BatchGetBuilds` would).
+    pub builds: Mutex<BTreeMap<String, BuildStateChange>>,
 }
 
 impl Tests for RecordingTests {
@@ -351,6 +356,10 @@ impl BuildInfo for RecordingTests {
                 code: "BuildNotFound".into(),
                 message: build_id.to_owned(),
             })
+    }
+
+    async fn build(&self, build_id: &str) -> PortResult<Option<BuildStateChange>> {
+        Ok(lock(&self.builds).get(build_id).cloned())
     }
 }
 

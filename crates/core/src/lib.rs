@@ -13,6 +13,7 @@ pub mod patch_day;
 pub mod plan;
 pub mod ports;
 pub mod queue;
+pub mod reconcile;
 pub mod retry;
 pub mod slack;
 pub mod state;

@@ -331,6 +331,9 @@ pub fn plan_triaged(
                 Completion::TestFailed => {
                     "tests failed: remove the image, keep the previous one, announce it"
                 }
+                Completion::NeverStarted => {
+                    "never started: announce it (the reconciler's verdict; no event says this)"
+                }
             };
             Ok(Plan {
                 event: detail_type,

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::plan::{DiffBase, Trigger};
-use crate::state::BakeState;
+use crate::state::{BakeState, Transition};
 
 /// A failed call to a service. The variant is what callers branch on; `code`
 /// keeps the service's own error code for logs and operators.
@@ -137,6 +138,12 @@ pub trait BuildInfo: Send + Sync {
         &self,
         build_id: &str,
     ) -> impl Future<Output = PortResult<BTreeMap<String, String>>> + Send;
+    /// A build as `BatchGetBuilds` tells it, in the completion event's
+    /// shape; `None` when CodeBuild knows no such build.
+    fn build(
+        &self,
+        build_id: &str,
+    ) -> impl Future<Output = PortResult<Option<BuildStateChange>>> + Send;
 }
 
 /// An AMI as gild sees it.
@@ -217,13 +224,13 @@ pub trait Ledger: Send + Sync {
         lease_secs: i64,
         owner: &str,
     ) -> impl Future<Output = PortResult<bool>> + Send;
-    /// Moves a record from `from` to `to` with `change` and frees its lock,
-    /// only if it is still in `from`; `Ok(false)` when it was not.
+    /// Moves a record along `transition` (a row of the state table) with
+    /// `change` and frees its lock, only if it is still in the transition's
+    /// `from` state; `Ok(false)` when it was not.
     fn advance(
         &self,
         key: &BakeKey,
-        from: BakeState,
-        to: BakeState,
+        transition: Transition,
         change: &Change,
         now: i64,
     ) -> impl Future<Output = PortResult<bool>> + Send;
@@ -240,6 +247,53 @@ pub trait Ledger: Send + Sync {
     fn active(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
     /// Every record (for `gild status`; the ledger holds one item per bake).
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
+}
+
+/// One ledger shared by two services of one function (the reconciler's
+/// completion driver and its queue).
+impl<T: Ledger> Ledger for std::sync::Arc<T> {
+    fn claim(
+        &self,
+        record: &BakeRecord,
+        now: i64,
+    ) -> impl Future<Output = PortResult<Claim>> + Send {
+        (**self).claim(record, now)
+    }
+    fn lock(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+        now: i64,
+        lease_secs: i64,
+        owner: &str,
+    ) -> impl Future<Output = PortResult<bool>> + Send {
+        (**self).lock(key, state, now, lease_secs, owner)
+    }
+    fn advance(
+        &self,
+        key: &BakeKey,
+        transition: Transition,
+        change: &Change,
+        now: i64,
+    ) -> impl Future<Output = PortResult<bool>> + Send {
+        (**self).advance(key, transition, change, now)
+    }
+    fn release(
+        &self,
+        key: &BakeKey,
+        state: BakeState,
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).release(key, state)
+    }
+    fn get(&self, key: &BakeKey) -> impl Future<Output = PortResult<Option<BakeRecord>>> + Send {
+        (**self).get(key)
+    }
+    fn active(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send {
+        (**self).active()
+    }
+    fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send {
+        (**self).list()
+    }
 }
 
 /// The event bus `gild build` puts manual requests on.

@@ -2,10 +2,15 @@
 //!
 //! `requested → baking → baked → testing → validated → promoted`, or `failed`
 //! at a stage. A bake that finds CodeBuild's concurrency quota full waits as
-//! `requested → queued → baking` (see `queue`). The ledger item holds the current state and the AMI carries it
-//! as the `gild:state` tag. Every handler asks [`next`] before acting: a step
-//! that does not apply to the current state (a duplicate or out-of-order
-//! event) returns `None` and the handler does nothing but log.
+//! `requested → queued → baking` (see `queue`). The ledger item holds the
+//! current state and the AMI carries it as the `gild:state` tag.
+//!
+//! [`TRANSITIONS`] is the law: a state changes only through a
+//! [`Transition`], and a `Transition` can only be made from a row of the
+//! table ([`Transition::of`]). The ledger's `advance` takes one, so an
+//! adapter cannot write a change the table does not allow. A step that does
+//! not apply to the current state (a duplicate or out-of-order event) has
+//! no transition, and the handler does nothing but log.
 
 use std::fmt;
 
@@ -118,6 +123,14 @@ pub enum Step {
 pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
     (BakeState::Requested, Step::BakeStarted, BakeState::Baking),
     (BakeState::Requested, Step::Queued, BakeState::Queued),
+    // The claim was taken but no build was ever recorded (the trigger died
+    // between claiming and starting, and its event is gone): the
+    // reconciler ends it, so the bake is announced and can be asked again.
+    (
+        BakeState::Requested,
+        Step::Failed(Stage::Bake),
+        BakeState::Failed,
+    ),
     (BakeState::Queued, Step::BakeStarted, BakeState::Baking),
     (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked),
     (
@@ -140,6 +153,8 @@ pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
         BakeState::Failed,
     ),
     (BakeState::Validated, Step::Promoted, BakeState::Promoted),
+    // The parameter refused the image for good (access denied, a policy):
+    // a tested image nobody can pick up is removed and the failure announced.
     (
         BakeState::Validated,
         Step::Failed(Stage::Promote),
@@ -147,12 +162,60 @@ pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
     ),
 ];
 
+/// One row of [`TRANSITIONS`]. The fields are private: the only way to get
+/// one is [`Transition::of`], so every state change written anywhere is a
+/// row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    from: BakeState,
+    step: Step,
+    to: BakeState,
+}
+
+impl Transition {
+    /// The row for `step` from `from`, or `None` when the step does not apply.
+    pub fn of(from: BakeState, step: Step) -> Option<Transition> {
+        TRANSITIONS
+            .iter()
+            .find(|(f, s, _)| *f == from && *s == step)
+            .map(|&(from, step, to)| Transition { from, step, to })
+    }
+
+    /// The row for `step` from `from`, or the error that names the refusal.
+    pub fn require(from: BakeState, step: Step) -> Result<Transition, IllegalStep> {
+        Transition::of(from, step).ok_or(IllegalStep { from, step })
+    }
+
+    pub fn from(self) -> BakeState {
+        self.from
+    }
+
+    pub fn step(self) -> Step {
+        self.step
+    }
+
+    pub fn to(self) -> BakeState {
+        self.to
+    }
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} --{:?}--> {}", self.from, self.step, self.to)
+    }
+}
+
+/// A step the table has no row for from the bake's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the state table has no step {step:?} from {from}")]
+pub struct IllegalStep {
+    pub from: BakeState,
+    pub step: Step,
+}
+
 /// The state after `step`, or `None` when the step does not apply.
 pub fn next(state: BakeState, step: Step) -> Option<BakeState> {
-    TRANSITIONS
-        .iter()
-        .find(|(from, s, _)| *from == state && *s == step)
-        .map(|(_, _, to)| *to)
+    Transition::of(state, step).map(Transition::to)
 }
 
 #[cfg(test)]

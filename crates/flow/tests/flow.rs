@@ -1,173 +1,9 @@
 //! The completion driver against in-memory ports: every path, duplicates,
 //! out-of-order events and injected faults, counting every side effect.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
-use gild_core::completion::{tags, Projects};
-use gild_core::fakes::{
-    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingTests,
-};
-use gild_core::ledger::{BakeKey, BakeRecord, Change};
-use gild_core::plan::Trigger;
-use gild_core::ports::{Ledger, PortError};
-use gild_core::retry::Backoff;
-use gild_core::state::{BakeState, Stage};
-use gild_flow::{Accept, Completions, FlowSettings, Ports};
-use serde_json::Value;
-
-type Flow = Completions<
-    MemoryLedger,
-    MemoryImages,
-    RecordingTests,
-    RecordingTests,
-    MemoryParameters,
-    RecordingNotifier,
->;
-
-const BAKE_BUILD: &str = "gild-bake:3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7";
-const AMI: &str = "ami-0123456789abcdef0";
-const FAMILY: &str = "al2023-base";
-const DEDUPE: &str = "schedule:2026-11";
-
-fn key() -> BakeKey {
-    BakeKey::new(FAMILY, DEDUPE)
-}
-
-/// Both functions share one set of ports, as both share AWS in production.
-type AllPorts = Ports<
-    MemoryLedger,
-    MemoryImages,
-    RecordingTests,
-    RecordingTests,
-    MemoryParameters,
-    RecordingNotifier,
->;
-
-fn empty_ports() -> AllPorts {
-    Ports {
-        ledger: MemoryLedger::default(),
-        images: MemoryImages::default(),
-        build_info: RecordingTests::default(),
-        tests: RecordingTests::default(),
-        parameters: MemoryParameters::default(),
-        notifier: RecordingNotifier::default(),
-    }
-}
-
-fn flow_with(ports: AllPorts, accept: Accept) -> Flow {
-    let settings = FlowSettings {
-        accept,
-        projects: Projects::default(),
-        parameter_prefix: "/gild".into(),
-        lease_secs: 60,
-    };
-    Completions::new(ports, settings).with_backoff(Backoff {
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(2),
-        attempts: 3,
-    })
-}
-
-/// The bake-finished side over fresh fakes.
-fn world() -> Flow {
-    flow_with(empty_ports(), Accept::Bake)
-}
-
-/// The test-finished side, over the same fakes ("the same AWS") as `bake`.
-fn into_test(bake: Flow) -> Flow {
-    flow_with(bake.into_ports(), Accept::Test)
-}
-
-fn sample(name: &str) -> Value {
-    let path = format!("{}/../../tests/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("sample")).expect("json")
-}
-
-fn set_env(event: &mut Value, name: &str, value: &str) {
-    let vars = event["detail"]["additional-information"]["environment"]["environment-variables"]
-        .as_array_mut()
-        .expect("env vars");
-    vars.retain(|v| v["name"] != name);
-    vars.push(serde_json::json!({"name": name, "type": "PLAINTEXT", "value": value}));
-}
-
-fn bake_event(status: &str) -> Value {
-    let mut event = sample("codebuild-bake-succeeded.json");
-    event["detail"]["build-status"] = status.into();
-    set_env(&mut event, "GILD_DEDUPE_KEY", DEDUPE);
-    if status != "SUCCEEDED" {
-        if let Some(info) = event["detail"]["additional-information"].as_object_mut() {
-            info.remove("exported-environment-variables");
-        }
-    }
-    event
-}
-
-fn test_event(status: &str, test_build: &str) -> Value {
-    let mut event = sample("codebuild-test-succeeded.json");
-    event["detail"]["build-status"] = status.into();
-    event["detail"]["build-id"] =
-        format!("arn:aws:codebuild:us-east-1:111122223333:build/{test_build}").into();
-    event
-}
-
-async fn seed_baking(f: &Flow) {
-    let record = BakeRecord::requested(
-        key(),
-        Trigger::Schedule,
-        Some("9f2c1e7".into()),
-        0,
-        60,
-        "trigger-invocation",
-    );
-    f.ports().ledger.claim(&record, 0).await.expect("claim");
-    let started = Change {
-        build_id: Some(BAKE_BUILD.into()),
-        ..Change::default()
-    };
-    assert!(f
-        .ports()
-        .ledger
-        .advance(&key(), BakeState::Requested, BakeState::Baking, &started, 1)
-        .await
-        .expect("advance"));
-    f.ports().images.add(
-        AMI,
-        &[
-            (tags::MANAGED, "true"),
-            (tags::BUILD_ID, BAKE_BUILD),
-            (tags::BASE_AMI, "ami-base"),
-        ],
-    );
-}
-
-async fn state(f: &Flow) -> BakeRecord {
-    f.ports()
-        .ledger
-        .get(&key())
-        .await
-        .expect("get")
-        .expect("record")
-}
-
-fn subjects(f: &Flow) -> Vec<String> {
-    f.ports()
-        .notifier
-        .published
-        .lock()
-        .expect("lock")
-        .iter()
-        .map(|p| p.subject.clone())
-        .collect()
-}
-
-fn test_build(f: &Flow) -> String {
-    format!(
-        "gild-test:run-{}",
-        f.ports().tests.started.lock().expect("lock").len()
-    )
-}
+use common::*;
 
 /// A bake flow and a test flow over the same fakes: the test flow is the
 /// same value with `Accept::Test`, so we run both kinds through one driver
@@ -631,4 +467,41 @@ async fn a_throttled_test_start_is_retried_not_failed() {
         .await
         .expect("bake");
     assert_eq!(report.reached, vec![BakeState::Baked, BakeState::Testing]);
+}
+
+/// An image deregistered between its test and its promotion is never
+/// published: the bake fails at promote through the table's
+/// `Validated --Failed(Promote)--> Failed` row, the parameter keeps what it
+/// had, and the failure is announced once.
+#[tokio::test]
+async fn an_image_gone_before_promotion_fails_the_bake_at_promote() {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    let test = into_test(bake);
+    test.ports().images.images.lock().expect("lock").remove(AMI);
+    let event = test_event("SUCCEEDED", &test_build(&test));
+    let report = test.handle(event.clone(), 20).await.expect("test");
+    assert_eq!(report.reached, vec![BakeState::Validated, BakeState::Failed]);
+    let record = state(&test).await;
+    assert_eq!(record.failed_stage, Some(Stage::Promote));
+    assert!(record
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("no longer exists")));
+    assert!(test
+        .ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .is_empty());
+    assert_eq!(
+        subjects(&test),
+        vec![format!("gild: {FAMILY} {AMI} FAILED at promote")]
+    );
+    assert!(test.handle(event, 21).await.expect("dup").reached.is_empty());
+    assert_eq!(subjects(&test).len(), 1);
 }

@@ -1,0 +1,274 @@
+//! The completion driver shared by `bake-finished`, `test-finished` and the
+//! reconciler: turns a finished build into the work gild-core says the
+//! bake's state calls for, one locked step at a time.
+//!
+//! Each step runs under the ledger's lock on the bake's current state and
+//! ends with the one [`Transition`] the table allows for the step's outcome,
+//! so a duplicate delivery finds either the lock (and fails, to be retried)
+//! or a state that calls for nothing. A step that fails releases the lock;
+//! Lambda's retry resumes at the same step.
+
+use gild_core::completion::{self, Completion, Finished};
+use gild_core::event::{self, EventKind};
+use gild_core::ledger::{BakeKey, BakeRecord};
+use gild_core::ports::{BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Tests};
+use gild_core::retry::Backoff;
+use gild_core::state::Transition;
+use gild_lambda::retry::{seed, with_backoff};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::steps::Context;
+use crate::{build_id, port, Accept, FlowError, FlowSettings, Ports, Report};
+
+pub struct Completions<L, I, B, T, P, N> {
+    pub(crate) ports: Ports<L, I, B, T, P, N>,
+    pub(crate) settings: FlowSettings,
+    pub(crate) backoff: Backoff,
+}
+
+/// Where a completion came from, for the identity check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A CodeBuild event: it must name the bake's own build.
+    Event,
+    /// The reconciler, which built the completion from the ledger record.
+    Reconciler,
+}
+
+impl<L, I, B, T, P, N> Completions<L, I, B, T, P, N>
+where
+    L: Ledger,
+    I: Images,
+    B: BuildInfo,
+    T: Tests,
+    P: Parameters,
+    N: Notifier,
+{
+    pub fn new(ports: Ports<L, I, B, T, P, N>, settings: FlowSettings) -> Self {
+        Completions {
+            ports,
+            settings,
+            backoff: Backoff::default(),
+        }
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn ports(&self) -> &Ports<L, I, B, T, P, N> {
+        &self.ports
+    }
+
+    pub fn into_ports(self) -> Ports<L, I, B, T, P, N> {
+        self.ports
+    }
+
+    pub fn settings(&self) -> &FlowSettings {
+        &self.settings
+    }
+
+    /// Handles a CodeBuild build state change event.
+    pub async fn handle(&self, event: Value, now: i64) -> Result<Report, FlowError> {
+        let event = event::parse(event)?;
+        let report = Report {
+            event: event.envelope.detail_type.clone(),
+            family: None,
+            build_id: None,
+            reached: Vec::new(),
+            noop: None,
+        };
+        let EventKind::BuildStateChange(change) = &event.kind else {
+            return Ok(noop(report, "not a CodeBuild build state change".into()));
+        };
+        let report = Report {
+            build_id: Some(change.build_id.clone()),
+            ..report
+        };
+        let finished = match completion::classify(change, &self.settings.projects) {
+            Ok(finished) => finished,
+            Err(reason) => return Ok(noop(report, reason)),
+        };
+        let wanted = match self.settings.accept {
+            Accept::Bake => finished.completion.is_bake(),
+            Accept::Test => !finished.completion.is_bake(),
+        };
+        if !wanted {
+            return Ok(noop(
+                Report {
+                    family: finished.family.clone(),
+                    ..report
+                },
+                "a build of the other project: not this function's".into(),
+            ));
+        }
+        let region = event.envelope.region.as_deref().unwrap_or("us-east-1");
+        self.drive(
+            report,
+            &finished,
+            Origin::Event,
+            region,
+            &event.envelope.time,
+            now,
+        )
+        .await
+    }
+
+    /// Does the work `finished` calls for from the bake's state, step after
+    /// step, until the table says nothing more applies.
+    pub async fn drive(
+        &self,
+        mut report: Report,
+        finished: &Finished,
+        origin: Origin,
+        region: &str,
+        at: &str,
+        now: i64,
+    ) -> Result<Report, FlowError> {
+        report.family = finished.family.clone();
+        let Some(key) = finished.key.clone() else {
+            return Ok(noop(
+                report,
+                format!(
+                    "build {} carries no GILD_FAMILY/GILD_DEDUPE_KEY: not started by gild",
+                    finished.build_id
+                ),
+            ));
+        };
+        let owner = gild_lambda::invocation_token();
+        loop {
+            let Some(record) = self.read(&key, "read ledger").await? else {
+                return Ok(noop(
+                    report,
+                    format!("no ledger record for {} {}", key.family, key.dedupe_key),
+                ));
+            };
+            if let Err(reason) = same_build(&record, finished, origin) {
+                return Ok(noop(report, reason));
+            }
+            let Some((work, _)) = completion::work(record.state, finished.completion) else {
+                if report.reached.is_empty() {
+                    let reason = format!(
+                        "bake is {}: {:?} does not apply (duplicate or out-of-order event)",
+                        record.state, finished.completion
+                    );
+                    return Ok(noop(report, reason));
+                }
+                return Ok(report);
+            };
+            let locked = with_backoff(&self.backoff, seed(&key.family), || {
+                self.ports
+                    .ledger
+                    .lock(&key, record.state, now, self.settings.lease_secs, &owner)
+            })
+            .await
+            .map_err(|error| port("lock ledger", &key, error))?;
+            if !locked {
+                let again = self.read(&key, "read ledger").await?;
+                if again.is_some_and(|r| r.state == record.state) {
+                    return Err(FlowError::Busy {
+                        family: key.family.clone(),
+                        dedupe_key: key.dedupe_key.clone(),
+                    });
+                }
+                continue;
+            }
+            let context = Context {
+                finished,
+                record: &record,
+                region,
+                now,
+                at: at.to_owned(),
+            };
+            let performed = self
+                .perform(work, &context)
+                .await
+                .and_then(|(step, change)| {
+                    Ok((Transition::require(record.state, step)?, change))
+                });
+            let (transition, change) = match performed {
+                Ok(done) => done,
+                Err(err) => {
+                    if let Err(release) = self.ports.ledger.release(&key, record.state).await {
+                        warn!(error = %release, "could not release the lock; it expires on its own");
+                    }
+                    return Err(err);
+                }
+            };
+            let advanced = with_backoff(&self.backoff, seed(&key.family), || {
+                self.ports.ledger.advance(&key, transition, &change, now)
+            })
+            .await
+            .map_err(|error| port("advance ledger", &key, error))?;
+            let to = transition.to();
+            if !advanced {
+                // Either our write landed but its answer was lost (the SDK's
+                // retry then fails the condition), or someone moved the bake
+                // on. The ledger says which; the loop carries on from there.
+                let now_state = self.read(&key, "read ledger").await?.map(|r| r.state);
+                warn!(family = %key.family, %transition, found = ?now_state, "advance reported no change");
+                if now_state == Some(to) {
+                    report.reached.push(to);
+                }
+                continue;
+            }
+            info!(family = %key.family, dedupe_key = %key.dedupe_key, from = %transition.from(), to = %to, "advanced");
+            report.reached.push(to);
+        }
+    }
+
+    pub(crate) async fn read(
+        &self,
+        key: &BakeKey,
+        what: &'static str,
+    ) -> Result<Option<BakeRecord>, FlowError> {
+        with_backoff(&self.backoff, seed(&key.family), || {
+            self.ports.ledger.get(key)
+        })
+        .await
+        .map_err(|error| port(what, key, error))
+    }
+
+    pub(crate) async fn retrying<R, F, Fut>(&self, key: &BakeKey, call: F) -> Result<R, PortError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, PortError>>,
+    {
+        with_backoff(&self.backoff, seed(&key.family), call).await
+    }
+}
+
+fn noop(mut report: Report, reason: String) -> Report {
+    info!(reason = %reason, "nothing to do");
+    report.noop = Some(reason);
+    report
+}
+
+/// Only the bake's own build moves it. An event naming another build (an
+/// older bake of the same key, a build started by hand) does nothing.
+fn same_build(record: &BakeRecord, finished: &Finished, origin: Origin) -> Result<(), String> {
+    let is_bake = finished.completion.is_bake();
+    let known = if is_bake {
+        record.build_id.as_deref()
+    } else {
+        record.test_build_id.as_deref()
+    };
+    let same = match (finished.completion, origin) {
+        // Only the reconciler says a bake never started, and only of a bake
+        // with no build recorded.
+        (Completion::NeverStarted, Origin::Reconciler) => known.is_none(),
+        (Completion::NeverStarted, Origin::Event) => false,
+        _ => known.map(build_id) == Some(build_id(&finished.build_id)),
+    };
+    if same {
+        return Ok(());
+    }
+    Err(format!(
+        "build {} is not the bake's {} build ({})",
+        finished.build_id,
+        if is_bake { "bake" } else { "test" },
+        known.unwrap_or("none yet")
+    ))
+}

@@ -1,0 +1,210 @@
+//! The reconciler: on a schedule, finds the bakes no event moved past their
+//! stage's deadline and drives each one to its end through the same
+//! completion driver and the same table the event handlers use, then
+//! starts queued bakes into the slots that are free.
+//!
+//! What a bake's missing event would have said comes from the ledger record
+//! and from CodeBuild (`BatchGetBuilds`): `gild_core::reconcile` decides, this
+//! module asks and acts. A late original event afterwards finds the bake in
+//! a state that calls for nothing.
+
+use gild_core::completion::Finished;
+use gild_core::ledger::BakeRecord;
+use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Tests};
+use gild_core::reconcile::{self, Deadlines, Look, Verdict};
+use gild_lambda::retry::{seed, with_backoff};
+use gild_lambda::Diagnostic;
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::completion::Origin;
+use crate::trigger::{Launcher, Started, TriggerError};
+use crate::{port, Completions, FlowError, Report};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("reading the ledger's open bakes: {0}")]
+    Ledger(gild_core::ports::PortError),
+    /// Some bakes could not be finished this run; the rest were. The next
+    /// run (or this one's retry) tries them again.
+    #[error("{} of {} overdue bakes could not be finished this run: {}", failures.len(), looked, failures.join("; "))]
+    Incomplete { failures: Vec<String>, looked: usize },
+    #[error("starting queued bakes: {0}")]
+    Queue(#[from] TriggerError),
+}
+
+impl ReconcileError {
+    /// Stable names for Lambda's `errorType`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReconcileError::Ledger(_) => "LedgerUnavailable",
+            ReconcileError::Incomplete { .. } => "ReconcileIncomplete",
+            ReconcileError::Queue(_) => "QueueDrainFailed",
+        }
+    }
+}
+
+impl From<ReconcileError> for Diagnostic {
+    fn from(err: ReconcileError) -> Self {
+        gild_lambda::diagnostic(err.name(), &err)
+    }
+}
+
+/// What one run did; the function's response.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Sweep {
+    /// Open bakes read from the ledger.
+    pub open: usize,
+    pub bakes: Vec<Reconciled>,
+    /// Queued bakes started into free slots.
+    pub started: Vec<Started>,
+    pub queue: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Reconciled {
+    pub family: String,
+    pub dedupe_key: String,
+    pub state: gild_core::state::BakeState,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Report>,
+}
+
+pub struct Reconciler<L, I, B, T, P, N, QL, QB> {
+    completions: Completions<L, I, B, T, P, N>,
+    launcher: Launcher<QL, QB>,
+    deadlines: Deadlines,
+    region: String,
+}
+
+impl<L, I, B, T, P, N, QL, QB> Reconciler<L, I, B, T, P, N, QL, QB>
+where
+    L: Ledger,
+    I: Images,
+    B: BuildInfo,
+    T: Tests,
+    P: Parameters,
+    N: Notifier,
+    QL: Ledger,
+    QB: Builds,
+{
+    pub fn new(
+        completions: Completions<L, I, B, T, P, N>,
+        launcher: Launcher<QL, QB>,
+        deadlines: Deadlines,
+        region: impl Into<String>,
+    ) -> Self {
+        Reconciler {
+            completions,
+            launcher,
+            deadlines,
+            region: region.into(),
+        }
+    }
+
+    pub fn completions(&self) -> &Completions<L, I, B, T, P, N> {
+        &self.completions
+    }
+
+    /// One run: every overdue bake, then the queue.
+    pub async fn run(&self, now: i64) -> Result<Sweep, ReconcileError> {
+        let ledger = &self.completions.ports.ledger;
+        let open = with_backoff(&self.completions.backoff, seed("reconcile"), || {
+            ledger.active()
+        })
+        .await
+        .map_err(ReconcileError::Ledger)?;
+        let overdue = reconcile::overdue(&open, now, &self.deadlines);
+        info!(
+            open = open.len(),
+            overdue = overdue.len(),
+            "reconciling"
+        );
+        let mut bakes = Vec::new();
+        let mut failures = Vec::new();
+        for record in &overdue {
+            match self.settle(record, now).await {
+                Ok(done) => bakes.push(done),
+                Err(error) => {
+                    warn!(family = %record.key.family, dedupe_key = %record.key.dedupe_key, %error, "could not reconcile");
+                    failures.push(format!(
+                        "{} {}: {error}",
+                        record.key.family, record.key.dedupe_key
+                    ));
+                }
+            }
+        }
+        // Slots freed by bakes ended above (or by a test build that could
+        // never start) go to the queue now, not at the next build's end.
+        let drained = self.launcher.drain("reconcile".into(), None, now).await?;
+        if !failures.is_empty() {
+            return Err(ReconcileError::Incomplete {
+                failures,
+                looked: overdue.len(),
+            });
+        }
+        Ok(Sweep {
+            open: open.len(),
+            bakes,
+            started: drained.started,
+            queue: drained.reason,
+        })
+    }
+
+    /// Decides and does what one overdue bake's missing event would have.
+    async fn settle(&self, record: &BakeRecord, now: i64) -> Result<Reconciled, FlowError> {
+        let key = &record.key;
+        let (verdict, build) = match reconcile::look(record) {
+            Look::Decided(verdict) => (verdict, None),
+            Look::Build(build_id) => {
+                let build = self
+                    .completions
+                    .retrying(key, || self.completions.ports.build_info.build(&build_id))
+                    .await
+                    .map_err(|error| port("read the build", key, error))?;
+                let verdict = reconcile::judge(
+                    record,
+                    &build_id,
+                    build.as_ref(),
+                    &self.completions.settings.projects,
+                );
+                (verdict, build)
+            }
+        };
+        let mut done = Reconciled {
+            family: key.family.clone(),
+            dedupe_key: key.dedupe_key.clone(),
+            state: record.state,
+            verdict: verdict.clone(),
+            report: None,
+        };
+        let Verdict::Resume {
+            completion,
+            build_id,
+            why,
+        } = verdict
+        else {
+            info!(family = %key.family, verdict = ?done.verdict, "left as it is");
+            return Ok(done);
+        };
+        info!(family = %key.family, dedupe_key = %key.dedupe_key, state = %record.state, ?completion, why, "resuming");
+        let finished: Finished =
+            reconcile::finished(record, completion, &build_id, build.as_ref(), &why);
+        let report = Report {
+            event: "reconcile".into(),
+            family: None,
+            build_id: Some(build_id),
+            reached: Vec::new(),
+            noop: None,
+        };
+        let at = reconcile::timestamp(now);
+        let report = self
+            .completions
+            .drive(report, &finished, Origin::Reconciler, &self.region, &at, now)
+            .await?;
+        done.report = Some(report);
+        Ok(done)
+    }
+}

@@ -1,0 +1,377 @@
+//! The work of each step of a bake after its build: what
+//! `gild_core::completion::Work` names, done through the ports.
+
+use gild_core::announce::{Announcement, Outcome};
+use gild_core::completion::{
+    build_console_link, parameter_name, provenance_tags, state_tag, tags, Finished, Provenance,
+    Work, ENV_AMI_ID,
+};
+use gild_core::ledger::{BakeKey, BakeRecord, Change};
+use gild_core::ports::{
+    BuildInfo, ImageInfo, Images, Ledger, Notifier, Parameters, PortError, TestRequest, Tests,
+};
+use gild_core::state::{BakeState, Stage, Step};
+use tracing::{info, warn};
+
+use crate::{build_id, port, Completions, FlowError};
+
+/// Everything a step needs to know about the completion and the bake.
+pub(crate) struct Context<'a> {
+    pub finished: &'a Finished,
+    pub record: &'a BakeRecord,
+    pub region: &'a str,
+    pub now: i64,
+    pub at: String,
+}
+
+impl<L, I, B, T, P, N> Completions<L, I, B, T, P, N>
+where
+    L: Ledger,
+    I: Images,
+    B: BuildInfo,
+    T: Tests,
+    P: Parameters,
+    N: Notifier,
+{
+    /// Does one piece of work; returns the step it amounts to and what to
+    /// record. The driver turns the step into the table's transition.
+    pub(crate) async fn perform(
+        &self,
+        work: Work,
+        cx: &Context<'_>,
+    ) -> Result<(Step, Change), FlowError> {
+        let key = &cx.record.key;
+        let retry = |what: &'static str| move |error| port(what, key, error);
+        match work {
+            Work::TagBaked => self.tag_baked(cx).await,
+            Work::StartTest => {
+                let image = cx.record.image.clone().unwrap_or_default();
+                let request = TestRequest {
+                    key: key.clone(),
+                    image: image.clone(),
+                    commit: cx.record.commit.clone(),
+                };
+                let test_build = match self
+                    .retrying(key, || self.ports.tests.start_test(&request))
+                    .await
+                {
+                    Ok(build) => build,
+                    // Refused for good (the project is gone, the role may not
+                    // start it, the request is invalid): no retry will test
+                    // this image, so the bake fails at test now, the image is
+                    // removed and announced, and its build slot is freed,
+                    // instead of waiting in `baked` until the event dies in
+                    // the dead-letter queue (`Baked --Failed(Test)--> Failed`).
+                    Err(error) if refused_for_good(&error) => {
+                        let reason = format!("the test build could not be started: {error}");
+                        return self.fail(cx, Stage::Test, reason).await;
+                    }
+                    Err(error) => return Err(retry("start test build")(error)),
+                };
+                self.tag_state(cx, &image, BakeState::Testing).await?;
+                Ok((
+                    Step::TestStarted,
+                    Change {
+                        test_build_id: Some(test_build),
+                        ..Change::default()
+                    },
+                ))
+            }
+            Work::Validate => {
+                let image = cx.record.image.clone().unwrap_or_default();
+                self.tag_state(cx, &image, BakeState::Validated).await?;
+                Ok((Step::TestPassed, Change::default()))
+            }
+            Work::Promote => {
+                let image = cx.record.image.clone().unwrap_or_default();
+                let parameter = parameter_name(&self.settings.parameter_prefix, &key.family);
+                // An image deregistered since its test (by hand, by another
+                // tool) must not be published: consumers would launch from
+                // nothing. That is final for this bake, so it fails at
+                // promote (`Validated --Failed(Promote)--> Failed`) and the
+                // parameter keeps the previous image. Any error of SSM's own,
+                // even access denied, is retried: the image is good, and a
+                // fixed policy or the reconciler publishes it later.
+                let exists = self
+                    .retrying(key, || self.ports.images.describe(&image))
+                    .await
+                    .map_err(retry("describe image"))?
+                    .is_some_and(|found| found.state != "deregistered");
+                if !exists {
+                    let reason = format!("image {image} no longer exists; {parameter} still names the previous image");
+                    return self.fail(cx, Stage::Promote, reason).await;
+                }
+                let version = self
+                    .retrying(key, || self.ports.parameters.promote(&parameter, &image))
+                    .await
+                    .map_err(retry("promote"))?;
+                self.tag_state(cx, &image, BakeState::Promoted).await?;
+                self.announce(
+                    cx,
+                    Outcome::Promoted {
+                        parameter: parameter.clone(),
+                        version,
+                    },
+                )
+                .await?;
+                Ok((Step::Promoted, Change::default()))
+            }
+            Work::Cleanup(stage) => {
+                let reason = match &cx.finished.found {
+                    Some(found) => format!("{stage} build {} ({found})", cx.finished.status),
+                    None => format!("{stage} build {}", cx.finished.status),
+                };
+                self.fail(cx, stage, reason).await
+            }
+        }
+    }
+
+    async fn tag_baked(&self, cx: &Context<'_>) -> Result<(Step, Change), FlowError> {
+        let key = &cx.record.key;
+        let build = build_id(&cx.finished.build_id);
+        let image_id = match &cx.finished.image {
+            Some(image) => Some(image.clone()),
+            // The event lacks exported variables: ask CodeBuild.
+            None => self
+                .retrying(key, || self.ports.build_info.exported_variables(build))
+                .await
+                .map_err(|error| port("read exported variables", key, error))?
+                .get(ENV_AMI_ID)
+                .filter(|v| !v.is_empty())
+                .cloned(),
+        };
+        let Some(image_id) = image_id else {
+            return self
+                .fail(
+                    cx,
+                    Stage::Bake,
+                    format!("bake build {build} succeeded but exported no {ENV_AMI_ID}"),
+                )
+                .await;
+        };
+        let image = self
+            .retrying(key, || self.ports.images.describe(&image_id))
+            .await
+            .map_err(|error| port("describe image", key, error))?;
+        let Some(image) = image else {
+            return self
+                .fail(
+                    cx,
+                    Stage::Bake,
+                    format!("image {image_id} exported by build {build} does not exist"),
+                )
+                .await;
+        };
+        if !made_by(&image, build) {
+            // Never tag, test or delete an image this build did not make.
+            return self
+                .fail(cx, Stage::Bake, format!("image {image_id} is not tagged {}=true and {}={build}: not this bake's image, left untouched", tags::MANAGED, tags::BUILD_ID))
+                .await;
+        }
+        let trigger = cx.record.trigger.as_str();
+        let base_image = cx
+            .finished
+            .base_image
+            .clone()
+            .or_else(|| image.tags.get(tags::BASE_AMI).cloned());
+        let provenance = provenance_tags(&Provenance {
+            family: &key.family,
+            trigger,
+            commit: cx
+                .record
+                .commit
+                .as_deref()
+                .or(cx.finished.commit.as_deref()),
+            build_id: build,
+            build_log: cx.finished.log_link.as_deref(),
+            base_image: base_image.as_deref(),
+            created_at: &cx.at,
+        });
+        let mut resources = vec![image.id.clone()];
+        resources.extend(image.snapshots.iter().cloned());
+        self.retrying(key, || self.ports.images.tag(&resources, &provenance))
+            .await
+            .map_err(|error| port("tag image", key, error))?;
+        Ok((
+            Step::BakeSucceeded,
+            Change {
+                image: Some(image.id),
+                ..Change::default()
+            },
+        ))
+    }
+
+    async fn tag_state(
+        &self,
+        cx: &Context<'_>,
+        image: &str,
+        state: BakeState,
+    ) -> Result<(), FlowError> {
+        let key = &cx.record.key;
+        let resources = [image.to_owned()];
+        let tag = state_tag(state);
+        self.retrying(key, || self.ports.images.tag(&resources, &tag))
+            .await
+            .map_err(|error| port("tag image state", key, error))
+    }
+
+    /// Removes what the failed stage left, announces it, and leads to `failed`.
+    async fn fail(
+        &self,
+        cx: &Context<'_>,
+        stage: Stage,
+        reason: String,
+    ) -> Result<(Step, Change), FlowError> {
+        let key = &cx.record.key;
+        let build = build_id(
+            cx.record
+                .build_id
+                .as_deref()
+                .unwrap_or(&cx.finished.build_id),
+        )
+        .to_owned();
+        let mut candidates: Vec<String> = [cx.record.image.clone(), cx.finished.image.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if stage == Stage::Bake {
+            // A failed bake may have registered an image before failing.
+            let left = self
+                .retrying(key, || {
+                    self.ports.images.find_by_tag(tags::BUILD_ID, &build)
+                })
+                .await
+                .map_err(|error| port("find images of the build", key, error))?;
+            candidates.extend(left.into_iter().map(|i| i.id));
+        }
+        candidates.sort();
+        candidates.dedup();
+        for image_id in candidates {
+            self.remove(key, &image_id, &build).await?;
+        }
+        self.announce(
+            cx,
+            Outcome::Failed {
+                stage,
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+        Ok((
+            Step::Failed(stage),
+            Change {
+                failed_stage: Some(stage),
+                reason: Some(reason),
+                ..Change::default()
+            },
+        ))
+    }
+
+    /// Deregisters a gild image of this build and deletes its snapshots;
+    /// anything else is left alone.
+    async fn remove(&self, key: &BakeKey, image_id: &str, build: &str) -> Result<(), FlowError> {
+        let image = self
+            .retrying(key, || self.ports.images.describe(image_id))
+            .await
+            .map_err(|error| port("describe image", key, error))?;
+        let Some(image) = image else {
+            return Ok(());
+        };
+        if !made_by(&image, build) {
+            warn!(
+                image = image_id,
+                build, "not removing an image this build did not make"
+            );
+            return Ok(());
+        }
+        self.retrying(key, || self.ports.images.deregister(image_id))
+            .await
+            .map_err(|error| port("deregister image", key, error))?;
+        for snapshot in &image.snapshots {
+            self.retrying(key, || self.ports.images.delete_snapshot(snapshot))
+                .await
+                .map_err(|error| port("delete snapshot", key, error))?;
+        }
+        info!(
+            image = image_id,
+            snapshots = image.snapshots.len(),
+            "removed"
+        );
+        Ok(())
+    }
+
+    async fn announce(&self, cx: &Context<'_>, outcome: Outcome) -> Result<(), FlowError> {
+        let key = &cx.record.key;
+        let test_build = cx.record.test_build_id.as_deref();
+        let is_test = !cx.finished.completion.is_bake();
+        let announcement = Announcement {
+            family: key.family.clone(),
+            image: cx
+                .record
+                .image
+                .clone()
+                .or_else(|| cx.finished.image.clone()),
+            region: cx.region.to_owned(),
+            trigger: cx.record.trigger,
+            dedupe_key: key.dedupe_key.clone(),
+            commit: cx.record.commit.clone(),
+            outcome,
+            tested: test_build.map(|b| {
+                format!(
+                    "the family's tests on a fresh instance (test build {})",
+                    build_id(b)
+                )
+            }),
+            parameter: parameter_name(&self.settings.parameter_prefix, &key.family),
+            bake_log: if is_test {
+                cx.record
+                    .build_id
+                    .as_deref()
+                    .map(|b| build_console_link(cx.region, b, false))
+            } else {
+                cx.finished
+                    .log_link
+                    .clone()
+                    .or_else(|| Some(build_console_link(cx.region, &cx.finished.build_id, false)))
+            },
+            test_log: if is_test {
+                cx.finished.log_link.clone()
+            } else {
+                None
+            },
+            test_report: test_build.map(|b| build_console_link(cx.region, b, true)),
+            at: cx.at.clone(),
+        };
+        let publication = announcement.publication();
+        self.retrying(key, || self.ports.notifier.publish(&publication))
+            .await
+            .map_err(|error| port("announce", key, error))?;
+        info!(family = %key.family, subject = %publication.subject, now = cx.now, "announced");
+        Ok(())
+    }
+}
+
+/// A refusal no retry changes: a 4xx from the service or a missing
+/// resource. Not an answer that may hide a started build (an unreadable
+/// response, a timeout): those are retried with the same idempotency token.
+fn refused_for_good(error: &PortError) -> bool {
+    matches!(
+        error,
+        PortError::NotFound { .. }
+            | PortError::Service {
+                server_side: false,
+                ..
+            }
+    )
+}
+
+/// Whether gild made this image in this build: Packer tags it so at creation.
+/// An image without the build's id is not known to be this build's, so it
+/// is left alone (ARCHITECTURE.md, invariants).
+fn made_by(image: &ImageInfo, build: &str) -> bool {
+    image.tags.get(tags::MANAGED).map(String::as_str) == Some("true")
+        && image
+            .tags
+            .get(tags::BUILD_ID)
+            .is_some_and(|tagged| build_id(tagged) == build)
+}

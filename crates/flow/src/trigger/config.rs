@@ -1,0 +1,65 @@
+//! What starting bakes needs from the environment, read once at cold start.
+
+use gild_aws::{codebuild::CodeBuildBuilds, dynamodb::DynamoLedger};
+use gild_core::plan::Settings;
+use gild_core::ports::Repository;
+use gild_core::queue;
+use gild_lambda::{optional, required, ConfigError};
+
+use super::Handler;
+
+/// What starting bakes needs from the environment, the same for the trigger
+/// and github-webhook functions. Read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartConfig {
+    pub ledger_table: String,
+    pub bake_project: String,
+    /// StartBuild calls in flight at once on a fan-out.
+    pub concurrency: usize,
+    /// How long a claim is held; longer than the function's timeout.
+    pub lease_secs: i64,
+    /// gild's builds at once; more bakes wait in the ledger's queue.
+    pub max_parallel: usize,
+}
+
+impl StartConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let concurrency = optional("GILD_START_CONCURRENCY", 8usize)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "GILD_START_CONCURRENCY",
+                value: "0".into(),
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(StartConfig {
+            bake_project: required("GILD_BAKE_PROJECT")?,
+            ledger_table: required("GILD_LEDGER_TABLE")?,
+            concurrency,
+            lease_secs: optional("GILD_LEASE_SECS", gild_core::ledger::DEFAULT_LEASE_SECS)?,
+            max_parallel: optional(
+                "GILD_MAX_PARALLEL_BUILDS",
+                queue::DEFAULT_MAX_PARALLEL_BUILDS,
+            )?,
+        })
+    }
+
+    /// The handler over DynamoDB and CodeBuild, reading `repo`.
+    pub fn handler<R: Repository>(
+        &self,
+        aws: &aws_config::SdkConfig,
+        settings: Settings,
+        repo: R,
+    ) -> Handler<R, DynamoLedger, CodeBuildBuilds> {
+        Handler::new(
+            settings,
+            repo,
+            DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), &self.ledger_table),
+            CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), &self.bake_project),
+            self.concurrency,
+            self.lease_secs,
+        )
+        .with_max_parallel(self.max_parallel)
+    }
+}
+
