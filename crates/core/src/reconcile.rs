@@ -141,9 +141,11 @@ pub fn look(record: &BakeRecord) -> Look {
             &record.test_build_id,
             "validated, but never promoted",
         ),
-        BakeState::Queued | BakeState::Promoted | BakeState::Failed => Look::Decided(Verdict::Wait {
-            why: format!("{} bakes are not the reconciler's", record.state),
-        }),
+        BakeState::Queued | BakeState::Promoted | BakeState::Failed => {
+            Look::Decided(Verdict::Wait {
+                why: format!("{} bakes are not the reconciler's", record.state),
+            })
+        }
     }
 }
 

@@ -185,9 +185,7 @@ where
             let performed = self
                 .perform(work, &context)
                 .await
-                .and_then(|(step, change)| {
-                    Ok((Transition::require(record.state, step)?, change))
-                });
+                .and_then(|(step, change)| Ok((Transition::require(record.state, step)?, change)));
             let (transition, change) = match performed {
                 Ok(done) => done,
                 Err(err) => {

@@ -28,7 +28,10 @@ pub enum ReconcileError {
     /// Some bakes could not be finished this run; the rest were. The next
     /// run (or this one's retry) tries them again.
     #[error("{} of {} overdue bakes could not be finished this run: {}", failures.len(), looked, failures.join("; "))]
-    Incomplete { failures: Vec<String>, looked: usize },
+    Incomplete {
+        failures: Vec<String>,
+        looked: usize,
+    },
     #[error("starting queued bakes: {0}")]
     Queue(#[from] TriggerError),
 }
@@ -108,6 +111,14 @@ where
         &self.completions
     }
 
+    pub fn launcher(&self) -> &Launcher<QL, QB> {
+        &self.launcher
+    }
+
+    pub fn into_parts(self) -> (Completions<L, I, B, T, P, N>, Launcher<QL, QB>) {
+        (self.completions, self.launcher)
+    }
+
     /// One run: every overdue bake, then the queue.
     pub async fn run(&self, now: i64) -> Result<Sweep, ReconcileError> {
         let ledger = &self.completions.ports.ledger;
@@ -117,11 +128,7 @@ where
         .await
         .map_err(ReconcileError::Ledger)?;
         let overdue = reconcile::overdue(&open, now, &self.deadlines);
-        info!(
-            open = open.len(),
-            overdue = overdue.len(),
-            "reconciling"
-        );
+        info!(open = open.len(), overdue = overdue.len(), "reconciling");
         let mut bakes = Vec::new();
         let mut failures = Vec::new();
         for record in &overdue {
@@ -202,7 +209,14 @@ where
         let at = reconcile::timestamp(now);
         let report = self
             .completions
-            .drive(report, &finished, Origin::Reconciler, &self.region, &at, now)
+            .drive(
+                report,
+                &finished,
+                Origin::Reconciler,
+                &self.region,
+                &at,
+                now,
+            )
             .await?;
         done.report = Some(report);
         Ok(done)

@@ -484,7 +484,10 @@ async fn an_image_gone_before_promotion_fails_the_bake_at_promote() {
     test.ports().images.images.lock().expect("lock").remove(AMI);
     let event = test_event("SUCCEEDED", &test_build(&test));
     let report = test.handle(event.clone(), 20).await.expect("test");
-    assert_eq!(report.reached, vec![BakeState::Validated, BakeState::Failed]);
+    assert_eq!(
+        report.reached,
+        vec![BakeState::Validated, BakeState::Failed]
+    );
     let record = state(&test).await;
     assert_eq!(record.failed_stage, Some(Stage::Promote));
     assert!(record
@@ -502,6 +505,11 @@ async fn an_image_gone_before_promotion_fails_the_bake_at_promote() {
         subjects(&test),
         vec![format!("gild: {FAMILY} {AMI} FAILED at promote")]
     );
-    assert!(test.handle(event, 21).await.expect("dup").reached.is_empty());
+    assert!(test
+        .handle(event, 21)
+        .await
+        .expect("dup")
+        .reached
+        .is_empty());
     assert_eq!(subjects(&test).len(), 1);
 }

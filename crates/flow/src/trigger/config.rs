@@ -62,4 +62,3 @@ impl StartConfig {
         .with_max_parallel(self.max_parallel)
     }
 }
-

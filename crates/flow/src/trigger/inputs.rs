@@ -88,5 +88,4 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
     {
         with_backoff(&self.launcher.backoff, seed(what), call).await
     }
-
 }

@@ -295,5 +295,4 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
         }
         Ok(())
     }
-
 }

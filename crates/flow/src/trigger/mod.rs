@@ -30,8 +30,8 @@ use tracing::{info, warn};
 pub use config::StartConfig;
 pub use launch::Launcher;
 use launch::Slots;
-pub use outcome::{Duplicate, Outcome, Queued, StartError, StartFailure, Started, TriggerError};
 use outcome::Done;
+pub use outcome::{Duplicate, Outcome, Queued, StartError, StartFailure, Started, TriggerError};
 
 pub struct Handler<R, L, B> {
     settings: Settings,
@@ -116,7 +116,12 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         }
         info!(event = %outcome.event, reason = %outcome.reason, bakes = plan.actions.len(), "planned");
         let active = self.launcher.active().await?;
-        let slots = &Slots::new(queue::free_slots(&active, self.launcher.max_parallel, now, None));
+        let slots = &Slots::new(queue::free_slots(
+            &active,
+            self.launcher.max_parallel,
+            now,
+            None,
+        ));
         let owner = gild_lambda::invocation_token();
         let owner = owner.as_str();
         let results = self
@@ -225,7 +230,6 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         }))
     }
 }
-
 
 #[cfg(test)]
 mod tests;

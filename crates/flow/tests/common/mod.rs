@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub use std::collections::BTreeMap;
+pub use std::sync::Arc;
 pub use std::time::Duration;
 
 pub use gild_core::completion::{tags, Projects};
@@ -17,7 +18,7 @@ pub use gild_flow::{Accept, Completions, FlowSettings, Ports};
 pub use serde_json::Value;
 
 pub type Flow = Completions<
-    MemoryLedger,
+    Arc<MemoryLedger>,
     MemoryImages,
     RecordingTests,
     RecordingTests,
@@ -36,7 +37,7 @@ pub fn key() -> BakeKey {
 
 /// Both functions share one set of ports, as both share AWS in production.
 pub type AllPorts = Ports<
-    MemoryLedger,
+    Arc<MemoryLedger>,
     MemoryImages,
     RecordingTests,
     RecordingTests,
@@ -46,7 +47,7 @@ pub type AllPorts = Ports<
 
 pub fn empty_ports() -> AllPorts {
     Ports {
-        ledger: MemoryLedger::default(),
+        ledger: Arc::new(MemoryLedger::default()),
         images: MemoryImages::default(),
         build_info: RecordingTests::default(),
         tests: RecordingTests::default(),
@@ -62,11 +63,15 @@ pub fn flow_with(ports: AllPorts, accept: Accept) -> Flow {
         parameter_prefix: "/gild".into(),
         lease_secs: 60,
     };
-    Completions::new(ports, settings).with_backoff(Backoff {
+    Completions::new(ports, settings).with_backoff(fast())
+}
+
+pub fn fast() -> Backoff {
+    Backoff {
         base: Duration::from_millis(1),
         cap: Duration::from_millis(2),
         attempts: 3,
-    })
+    }
 }
 
 /// The bake-finished side over fresh fakes.
@@ -173,4 +178,3 @@ pub fn test_build(f: &Flow) -> String {
         f.ports().tests.started.lock().expect("lock").len()
     )
 }
-
