@@ -36,8 +36,9 @@ pub struct Deadlines {
 }
 
 impl Deadlines {
-    /// Default margin, seconds: the reconciler's default interval.
-    pub const DEFAULT_MARGIN_SECS: i64 = 15 * 60;
+    /// Default margin, minutes: the reconciler's default interval (the
+    /// stack's `ReconcileIntervalMinutes`).
+    pub const DEFAULT_MARGIN_MINUTES: i64 = 15;
 
     /// Seconds after the bake's last change at which `state` is overdue;
     /// `None` for states the reconciler leaves alone (terminal, queued:

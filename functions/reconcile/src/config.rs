@@ -1,0 +1,64 @@
+//! The reconciler's environment, read once at cold start.
+
+use gild_core::completion::Projects;
+use gild_core::ledger::DEFAULT_LEASE_SECS;
+use gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS;
+use gild_core::reconcile::Deadlines;
+use gild_flow::{Accept, FlowSettings};
+use gild_lambda::{optional, required, ConfigError};
+
+/// CodeBuild's own defaults, used when the stack does not say: the
+/// project's build timeout and queued timeout, in minutes.
+const DEFAULT_BAKE_TIMEOUT_MINUTES: i64 = 480;
+const DEFAULT_TEST_TIMEOUT_MINUTES: i64 = 120;
+const DEFAULT_QUEUED_TIMEOUT_MINUTES: i64 = 480;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub ledger_table: String,
+    pub topic_arn: String,
+    pub flow: FlowSettings,
+    pub deadlines: Deadlines,
+    pub max_parallel: usize,
+    pub region: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let minutes = |name, default| optional(name, default).map(|m: i64| m * 60);
+        let queued = minutes(
+            "GILD_QUEUED_TIMEOUT_MINUTES",
+            DEFAULT_QUEUED_TIMEOUT_MINUTES,
+        )?;
+        let lease_secs = optional("GILD_LEASE_SECS", DEFAULT_LEASE_SECS)?;
+        Ok(Config {
+            ledger_table: required("GILD_LEDGER_TABLE")?,
+            topic_arn: required("GILD_TOPIC_ARN")?,
+            flow: FlowSettings {
+                // The reconciler drives both kinds of completion.
+                accept: Accept::Bake,
+                projects: Projects {
+                    bake: required("GILD_BAKE_PROJECT")?,
+                    test: required("GILD_TEST_PROJECT")?,
+                },
+                parameter_prefix: optional("GILD_PARAMETER_PREFIX", "/gild".to_owned())?,
+                lease_secs,
+            },
+            deadlines: Deadlines {
+                // A build may wait in CodeBuild's queue, then run, before it
+                // must have ended.
+                bake_build: queued
+                    + minutes("GILD_BAKE_TIMEOUT_MINUTES", DEFAULT_BAKE_TIMEOUT_MINUTES)?,
+                test_build: queued
+                    + minutes("GILD_TEST_TIMEOUT_MINUTES", DEFAULT_TEST_TIMEOUT_MINUTES)?,
+                lease: optional("GILD_LONGEST_LEASE_SECS", lease_secs)?,
+                margin: minutes(
+                    "GILD_DEADLINE_MARGIN_MINUTES",
+                    Deadlines::DEFAULT_MARGIN_MINUTES,
+                )?,
+            },
+            max_parallel: optional("GILD_MAX_PARALLEL_BUILDS", DEFAULT_MAX_PARALLEL_BUILDS)?,
+            region: optional("AWS_REGION", "us-east-1".to_owned())?,
+        })
+    }
+}
