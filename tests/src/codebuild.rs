@@ -5,6 +5,14 @@
 //! every request unchanged (so moto still tracks builds and projects) and
 //! records what each successful `StartBuild` asked for.
 //!
+//! moto's `BatchGetBuilds` calls every build `SUCCEEDED` the moment it is
+//! asked, which would let the reconciler resume a bake whose build failed or
+//! never ended. The proxy answers for the builds it saw start as CodeBuild
+//! would: `IN_PROGRESS` until the harness reports their end
+//! ([`CodeBuildProxy::ended`], from the completion event it makes), then
+//! that status, those exported variables and that log link, with the
+//! environment the start asked for.
+//!
 //! With [`Limits`] it also behaves like CodeBuild under load: a latency per
 //! call, `ThrottlingException` above a request rate (a token bucket, as AWS
 //! meters API calls), and `AccountLimitExceededException` when `StartBuild`
@@ -92,6 +100,8 @@ struct ProxyState {
     upstream: Upstream,
     client: HttpClient,
     started: Mutex<Vec<StartedBuild>>,
+    /// `detail` of each started build's completion event, by build id.
+    ended: Mutex<HashMap<String, serde_json::Value>>,
     calls: Mutex<HashMap<String, usize>>,
     limits: Limits,
     bucket: Mutex<Bucket>,
@@ -134,6 +144,7 @@ impl CodeBuildProxy {
             upstream,
             client: http_client::new_client(),
             started: Mutex::new(Vec::new()),
+            ended: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
             limits,
             bucket: Mutex::new(Bucket {
@@ -177,6 +188,17 @@ impl CodeBuildProxy {
         let ended = running.builds.remove(build_id);
         relock(&self.state.counts).running = running.builds.len();
         ended
+    }
+
+    /// Records how a build ended, from its completion event (whether or not
+    /// the event is ever delivered): `BatchGetBuilds` tells it from now on.
+    pub fn ended(&self, event: &serde_json::Value) {
+        let detail = &event["detail"];
+        let Some(arn) = detail["build-id"].as_str() else {
+            return;
+        };
+        let id = arn.rsplit('/').next().unwrap_or(arn).to_owned();
+        relock(&self.state.ended).insert(id, detail.clone());
     }
 
     pub fn limit_counts(&self) -> LimitCounts {
@@ -223,6 +245,68 @@ impl ProxyState {
         let mut counts = relock(&self.counts);
         counts.running = running.builds.len();
         counts.peak_running = counts.peak_running.max(running.builds.len());
+    }
+}
+
+impl ProxyState {
+    /// moto's `BatchGetBuilds` answer, corrected for the builds this proxy
+    /// started: their status (running until reported ended), exported
+    /// variables, log link and the environment their start asked for.
+    fn builds_as_codebuild_tells_them(&self, body: Bytes) -> Bytes {
+        let Ok(mut answer) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            return body;
+        };
+        let started = relock(&self.started);
+        let ended = relock(&self.ended);
+        for build in answer["builds"].as_array_mut().into_iter().flatten() {
+            let id = build["id"].as_str().unwrap_or_default().to_owned();
+            let Some(start) = started.iter().find(|s| s.build_id == id) else {
+                continue;
+            };
+            let vars = &mut build["environment"]["environmentVariables"];
+            if !vars.is_array() {
+                *vars = json!([]);
+            }
+            if let Some(vars) = vars.as_array_mut() {
+                for (name, value) in &start.env {
+                    vars.retain(|v| v["name"] != name.as_str());
+                    vars.push(json!({"name": name, "value": value, "type": "PLAINTEXT"}));
+                }
+            }
+            if let Some(version) = &start.source_version {
+                build["sourceVersion"] = json!(version);
+            }
+            let Some(object) = build.as_object_mut() else {
+                continue;
+            };
+            match ended.get(&id) {
+                Some(detail) => {
+                    let info = &detail["additional-information"];
+                    let exported: Vec<serde_json::Value> = info["exported-environment-variables"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|v| json!({"name": v["name"], "value": v["value"]}))
+                        .collect();
+                    object.insert("buildStatus".into(), detail["build-status"].clone());
+                    object.insert("currentPhase".into(), json!("COMPLETED"));
+                    object.insert("buildComplete".into(), json!(true));
+                    object.insert("exportedEnvironmentVariables".into(), json!(exported));
+                    object.insert(
+                        "logs".into(),
+                        json!({"deepLink": info["logs"]["deep-link"]}),
+                    );
+                }
+                None => {
+                    object.insert("buildStatus".into(), json!("IN_PROGRESS"));
+                    object.insert("currentPhase".into(), json!("BUILD"));
+                    object.insert("buildComplete".into(), json!(false));
+                    object.remove("endTime");
+                    object.remove("exportedEnvironmentVariables");
+                }
+            }
+        }
+        serde_json::to_vec(&answer).map(Bytes::from).unwrap_or(body)
     }
 }
 
@@ -296,7 +380,12 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         Err(e) => return proxy_error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
 
-    let mut response = Response::new(Body::from(upstream.body));
+    let body = if operation.as_deref() == Some("BatchGetBuilds") && upstream.status.is_success() {
+        state.builds_as_codebuild_tells_them(upstream.body)
+    } else {
+        upstream.body
+    };
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = upstream.status;
     http_client::copy_headers(&upstream.headers, response.headers_mut());
     response

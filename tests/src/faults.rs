@@ -1024,7 +1024,7 @@ impl FaultyRoutes {
         Ok(env)
     }
 
-    /// The three functions, behind the proxies; `extra(function)` is
+    /// The pipeline's functions, behind the proxies; `extra(function)` is
     /// appended to (and so overrides) that function's environment, e.g.
     /// `GILD_LEASE_SECS`.
     pub async fn spawn_functions(
@@ -1046,6 +1046,7 @@ impl FaultyRoutes {
             trigger: spawn("trigger").await?,
             bake_finished: spawn("bake-finished").await?,
             test_finished: spawn("test-finished").await?,
+            reconcile: spawn("reconcile").await?,
             router: std::sync::Arc::clone(&pipeline.router),
         })
     }
@@ -1240,7 +1241,7 @@ impl Functions {
         log: &mut DeliveryLog,
     ) -> Result<(), HarnessError> {
         loop {
-            let completed = standin.run_pending(&pipeline.codebuild.started()).await?;
+            let completed = pipeline.run_builds(standin).await?;
             if completed.is_empty() {
                 return Ok(());
             }

@@ -383,14 +383,24 @@ impl Pipeline {
         events::push(self.repository(), branch, old, new)
     }
 
-    /// The deployed schedule rule firing at `time`.
+    /// The deployed monthly patch schedule firing at `time`.
     pub fn schedule_event(&self, time: &str) -> Result<serde_json::Value, HarnessError> {
+        self.rule_fires("ScheduleRule", time)
+    }
+
+    /// The deployed reconciler's schedule firing at `time`.
+    pub fn reconcile_event(&self, time: &str) -> Result<serde_json::Value, HarnessError> {
+        self.rule_fires("ReconcileRule", time)
+    }
+
+    /// The `Scheduled Event` the stack's schedule rule `logical_id` sends.
+    fn rule_fires(&self, logical_id: &str, time: &str) -> Result<serde_json::Value, HarnessError> {
         let rule = self
             .deployment
             .rules
-            .values()
-            .find(|r| r.schedule_expression.is_some())
-            .ok_or_else(|| setup("schedule", "the stack has no schedule rule"))?;
+            .get(logical_id)
+            .filter(|r| r.schedule_expression.is_some())
+            .ok_or_else(|| setup(logical_id, "the stack has no such schedule rule"))?;
         events::schedule(&rule.name, time)
     }
 
@@ -526,6 +536,67 @@ impl Pipeline {
                 .map_err(|e| {
                     setup(
                         "ledger delete",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Runs the builds started so far that have not run yet and records
+    /// each one's end with the CodeBuild proxy, so `BatchGetBuilds` tells it
+    /// whether or not its completion event is ever delivered.
+    pub async fn run_builds(
+        &self,
+        builds: &impl crate::standin::Builds,
+    ) -> Result<Vec<crate::standin::Completed>, HarnessError> {
+        let completed = builds.run_pending(&self.codebuild.started()).await?;
+        for done in &completed {
+            self.codebuild.ended(&done.event);
+        }
+        Ok(completed)
+    }
+
+    /// Time passes for the ledger: every bake's last change (and its lease)
+    /// moves `secs` into the past, as if nobody had touched it since.
+    pub async fn age_bakes(&self, secs: i64) -> Result<(), HarnessError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
+        let table = self.ledger_table();
+        let items = dynamodb
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| {
+                setup(
+                    "ledger scan",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
+            })?;
+        for item in items.items() {
+            let key = ["family", "dedupe_key"]
+                .into_iter()
+                .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+                .collect();
+            let number = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            let n = |v: i64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+            dynamodb
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .update_expression("SET updated_at = :u, lease_until = :l")
+                .expression_attribute_values(":u", n(number("updated_at") - secs))
+                .expression_attribute_values(":l", n(number("lease_until") - secs))
+                .send()
+                .await
+                .map_err(|e| {
+                    setup(
+                        "ledger age",
                         aws_sdk_dynamodb::error::DisplayErrorContext(e),
                     )
                 })?;

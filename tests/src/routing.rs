@@ -30,6 +30,7 @@ pub fn function_of(logical_id: &str) -> Option<&'static str> {
         "Trigger" => "trigger",
         "BakeFinished" => "bake-finished",
         "TestFinished" => "test-finished",
+        "Reconcile" => "reconcile",
         "GitHubWebhook" => "github-webhook",
         "SlackNotify" => "slack-notify",
         _ => return None,

@@ -18,6 +18,7 @@ pub struct Functions {
     pub trigger: LambdaProcess,
     pub bake_finished: LambdaProcess,
     pub test_finished: LambdaProcess,
+    pub reconcile: LambdaProcess,
     /// EventBridge, by the deployed stack's rules.
     pub router: Arc<Router>,
 }
@@ -36,6 +37,7 @@ impl Functions {
             trigger: pipeline.spawn("trigger").await?,
             bake_finished: pipeline.spawn("bake-finished").await?,
             test_finished: pipeline.spawn("test-finished").await?,
+            reconcile: pipeline.spawn("reconcile").await?,
             router: Arc::clone(&pipeline.router),
         })
     }
@@ -55,6 +57,7 @@ impl Functions {
         let process = match function {
             "bake-finished" => &self.bake_finished,
             "test-finished" => &self.test_finished,
+            "reconcile" => &self.reconcile,
             _ => &self.trigger,
         };
         Ok(Delivery {
@@ -115,7 +118,7 @@ impl Functions {
         let mut all = Vec::new();
         let mut round = 0u64;
         loop {
-            let completed = standin.run_pending(&pipeline.codebuild.started()).await?;
+            let completed = pipeline.run_builds(standin).await?;
             if completed.is_empty() {
                 return Ok(all);
             }

@@ -126,7 +126,8 @@ async fn a_test_finished_role_without_put_parameter_promotes_nothing() {
 /// may not start it, so StartBuild answers AccessDenied, a refusal no retry
 /// changes) ends the bake `failed` at test, with its untested image and
 /// snapshots removed and the failure announced, and its CodeBuild slot is
-/// free for the next queued bake. Before, the bake stayed `baked` for good,
+/// free for the next queued bake, which the reconciler's next tick starts.
+/// Before, the bake stayed `baked` for good,
 /// holding its slot, and the event was retried into the dead-letter queue
 /// (this test then saw one bake: the second never left the queue).
 #[tokio::test]
@@ -163,6 +164,7 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test_and_frees_its_
             .expect("trigger"),
         bake_finished: pipeline.spawn("bake-finished").await.expect("spawn"),
         test_finished: pipeline.spawn("test-finished").await.expect("spawn"),
+        reconcile: pipeline.spawn("reconcile").await.expect("spawn"),
         router: std::sync::Arc::clone(&pipeline.router),
     };
     let base = register_base_image(&pipeline.aws, "base")
@@ -177,13 +179,12 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test_and_frees_its_
         .settle(&pipeline, &standin, 2, 11)
         .await
         .expect("settle");
-    // The first bake's slot is free once it failed: the next build that
-    // ends in the account (another team's, here) starts the queued bake.
-    // (A bake failed this way ends no build itself; until the reconciler of
-    // issue 12 sweeps the queue, the next build end is what drains it.)
-    let mut elsewhere = gild_tests::events::sample("codebuild-bake-failed.json").expect("sample");
-    elsewhere["detail"]["project-name"] = "another-teams-project".into();
-    let drained = functions.deliver_ok(&elsewhere).await.expect("drain");
+    // The first bake's slot is free once it failed, though no build ended:
+    // the reconciler's next tick starts the queued bake into it.
+    let tick = pipeline
+        .reconcile_event("2026-11-11T03:15:00Z")
+        .expect("tick");
+    let drained = functions.deliver_ok(&tick).await.expect("reconcile");
     assert_eq!(
         drained["started"].as_array().map(Vec::len),
         Some(1),

@@ -379,6 +379,7 @@ async fn queued_bakes_start_one_at_a_time_as_builds_end() {
         trigger: spawn("trigger").await,
         bake_finished: spawn("bake-finished").await,
         test_finished: spawn("test-finished").await,
+        reconcile: spawn("reconcile").await,
         router: std::sync::Arc::clone(&pipeline.router),
     };
     let base = register_base_image(&pipeline.aws, "base")
