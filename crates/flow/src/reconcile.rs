@@ -115,8 +115,10 @@ where
         &self.launcher
     }
 
-    pub fn into_parts(self) -> (Completions<L, I, B, T, P, N>, Launcher<QL, QB>) {
-        (self.completions, self.launcher)
+    /// The completion driver back, with its ports (tests deliver late
+    /// events through it).
+    pub fn into_completions(self) -> Completions<L, I, B, T, P, N> {
+        self.completions
     }
 
     /// One run: every overdue bake, then the queue.

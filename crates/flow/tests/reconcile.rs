@@ -146,7 +146,7 @@ async fn lost_success_events_are_resumed_to_promotion_and_late_events_change_not
     assert_eq!(announced(&r), vec![format!("gild: {FAMILY} {AMI} ready")]);
 
     // The original events, late.
-    let (completions, _) = r.into_parts();
+    let completions = r.into_completions();
     let bake_report = completions
         .handle(bake_event("SUCCEEDED"), later + 5)
         .await
@@ -200,7 +200,7 @@ async fn a_lost_failure_event_is_cleaned_up_and_announced_once() {
 
     let again = r.run(BAKE_OVERDUE + 10_000).await.expect("rerun");
     assert!(again.bakes.is_empty(), "a failed bake is not open");
-    let (completions, _) = r.into_parts();
+    let completions = r.into_completions();
     let late = completions
         .handle(bake_event("FAILED"), BAKE_OVERDUE + 10_001)
         .await
