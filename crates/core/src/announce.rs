@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde_json::json;
 
-use crate::plan::Trigger;
 use crate::ports::Publication;
 use crate::state::Stage;
+use crate::vocabulary::Trigger;
 
 /// Version of the machine-readable body; bump on incompatible changes.
 pub const SCHEMA: &str = "gild.announcement/1";

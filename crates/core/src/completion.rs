@@ -12,14 +12,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::event::{BuildStateChange, BuildStatus};
-use crate::ledger::BakeKey;
 use crate::state::{self, BakeState, Stage, Step};
+use crate::vocabulary::{env, BakeKey, BuildId};
 
-/// Environment variable names shared with the buildspecs.
-pub const ENV_FAMILY: &str = "GILD_FAMILY";
-pub const ENV_DEDUPE_KEY: &str = "GILD_DEDUPE_KEY";
-pub const ENV_AMI_ID: &str = "GILD_AMI_ID";
-pub const ENV_BASE_AMI: &str = "GILD_BASE_AMI";
+/// Environment variable names shared with the buildspecs
+/// (`vocabulary::env`, under the names the callers know).
+pub use crate::vocabulary::env::{
+    AMI_ID as ENV_AMI_ID, BASE_AMI as ENV_BASE_AMI, DEDUPE_KEY as ENV_DEDUPE_KEY,
+    FAMILY as ENV_FAMILY,
+};
 
 /// Tag keys gild puts on AMIs and snapshots.
 pub mod tags {
@@ -143,7 +144,7 @@ pub fn classify(change: &BuildStateChange, projects: &Projects) -> Result<Finish
         key,
         image,
         base_image: var(&change.exported, ENV_BASE_AMI),
-        commit: var(&change.env, "GILD_SOURCE_COMMIT").or_else(|| change.source_version.clone()),
+        commit: var(&change.env, env::SOURCE_COMMIT).or_else(|| change.source_version.clone()),
         log_link: change.log_link.clone(),
         found: None,
     })
@@ -162,19 +163,6 @@ pub enum Work {
     Promote,
     /// Remove what the failed stage left and announce the failure.
     Cleanup(Stage),
-}
-
-impl Work {
-    /// The actions `gild plan` shows for this work.
-    pub fn action_names(self) -> &'static [&'static str] {
-        match self {
-            Work::TagBaked => &["tag_image"],
-            Work::StartTest => &["start_test"],
-            Work::Validate => &[],
-            Work::Promote => &["promote", "announce_success"],
-            Work::Cleanup(_) => &["cleanup", "announce_failure"],
-        }
-    }
 }
 
 /// The work `completion` calls for when the bake is in `state`, and the
@@ -255,9 +243,9 @@ pub fn parameter_name(prefix: &str, family: &str) -> String {
 /// Console link to a CodeBuild build (`project:uuid` or its ARN), and to
 /// its test reports.
 pub fn build_console_link(region: &str, build_id: &str, reports: bool) -> String {
-    let id = build_id.rsplit('/').next().unwrap_or(build_id);
-    let project = id.split(':').next().unwrap_or(id);
-    let encoded = id.replace(':', "%3A");
+    let id = BuildId::new(build_id);
+    let project = id.project();
+    let encoded = id.as_str().replace(':', "%3A");
     let page = if reports { "reports" } else { "log" };
     format!("https://{region}.console.aws.amazon.com/codesuite/codebuild/projects/{project}/build/{encoded}/{page}?region={region}")
 }

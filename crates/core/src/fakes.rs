@@ -8,12 +8,12 @@ use std::sync::Mutex;
 
 use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
-use crate::plan::DiffBase;
 use crate::ports::{
     BakeRequest, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters, PortError,
     PortResult, Publication, Repository, TestRequest, Tests,
 };
 use crate::state::{BakeState, Transition};
+use crate::vocabulary::DiffBase;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the assertions.

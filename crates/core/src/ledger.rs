@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use crate::plan::Trigger;
 use crate::state::{BakeState, Stage};
+use crate::vocabulary::Trigger;
 
 /// How long a claim or a step lock is held by default. It must outlive the
 /// Lambda timeout, so a live invocation never loses it, and end before
@@ -15,29 +15,7 @@ use crate::state::{BakeState, Stage};
 /// retry can take over. The stack sets it from each function's timeout.
 pub const DEFAULT_LEASE_SECS: i64 = 90;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct BakeKey {
-    pub family: String,
-    /// `push:<commit>`, `schedule:<YYYY-MM>` or `manual:<event id>`.
-    pub dedupe_key: String,
-}
-
-impl BakeKey {
-    pub fn new(family: impl Into<String>, dedupe_key: impl Into<String>) -> Self {
-        BakeKey {
-            family: family.into(),
-            dedupe_key: dedupe_key.into(),
-        }
-    }
-
-    /// A stable token for CodeBuild's `idempotencyToken`, so a StartBuild
-    /// retried after a timeout does not start a second build.
-    pub fn idempotency_token(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!("{}\n{}", self.family, self.dedupe_key));
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-    }
-}
+pub use crate::vocabulary::BakeKey;
 
 /// A ledger item as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod retry;
 pub mod slack;
 pub mod state;
+pub mod vocabulary;
 
 #[cfg(feature = "fakes")]
 pub mod fakes;

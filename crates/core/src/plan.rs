@@ -7,48 +7,14 @@
 //! runs the same two functions with local files standing in for the reads.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CATALOG_FILE};
-use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
+use crate::completion::{classify, work_chain, Completion, Finished, Projects, Work, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
 
-/// What set a bake off. Part of the dedupe key, the build's environment and
-/// the AMI's tags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    Schedule,
-    Push,
-    Manual,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Schedule => "schedule",
-            Trigger::Push => "push",
-            Trigger::Manual => "manual",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "schedule" => Some(Trigger::Schedule),
-            "push" => Some(Trigger::Push),
-            "manual" => Some(Trigger::Manual),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Trigger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::vocabulary::{DiffBase, Trigger};
 
 /// One thing the pipeline would do. Serialised as `{"action": "start_bake", …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,16 +75,31 @@ impl Action {
         }
     }
 
-    fn completion_step(name: &str, family: String, image: Option<String>) -> Option<Self> {
-        Some(match name {
-            "tag_image" => Action::TagImage { family, image },
-            "start_test" => Action::StartTest { family, image },
-            "promote" => Action::Promote { family, image },
-            "announce_success" => Action::AnnounceSuccess { family, image },
-            "cleanup" => Action::Cleanup { family, image },
-            "announce_failure" => Action::AnnounceFailure { family, image },
-            _ => return None,
-        })
+    /// What `gild plan` shows for one piece of completion work: the
+    /// mapping is a `match` over [`Work`], so a new kind of work does not
+    /// compile until it says what it shows.
+    fn of_work(work: Work, family: &str, image: &Option<String>) -> Vec<Self> {
+        let (family, image) = (family.to_owned(), image.clone());
+        match work {
+            Work::TagBaked => vec![Action::TagImage { family, image }],
+            Work::StartTest => vec![Action::StartTest { family, image }],
+            // Recording that the tests passed is a ledger write, no action.
+            Work::Validate => Vec::new(),
+            Work::Promote => vec![
+                Action::Promote {
+                    family: family.clone(),
+                    image: image.clone(),
+                },
+                Action::AnnounceSuccess { family, image },
+            ],
+            Work::Cleanup(_) => vec![
+                Action::Cleanup {
+                    family: family.clone(),
+                    image: image.clone(),
+                },
+                Action::AnnounceFailure { family, image },
+            ],
+        }
     }
 }
 
@@ -148,15 +129,6 @@ impl Default for Settings {
             projects: Projects::default(),
         }
     }
-}
-
-/// What the diff of a push is taken against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiffBase {
-    Commit(String),
-    /// The tracked branch was just created, so there is no earlier tip of it
-    /// to compare with: every file counts as added.
-    EmptyTree,
 }
 
 /// What an event needs before it can be planned.
@@ -319,10 +291,7 @@ pub fn plan_triaged(
             let family = finished.family.clone().unwrap_or_default();
             let actions: Vec<Action> = work_chain(finished.completion)
                 .into_iter()
-                .flat_map(|work| work.action_names().iter())
-                .filter_map(|name| {
-                    Action::completion_step(name, family.clone(), finished.image.clone())
-                })
+                .flat_map(|work| Action::of_work(work, &family, &finished.image))
                 .collect();
             let what = match finished.completion {
                 Completion::BakeSucceeded => "bake succeeded: tag the image, then test it",

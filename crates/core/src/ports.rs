@@ -8,8 +8,8 @@ use std::future::Future;
 
 use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
-use crate::plan::{DiffBase, Trigger};
 use crate::state::{BakeState, Transition};
+use crate::vocabulary::{DiffBase, Trigger};
 
 /// A failed call to a service. The variant is what callers branch on; `code`
 /// keeps the service's own error code for logs and operators.

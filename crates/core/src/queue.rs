@@ -9,8 +9,9 @@
 //! from CodeBuild is the backstop when the account is busier than gild knows.
 
 use crate::event::{BuildStateChange, BuildStatus};
-use crate::ledger::{BakeKey, BakeRecord};
+use crate::ledger::BakeRecord;
 use crate::state::BakeState;
+use crate::vocabulary::{BakeKey, BuildId};
 
 /// gild's builds at once unless configured (`GILD_MAX_PARALLEL_BUILDS`):
 /// under CodeBuild's smallest default concurrent-build quotas.
@@ -45,7 +46,7 @@ pub fn freed_slot<'a>(change: &'a BuildStateChange, bake_project: &str) -> Optio
 
 /// `project:uuid` from a build ARN (events carry ARNs, StartBuild returns ids).
 fn short_id(build: &str) -> &str {
-    build.rsplit('/').next().unwrap_or(build)
+    BuildId::short(build)
 }
 
 /// How many of gild's builds may start now.

@@ -113,5 +113,5 @@ pub(crate) fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowE
 
 /// `project:uuid` from either that or the build's ARN.
 pub(crate) fn build_id(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
+    gild_core::vocabulary::BuildId::short(id)
 }
