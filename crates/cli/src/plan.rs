@@ -4,15 +4,24 @@ use clap::Args;
 use gild_core::catalog::{self, Catalog, CATALOG_FILE};
 use gild_core::completion::Projects;
 use gild_core::event;
+use gild_core::explain::{self, Snapshot};
 use gild_core::plan::{self, Inputs, Settings, Triage};
+use gild_core::reconcile::Deadlines;
 
 use crate::{read, CliError};
 
 #[derive(Args)]
 pub struct PlanArgs {
     /// The event as EventBridge delivers it (JSON file).
+    #[arg(long, required_unless_present = "ledger", conflicts_with = "ledger")]
+    event: Option<PathBuf>,
+    /// Instead of an event: a ledger snapshot (JSON: `{"bakes": [...],
+    /// "builds": {"project:uuid": {"status": "SUCCEEDED"}}}`); prints what
+    /// the reconciler would do with it.
     #[arg(long)]
-    event: PathBuf,
+    ledger: Option<PathBuf>,
+    #[command(flatten)]
+    reconciler: ReconcilerArgs,
     /// The catalog at the event's commit.
     #[arg(long, default_value = CATALOG_FILE)]
     catalog: PathBuf,
@@ -36,20 +45,75 @@ pub struct PlanArgs {
     test_project: String,
 }
 
+/// The reconciler's clock and deadlines, as the stack sets them.
+#[derive(Args)]
+struct ReconcilerArgs {
+    /// The reconciler's clock, epoch seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+    #[arg(long, default_value_t = Deadlines::DEFAULT_BAKE_TIMEOUT_MINUTES)]
+    bake_timeout_minutes: i64,
+    #[arg(long, default_value_t = Deadlines::DEFAULT_TEST_TIMEOUT_MINUTES)]
+    test_timeout_minutes: i64,
+    #[arg(long, default_value_t = Deadlines::DEFAULT_QUEUED_TIMEOUT_MINUTES)]
+    queued_timeout_minutes: i64,
+    #[arg(long, default_value_t = Deadlines::DEFAULT_LONGEST_LEASE_SECS)]
+    lease_secs: i64,
+    /// The stack's ReconcileIntervalMinutes.
+    #[arg(long, default_value_t = Deadlines::DEFAULT_MARGIN_MINUTES)]
+    margin_minutes: i64,
+}
+
+/// What the reconciler would do with a ledger snapshot.
+fn reconcile(path: &std::path::Path, args: &PlanArgs) -> Result<String, CliError> {
+    let snapshot: Snapshot = serde_json::from_str(&read(path)?)
+        .map_err(|e| CliError::Usage(format!("{}: not a ledger snapshot: {e}", path.display())))?;
+    let r = &args.reconciler;
+    let now = r.now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    let deadlines = Deadlines::from_timeouts(
+        r.bake_timeout_minutes,
+        r.test_timeout_minutes,
+        r.queued_timeout_minutes,
+        r.lease_secs,
+        r.margin_minutes,
+    );
+    let bakes = explain::reconcile(&snapshot, now, &deadlines, &projects(args));
+    let output = serde_json::json!({
+        "event": "reconcile",
+        "now": now,
+        "open": snapshot.bakes.iter().filter(|b| !b.state.is_terminal()).count(),
+        "bakes": bakes,
+    });
+    serde_json::to_string_pretty(&output).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn projects(args: &PlanArgs) -> Projects {
+    Projects {
+        bake: args.bake_project.clone(),
+        test: args.test_project.clone(),
+    }
+}
+
 fn load_catalog(path: &std::path::Path) -> Result<Catalog, CliError> {
     let text = read(path)?;
     Ok(catalog::parse(&path.display().to_string(), &text)?)
 }
 
 pub fn run(args: &PlanArgs) -> Result<String, CliError> {
-    let event = event::parse_bytes(read(&args.event)?.as_bytes())?;
+    let event_path = match (&args.event, &args.ledger) {
+        (_, Some(ledger)) => return reconcile(ledger, args),
+        (Some(event), None) => event,
+        (None, None) => return Err(CliError::Usage("give --event or --ledger".into())),
+    };
+    let event = event::parse_bytes(read(event_path)?.as_bytes())?;
     let settings = Settings {
         tracked_branch: args.tracked_branch.clone(),
         repository: args.repository.clone(),
-        projects: Projects {
-            bake: args.bake_project.clone(),
-            test: args.test_project.clone(),
-        },
+        projects: projects(args),
     };
     let triage = plan::triage(&event, &settings);
     let inputs = match &triage {

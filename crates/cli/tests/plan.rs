@@ -306,3 +306,72 @@ fn completion_events_explain_their_actions() {
     .expect("plan");
     assert_eq!(names(&p), ["tag_image", "start_test"]);
 }
+
+/// `gild plan --ledger`: what the reconciler would do with a ledger
+/// snapshot, JSON in and actions out, with no AWS call.
+#[test]
+fn a_ledger_snapshot_shows_what_the_reconciler_would_do() {
+    let record = |family: &str, state: &str, build: Option<&str>, test: Option<&str>| {
+        serde_json::json!({
+            "key": {"family": family, "dedupe_key": "schedule:2026-11"},
+            "trigger": "schedule", "commit": "9f2c1e7", "state": state,
+            "build_id": build, "image": build.map(|_| "ami-0abc"), "test_build_id": test,
+            "failed_stage": null, "reason": null,
+            "requested_at": 0, "updated_at": 0, "lease_until": 0, "owner": null
+        })
+    };
+    let snapshot = serde_json::json!({
+        "bakes": [
+            record("a-baked-lost", "baking", Some("gild-bake:1"), None),
+            record("b-test-failed-lost", "testing", Some("gild-bake:2"), Some("gild-test:2")),
+            record("c-never-started", "requested", None, None),
+            record("d-still-running", "baking", Some("gild-bake:4"), None),
+            record("e-waiting", "queued", None, None),
+            record("f-done", "promoted", Some("gild-bake:6"), Some("gild-test:6")),
+        ],
+        "builds": {
+            "gild-bake:1": {"status": "SUCCEEDED", "exported": {"GILD_AMI_ID": "ami-0abc"}},
+            "gild-test:2": {"status": "FAILED"},
+            "gild-bake:4": {"status": "IN_PROGRESS"}
+        }
+    });
+    let path = std::env::temp_dir().join(format!("gild-ledger-{}.json", std::process::id()));
+    std::fs::write(&path, snapshot.to_string()).expect("write");
+    // A day after every bake's last change: all past their deadlines.
+    let p = plan(&["--ledger", &path.display().to_string(), "--now", "86400"]).expect("plan");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(p["event"], "reconcile");
+    let bakes = p["bakes"].as_array().expect("bakes");
+    let by_family = |family: &str| {
+        bakes
+            .iter()
+            .find(|b| b["family"] == family)
+            .unwrap_or_else(|| panic!("{family} in {p}"))
+    };
+    let resumed = by_family("a-baked-lost");
+    assert_eq!(resumed["verdict"], "resume");
+    assert_eq!(resumed["completion"], "bake_succeeded");
+    assert_eq!(resumed["reaches"], serde_json::json!(["baked", "testing"]));
+    let actions: Vec<&str> = resumed["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["tag_image", "start_test"]);
+    let failed = by_family("b-test-failed-lost");
+    assert_eq!(failed["reaches"], serde_json::json!(["failed"]));
+    assert_eq!(by_family("c-never-started")["completion"], "never_started");
+    assert_eq!(by_family("d-still-running")["verdict"], "wait");
+    assert!(
+        bakes
+            .iter()
+            .all(|b| b["family"] != "e-waiting" && b["family"] != "f-done"),
+        "queued and terminal bakes are not the reconciler's: {p}"
+    );
+    // Before the deadlines nothing is overdue.
+    std::fs::write(&path, snapshot.to_string()).expect("write");
+    let early = plan(&["--ledger", &path.display().to_string(), "--now", "60"]).expect("plan");
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(early["bakes"], serde_json::json!([]));
+}

@@ -4,7 +4,7 @@
 //! claimed with a conditional write *before* its build starts, so a second
 //! delivery of the same event finds the claim and starts nothing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::{BakeState, Stage};
 use crate::vocabulary::Trigger;
@@ -17,8 +17,8 @@ pub const DEFAULT_LEASE_SECS: i64 = 90;
 
 pub use crate::vocabulary::BakeKey;
 
-/// A ledger item as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A ledger item as stored (and as `gild status --json` prints it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BakeRecord {
     pub key: BakeKey,
     pub trigger: Trigger,

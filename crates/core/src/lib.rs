@@ -6,6 +6,7 @@ pub mod announce;
 pub mod catalog;
 pub mod completion;
 pub mod event;
+pub mod explain;
 pub mod fuzzing;
 pub mod github;
 pub mod ledger;
@@ -17,6 +18,7 @@ pub mod reconcile;
 pub mod retry;
 pub mod slack;
 pub mod state;
+pub mod steps;
 pub mod vocabulary;
 
 #[cfg(feature = "fakes")]

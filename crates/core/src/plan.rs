@@ -8,108 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::catalog::{Catalog, CATALOG_FILE};
-use crate::completion::{classify, work_chain, Completion, Finished, Projects, Work, ENV_FAMILY};
+use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
 
 pub use crate::vocabulary::{DiffBase, Trigger};
 
-/// One thing the pipeline would do. Serialised as `{"action": "start_bake", …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    StartBake {
-        family: String,
-        trigger: Trigger,
-        /// Together with the family, the ledger key that makes the bake happen once.
-        dedupe_key: String,
-        /// The commit to bake; unknown to `gild plan` for schedule and manual
-        /// events, which bake the tracked branch's tip.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        commit: Option<String>,
-    },
-    TagImage {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-    StartTest {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-    Promote {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-    AnnounceSuccess {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-    Cleanup {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-    AnnounceFailure {
-        family: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        image: Option<String>,
-    },
-}
-
-impl Action {
-    pub fn family(&self) -> &str {
-        match self {
-            Action::StartBake { family, .. }
-            | Action::TagImage { family, .. }
-            | Action::StartTest { family, .. }
-            | Action::Promote { family, .. }
-            | Action::AnnounceSuccess { family, .. }
-            | Action::Cleanup { family, .. }
-            | Action::AnnounceFailure { family, .. } => family,
-        }
-    }
-
-    /// What `gild plan` shows for one piece of completion work: the
-    /// mapping is a `match` over [`Work`], so a new kind of work does not
-    /// compile until it says what it shows.
-    fn of_work(work: Work, family: &str, image: &Option<String>) -> Vec<Self> {
-        let (family, image) = (family.to_owned(), image.clone());
-        match work {
-            Work::TagBaked => vec![Action::TagImage { family, image }],
-            Work::StartTest => vec![Action::StartTest { family, image }],
-            // Recording that the tests passed is a ledger write, no action.
-            Work::Validate => Vec::new(),
-            Work::Promote => vec![
-                Action::Promote {
-                    family: family.clone(),
-                    image: image.clone(),
-                },
-                Action::AnnounceSuccess { family, image },
-            ],
-            Work::Cleanup(_) => vec![
-                Action::Cleanup {
-                    family: family.clone(),
-                    image: image.clone(),
-                },
-                Action::AnnounceFailure { family, image },
-            ],
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    /// The event's `detail-type`.
-    pub event: String,
-    pub actions: Vec<Action>,
-    pub reason: String,
-}
+pub use crate::explain::{Action, Plan};
 
 /// Deployment settings the planner needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

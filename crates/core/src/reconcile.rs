@@ -39,6 +39,32 @@ impl Deadlines {
     /// Default margin, minutes: the reconciler's default interval (the
     /// stack's `ReconcileIntervalMinutes`).
     pub const DEFAULT_MARGIN_MINUTES: i64 = 15;
+    /// The stack's defaults for the projects' build timeouts and their
+    /// queued timeout (`BakeTimeoutMinutes`, `TestTimeoutMinutes`,
+    /// `BuildQueuedTimeoutMinutes`), minutes.
+    pub const DEFAULT_BAKE_TIMEOUT_MINUTES: i64 = 480;
+    pub const DEFAULT_TEST_TIMEOUT_MINUTES: i64 = 120;
+    pub const DEFAULT_QUEUED_TIMEOUT_MINUTES: i64 = 480;
+    /// The longest lease a handler holds by default (the trigger's:
+    /// its 300 s timeout plus 30), seconds.
+    pub const DEFAULT_LONGEST_LEASE_SECS: i64 = 330;
+
+    /// From the projects' timeouts: a build may wait in CodeBuild's queue,
+    /// then run, before it must have ended.
+    pub fn from_timeouts(
+        bake_minutes: i64,
+        test_minutes: i64,
+        queued_minutes: i64,
+        lease_secs: i64,
+        margin_minutes: i64,
+    ) -> Self {
+        Deadlines {
+            bake_build: (queued_minutes + bake_minutes) * 60,
+            test_build: (queued_minutes + test_minutes) * 60,
+            lease: lease_secs,
+            margin: margin_minutes * 60,
+        }
+    }
 
     /// Seconds after the bake's last change at which `state` is overdue;
     /// `None` for states the reconciler leaves alone (terminal, queued:

@@ -75,7 +75,7 @@ pub enum DiffBase {
 }
 
 /// One bake: a family and the dedupe key that makes it happen once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BakeKey {
     pub family: String,
     /// `push:<commit>`, `schedule:<YYYY-MM>` or `manual:<event id>`.

@@ -8,18 +8,19 @@
 //! or a state that calls for nothing. A step that fails releases the lock;
 //! Lambda's retry resumes at the same step.
 
-use gild_core::completion::{self, Completion, Finished};
+use gild_core::completion::{self, Finished};
 use gild_core::event::{self, EventKind};
 use gild_core::ledger::{BakeKey, BakeRecord};
 use gild_core::ports::{BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Tests};
 use gild_core::retry::Backoff;
 use gild_core::state::Transition;
+use gild_core::steps;
 use gild_lambda::retry::{seed, with_backoff};
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::steps::Context;
-use crate::{build_id, port, Accept, FlowError, FlowSettings, Ports, Report};
+use crate::{port, Accept, FlowError, FlowSettings, Ports, Report};
 
 pub struct Completions<L, I, B, T, P, N> {
     pub(crate) ports: Ports<L, I, B, T, P, N>,
@@ -27,14 +28,7 @@ pub struct Completions<L, I, B, T, P, N> {
     pub(crate) backoff: Backoff,
 }
 
-/// Where a completion came from, for the identity check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// A CodeBuild event: it must name the bake's own build.
-    Event,
-    /// The reconciler, which built the completion from the ledger record.
-    Reconciler,
-}
+pub use gild_core::steps::Origin;
 
 impl<L, I, B, T, P, N> Completions<L, I, B, T, P, N>
 where
@@ -145,7 +139,7 @@ where
                     format!("no ledger record for {} {}", key.family, key.dedupe_key),
                 ));
             };
-            if let Err(reason) = same_build(&record, finished, origin) {
+            if let Err(reason) = steps::same_build(&record, finished, origin) {
                 return Ok(noop(report, reason));
             }
             let Some((work, _)) = completion::work(record.state, finished.completion) else {
@@ -242,31 +236,4 @@ fn noop(mut report: Report, reason: String) -> Report {
     info!(reason = %reason, "nothing to do");
     report.noop = Some(reason);
     report
-}
-
-/// Only the bake's own build moves it. An event naming another build (an
-/// older bake of the same key, a build started by hand) does nothing.
-fn same_build(record: &BakeRecord, finished: &Finished, origin: Origin) -> Result<(), String> {
-    let is_bake = finished.completion.is_bake();
-    let known = if is_bake {
-        record.build_id.as_deref()
-    } else {
-        record.test_build_id.as_deref()
-    };
-    let same = match (finished.completion, origin) {
-        // Only the reconciler says a bake never started, and only of a bake
-        // with no build recorded.
-        (Completion::NeverStarted, Origin::Reconciler) => known.is_none(),
-        (Completion::NeverStarted, Origin::Event) => false,
-        _ => known.map(build_id) == Some(build_id(&finished.build_id)),
-    };
-    if same {
-        return Ok(());
-    }
-    Err(format!(
-        "build {} is not the bake's {} build ({})",
-        finished.build_id,
-        if is_bake { "bake" } else { "test" },
-        known.unwrap_or("none yet")
-    ))
 }

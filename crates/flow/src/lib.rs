@@ -110,8 +110,3 @@ pub(crate) fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowE
         error: Box::new(error),
     }
 }
-
-/// `project:uuid` from either that or the build's ARN.
-pub(crate) fn build_id(id: &str) -> &str {
-    gild_core::vocabulary::BuildId::short(id)
-}

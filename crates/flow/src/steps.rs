@@ -1,19 +1,20 @@
 //! The work of each step of a bake after its build: what
 //! `gild_core::completion::Work` names, done through the ports.
 
-use gild_core::announce::{Announcement, Outcome};
+use gild_core::announce::Outcome;
 use gild_core::completion::{
-    build_console_link, parameter_name, provenance_tags, state_tag, tags, Finished, Provenance,
-    Work, ENV_AMI_ID,
+    parameter_name, provenance_tags, state_tag, tags, Finished, Provenance, Work, ENV_AMI_ID,
 };
 use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ports::{
-    BuildInfo, ImageInfo, Images, Ledger, Notifier, Parameters, PortError, TestRequest, Tests,
+    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, TestRequest, Tests,
 };
 use gild_core::state::{BakeState, Stage, Step};
+use gild_core::steps;
+use gild_core::vocabulary::BuildId;
 use tracing::{info, warn};
 
-use crate::{build_id, port, Completions, FlowError};
+use crate::{port, Completions, FlowError};
 
 /// Everything a step needs to know about the completion and the bake.
 pub(crate) struct Context<'a> {
@@ -117,10 +118,7 @@ where
                 Ok((Step::Promoted, Change::default()))
             }
             Work::Cleanup(stage) => {
-                let reason = match &cx.finished.found {
-                    Some(found) => format!("{stage} build {} ({found})", cx.finished.status),
-                    None => format!("{stage} build {}", cx.finished.status),
-                };
+                let reason = steps::failure_reason(stage, cx.finished);
                 self.fail(cx, stage, reason).await
             }
         }
@@ -128,7 +126,7 @@ where
 
     async fn tag_baked(&self, cx: &Context<'_>) -> Result<(Step, Change), FlowError> {
         let key = &cx.record.key;
-        let build = build_id(&cx.finished.build_id);
+        let build = BuildId::short(&cx.finished.build_id);
         let image_id = match &cx.finished.image {
             Some(image) => Some(image.clone()),
             // The event lacks exported variables: ask CodeBuild.
@@ -162,7 +160,7 @@ where
                 )
                 .await;
         };
-        if !made_by(&image, build) {
+        if !steps::made_by(&image, build) {
             // Never tag, test or delete an image this build did not make.
             return self
                 .fail(cx, Stage::Bake, format!("image {image_id} is not tagged {}=true and {}={build}: not this bake's image, left untouched", tags::MANAGED, tags::BUILD_ID))
@@ -223,29 +221,17 @@ where
         reason: String,
     ) -> Result<(Step, Change), FlowError> {
         let key = &cx.record.key;
-        let build = build_id(
-            cx.record
-                .build_id
-                .as_deref()
-                .unwrap_or(&cx.finished.build_id),
-        )
-        .to_owned();
-        let mut candidates: Vec<String> = [cx.record.image.clone(), cx.finished.image.clone()]
-            .into_iter()
-            .flatten()
-            .collect();
-        if stage == Stage::Bake {
-            // A failed bake may have registered an image before failing.
-            let left = self
-                .retrying(key, || {
-                    self.ports.images.find_by_tag(tags::BUILD_ID, &build)
-                })
-                .await
-                .map_err(|error| port("find images of the build", key, error))?;
-            candidates.extend(left.into_iter().map(|i| i.id));
-        }
-        candidates.sort();
-        candidates.dedup();
+        let build = steps::bake_build(cx.record, cx.finished);
+        let leftovers = if steps::looks_for_leftovers(stage) {
+            self.retrying(key, || {
+                self.ports.images.find_by_tag(tags::BUILD_ID, &build)
+            })
+            .await
+            .map_err(|error| port("find images of the build", key, error))?
+        } else {
+            Vec::new()
+        };
+        let candidates = steps::cleanup_candidates(cx.record, cx.finished, &leftovers);
         for image_id in candidates {
             self.remove(key, &image_id, &build).await?;
         }
@@ -277,7 +263,7 @@ where
         let Some(image) = image else {
             return Ok(());
         };
-        if !made_by(&image, build) {
+        if !steps::made_by(&image, build) {
             warn!(
                 image = image_id,
                 build, "not removing an image this build did not make"
@@ -302,46 +288,14 @@ where
 
     async fn announce(&self, cx: &Context<'_>, outcome: Outcome) -> Result<(), FlowError> {
         let key = &cx.record.key;
-        let test_build = cx.record.test_build_id.as_deref();
-        let is_test = !cx.finished.completion.is_bake();
-        let announcement = Announcement {
-            family: key.family.clone(),
-            image: cx
-                .record
-                .image
-                .clone()
-                .or_else(|| cx.finished.image.clone()),
-            region: cx.region.to_owned(),
-            trigger: cx.record.trigger,
-            dedupe_key: key.dedupe_key.clone(),
-            commit: cx.record.commit.clone(),
+        let announcement = steps::announcement(
+            cx.record,
+            cx.finished,
             outcome,
-            tested: test_build.map(|b| {
-                format!(
-                    "the family's tests on a fresh instance (test build {})",
-                    build_id(b)
-                )
-            }),
-            parameter: parameter_name(&self.settings.parameter_prefix, &key.family),
-            bake_log: if is_test {
-                cx.record
-                    .build_id
-                    .as_deref()
-                    .map(|b| build_console_link(cx.region, b, false))
-            } else {
-                cx.finished
-                    .log_link
-                    .clone()
-                    .or_else(|| Some(build_console_link(cx.region, &cx.finished.build_id, false)))
-            },
-            test_log: if is_test {
-                cx.finished.log_link.clone()
-            } else {
-                None
-            },
-            test_report: test_build.map(|b| build_console_link(cx.region, b, true)),
-            at: cx.at.clone(),
-        };
+            &self.settings.parameter_prefix,
+            cx.region,
+            &cx.at,
+        );
         let publication = announcement.publication();
         self.retrying(key, || self.ports.notifier.publish(&publication))
             .await
@@ -363,15 +317,4 @@ fn refused_for_good(error: &PortError) -> bool {
                 ..
             }
     )
-}
-
-/// Whether gild made this image in this build: Packer tags it so at creation.
-/// An image without the build's id is not known to be this build's, so it
-/// is left alone (ARCHITECTURE.md, invariants).
-fn made_by(image: &ImageInfo, build: &str) -> bool {
-    image.tags.get(tags::MANAGED).map(String::as_str) == Some("true")
-        && image
-            .tags
-            .get(tags::BUILD_ID)
-            .is_some_and(|tagged| build_id(tagged) == build)
 }

@@ -7,12 +7,6 @@ use gild_core::reconcile::Deadlines;
 use gild_flow::{Accept, FlowSettings};
 use gild_lambda::{optional, required, ConfigError};
 
-/// CodeBuild's own defaults, used when the stack does not say: the
-/// project's build timeout and queued timeout, in minutes.
-const DEFAULT_BAKE_TIMEOUT_MINUTES: i64 = 480;
-const DEFAULT_TEST_TIMEOUT_MINUTES: i64 = 120;
-const DEFAULT_QUEUED_TIMEOUT_MINUTES: i64 = 480;
-
 #[derive(Debug, Clone)]
 pub struct Config {
     pub ledger_table: String,
@@ -25,11 +19,6 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let minutes = |name, default| optional(name, default).map(|m: i64| m * 60);
-        let queued = minutes(
-            "GILD_QUEUED_TIMEOUT_MINUTES",
-            DEFAULT_QUEUED_TIMEOUT_MINUTES,
-        )?;
         let lease_secs = optional("GILD_LEASE_SECS", DEFAULT_LEASE_SECS)?;
         Ok(Config {
             ledger_table: required("GILD_LEDGER_TABLE")?,
@@ -44,19 +33,28 @@ impl Config {
                 parameter_prefix: optional("GILD_PARAMETER_PREFIX", "/gild".to_owned())?,
                 lease_secs,
             },
-            deadlines: Deadlines {
-                // A build may wait in CodeBuild's queue, then run, before it
-                // must have ended.
-                bake_build: queued
-                    + minutes("GILD_BAKE_TIMEOUT_MINUTES", DEFAULT_BAKE_TIMEOUT_MINUTES)?,
-                test_build: queued
-                    + minutes("GILD_TEST_TIMEOUT_MINUTES", DEFAULT_TEST_TIMEOUT_MINUTES)?,
-                lease: optional("GILD_LONGEST_LEASE_SECS", lease_secs)?,
-                margin: minutes(
+            deadlines: Deadlines::from_timeouts(
+                optional(
+                    "GILD_BAKE_TIMEOUT_MINUTES",
+                    Deadlines::DEFAULT_BAKE_TIMEOUT_MINUTES,
+                )?,
+                optional(
+                    "GILD_TEST_TIMEOUT_MINUTES",
+                    Deadlines::DEFAULT_TEST_TIMEOUT_MINUTES,
+                )?,
+                optional(
+                    "GILD_QUEUED_TIMEOUT_MINUTES",
+                    Deadlines::DEFAULT_QUEUED_TIMEOUT_MINUTES,
+                )?,
+                optional(
+                    "GILD_LONGEST_LEASE_SECS",
+                    Deadlines::DEFAULT_LONGEST_LEASE_SECS,
+                )?,
+                optional(
                     "GILD_DEADLINE_MARGIN_MINUTES",
                     Deadlines::DEFAULT_MARGIN_MINUTES,
                 )?,
-            },
+            ),
             max_parallel: optional("GILD_MAX_PARALLEL_BUILDS", DEFAULT_MAX_PARALLEL_BUILDS)?,
             region: optional("AWS_REGION", "us-east-1".to_owned())?,
         })

@@ -1,0 +1,251 @@
+//! What the completion steps decide, with no I/O: whether a completion is
+//! the bake's own, whether an image is gild's to touch, what a failed stage
+//! removes, and what is announced. `gild-flow` does the calls these name.
+
+use crate::announce::{Announcement, Outcome};
+use crate::completion::{build_console_link, parameter_name, tags, Completion, Finished};
+use crate::ledger::BakeRecord;
+use crate::ports::ImageInfo;
+use crate::state::Stage;
+use crate::vocabulary::BuildId;
+
+/// Where a completion came from, for the identity check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A CodeBuild event: it must name the bake's own build.
+    Event,
+    /// The reconciler, which built the completion from the ledger record.
+    Reconciler,
+}
+
+/// Only the bake's own build moves it. An event naming another build (an
+/// older bake of the same key, a build started by hand) does nothing; only
+/// the reconciler says a bake never started, and only of one with no build.
+pub fn same_build(record: &BakeRecord, finished: &Finished, origin: Origin) -> Result<(), String> {
+    let is_bake = finished.completion.is_bake();
+    let known = if is_bake {
+        record.build_id.as_deref()
+    } else {
+        record.test_build_id.as_deref()
+    };
+    let same = match (finished.completion, origin) {
+        (Completion::NeverStarted, Origin::Reconciler) => known.is_none(),
+        (Completion::NeverStarted, Origin::Event) => false,
+        _ => known.is_some_and(|known| BuildId::new(known).is(&finished.build_id)),
+    };
+    if same {
+        return Ok(());
+    }
+    Err(format!(
+        "build {} is not the bake's {} build ({})",
+        finished.build_id,
+        if is_bake { "bake" } else { "test" },
+        known.unwrap_or("none yet")
+    ))
+}
+
+/// Whether gild made this image in this build: Packer tags it so at
+/// creation. An image without the build's id is not known to be this
+/// build's, so it is never tagged, tested or deleted (ARCHITECTURE.md,
+/// invariants).
+pub fn made_by(image: &ImageInfo, build: &str) -> bool {
+    image.tags.get(tags::MANAGED).map(String::as_str) == Some("true")
+        && image
+            .tags
+            .get(tags::BUILD_ID)
+            .is_some_and(|tagged| BuildId::new(tagged).is(build))
+}
+
+/// The bake build whose images a failure may remove.
+pub fn bake_build(record: &BakeRecord, finished: &Finished) -> String {
+    BuildId::new(record.build_id.as_deref().unwrap_or(&finished.build_id))
+        .as_str()
+        .to_owned()
+}
+
+/// Whether a failure at `stage` must also look for images the bake build
+/// registered before failing (it exported none, or never got to).
+pub fn looks_for_leftovers(stage: Stage) -> bool {
+    stage == Stage::Bake
+}
+
+/// The images a failure at a stage removes: the bake's image, the one the
+/// completion names, and the build's leftovers, once each. Each is still
+/// checked with [`made_by`] before anything is deleted.
+pub fn cleanup_candidates(
+    record: &BakeRecord,
+    finished: &Finished,
+    leftovers: &[ImageInfo],
+) -> Vec<String> {
+    let mut candidates: Vec<String> = [record.image.clone(), finished.image.clone()]
+        .into_iter()
+        .flatten()
+        .chain(leftovers.iter().map(|image| image.id.clone()))
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    candidates
+}
+
+/// The announcement of a bake's outcome, with links to the builds that
+/// decided it.
+pub fn announcement(
+    record: &BakeRecord,
+    finished: &Finished,
+    outcome: Outcome,
+    parameter_prefix: &str,
+    region: &str,
+    at: &str,
+) -> Announcement {
+    let test_build = record.test_build_id.as_deref();
+    let is_test = !finished.completion.is_bake();
+    let bake_log = if is_test {
+        record
+            .build_id
+            .as_deref()
+            .map(|b| build_console_link(region, b, false))
+    } else {
+        finished
+            .log_link
+            .clone()
+            .or_else(|| Some(build_console_link(region, &finished.build_id, false)))
+    };
+    Announcement {
+        family: record.key.family.clone(),
+        image: record.image.clone().or_else(|| finished.image.clone()),
+        region: region.to_owned(),
+        trigger: record.trigger,
+        dedupe_key: record.key.dedupe_key.clone(),
+        commit: record.commit.clone(),
+        outcome,
+        tested: test_build.map(|b| {
+            format!(
+                "the family's tests on a fresh instance (test build {})",
+                BuildId::new(b)
+            )
+        }),
+        parameter: parameter_name(parameter_prefix, &record.key.family),
+        bake_log,
+        test_log: if is_test {
+            finished.log_link.clone()
+        } else {
+            None
+        },
+        test_report: test_build.map(|b| build_console_link(region, b, true)),
+        at: at.to_owned(),
+    }
+}
+
+/// Why a stage failed, in the words the ledger and the announcement use.
+pub fn failure_reason(stage: Stage, finished: &Finished) -> String {
+    match &finished.found {
+        Some(found) => format!("{stage} build {} ({found})", finished.status),
+        None => format!("{stage} build {}", finished.status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::BakeKey;
+    use crate::vocabulary::Trigger;
+    use std::collections::BTreeMap;
+
+    fn record() -> BakeRecord {
+        let mut r = BakeRecord::requested(
+            BakeKey::new("debian", "push:abc"),
+            Trigger::Push,
+            Some("abc".into()),
+            0,
+            60,
+            "t",
+        );
+        r.build_id = Some("gild-bake:1".into());
+        r
+    }
+
+    fn finished(completion: Completion, build: &str) -> Finished {
+        Finished {
+            completion,
+            build_id: format!("arn:aws:codebuild:us-east-1:1:build/{build}"),
+            status: "FAILED".into(),
+            family: Some("debian".into()),
+            key: Some(BakeKey::new("debian", "push:abc")),
+            image: Some("ami-2".into()),
+            base_image: None,
+            commit: None,
+            log_link: None,
+            found: None,
+        }
+    }
+
+    fn image(id: &str, tags: &[(&str, &str)]) -> ImageInfo {
+        ImageInfo {
+            id: id.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect::<BTreeMap<_, _>>(),
+            ..ImageInfo::default()
+        }
+    }
+
+    #[test]
+    fn only_the_bakes_own_build_moves_it() {
+        let r = record();
+        assert!(same_build(
+            &r,
+            &finished(Completion::BakeFailed, "gild-bake:1"),
+            Origin::Event
+        )
+        .is_ok());
+        assert!(same_build(
+            &r,
+            &finished(Completion::BakeFailed, "gild-bake:2"),
+            Origin::Event
+        )
+        .is_err());
+        assert!(same_build(
+            &r,
+            &finished(Completion::TestPassed, "gild-bake:1"),
+            Origin::Event
+        )
+        .is_err());
+        let mut claimed = record();
+        claimed.build_id = None;
+        let never = finished(Completion::NeverStarted, "");
+        assert!(same_build(&claimed, &never, Origin::Reconciler).is_ok());
+        assert!(same_build(&claimed, &never, Origin::Event).is_err());
+        assert!(same_build(&r, &never, Origin::Reconciler).is_err());
+    }
+
+    #[test]
+    fn only_images_tagged_with_the_build_are_gilds() {
+        let ours = image(
+            "ami-1",
+            &[(tags::MANAGED, "true"), (tags::BUILD_ID, "gild-bake:1")],
+        );
+        assert!(made_by(&ours, "gild-bake:1"));
+        assert!(made_by(
+            &ours,
+            "arn:aws:codebuild:us-east-1:1:build/gild-bake:1"
+        ));
+        assert!(!made_by(&ours, "gild-bake:2"));
+        assert!(!made_by(
+            &image("ami-1", &[(tags::BUILD_ID, "gild-bake:1")]),
+            "gild-bake:1"
+        ));
+    }
+
+    #[test]
+    fn cleanup_takes_each_candidate_once() {
+        let mut r = record();
+        r.image = Some("ami-2".into());
+        let left = [image("ami-3", &[]), image("ami-2", &[])];
+        assert_eq!(
+            cleanup_candidates(&r, &finished(Completion::BakeFailed, "gild-bake:1"), &left),
+            vec!["ami-2", "ami-3"]
+        );
+        assert!(looks_for_leftovers(Stage::Bake) && !looks_for_leftovers(Stage::Test));
+    }
+}
