@@ -1,9 +1,11 @@
 # Fuzzing with cargo-fuzz (libFuzzer) on the stable toolchain, without a
 # sanitizer (`-s none`): the targets are safe Rust, so what is looked for is
-# panics and broken properties (gild_core::fuzzing).
+# panics and broken properties (gild_core::fuzzing, gild_slack::fuzzing; both
+# behind their crate's `fuzzing` feature, which fuzz/Cargo.toml turns on).
 #   make fuzz-smoke      a short bounded campaign per target (part of make test)
 #   make fuzz-campaign   FUZZ_SECONDS per target (default 600), corpus kept
-# The corpus replay on plain `cargo test` is crates/core/tests/fuzz_corpus.rs.
+# The corpus replay on plain `cargo test` is crates/core/tests/fuzz_corpus.rs
+# and crates/slack/tests/fuzz_corpus.rs.
 
 CHECKS += fuzz-smoke
 

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| gild_core::fuzzing::slack(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gild_slack::fuzzing::slack(data));

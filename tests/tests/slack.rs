@@ -285,10 +285,7 @@ impl Setup {
                 post.content_type
             );
             let body = post.json();
-            assert_eq!(
-                gild_core::slack::block_kit_problems(&body),
-                Vec::<String>::new()
-            );
+            assert_eq!(gild_slack::block_kit_problems(&body), Vec::<String>::new());
         }
         let logs = self.function.logs();
         assert!(!logs.contains(TOKEN), "the webhook URL was logged:\n{logs}");

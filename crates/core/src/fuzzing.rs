@@ -1,7 +1,8 @@
 //! Entry points shared by the cargo-fuzz targets (`fuzz/`) and the corpus
 //! replay test that `make test` runs on stable: each takes raw bytes from
 //! the outside world and must never panic. Assertions here are properties
-//! that hold for every input.
+//! that hold for every input. Behind the `fuzzing` feature; the Slack
+//! target's entry point is `gild_slack::fuzzing`.
 
 use crate::catalog;
 use crate::completion::{self, Projects};
@@ -111,27 +112,4 @@ fn sign(body: &[u8]) -> String {
     };
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// The announcement JSON slack-notify reads from SNS: parse and render;
-/// whatever parses renders to a payload within Block Kit's limits.
-pub fn slack(data: &[u8]) {
-    use crate::slack::{block_kit_problems, render_body, RepositoryLink};
-    let Ok(body) = std::str::from_utf8(data) else {
-        return;
-    };
-    for link in [
-        RepositoryLink::CodeCommit {
-            repository: "platform-images".into(),
-        },
-        RepositoryLink::GitHub {
-            owner: "acme".into(),
-            name: "platform-images".into(),
-        },
-    ] {
-        if let Ok(message) = render_body(body, &link) {
-            let problems = block_kit_problems(&message.to_json());
-            assert!(problems.is_empty(), "invalid Block Kit: {problems:?}");
-        }
-    }
 }

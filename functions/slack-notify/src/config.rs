@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use gild_core::slack::RepositoryLink;
 use gild_lambda::{optional, required, ConfigError};
+use gild_slack::RepositoryLink;
 
 use crate::Settings;
 

@@ -8,71 +8,22 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use gild_core::ports::{PortError, SecretStage, Secrets};
+use gild_core::ports::{SecretStage, Secrets};
 use gild_core::retry::Backoff;
-use gild_core::slack::{self, Notice, NoticeError, NoticeOutcome, RepositoryLink};
-use gild_lambda::retry::{seed, with_backoff};
-use gild_lambda::Diagnostic;
+use gild_lambda::retry::{seed, with_backoff, with_backoff_until};
+use gild_slack::{Notice, NoticeOutcome, RepositoryLink};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::sns::{self, SnsError};
-use crate::webhook::{Reply, Transport, UrlError, WebhookUrl};
+use crate::error::NotifyError;
+use crate::sns;
+use crate::webhook::{Failure, Transport, UrlError, WebhookUrl};
 
 /// Time kept back from the invocation's deadline: no retry starts (and no
 /// request runs) into it, so the function reports its error itself rather
 /// than being killed mid-request.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
-
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error(transparent)]
-    BadEvent(#[from] SnsError),
-    #[error("SNS message {message_id}: {error}")]
-    BadAnnouncement {
-        message_id: String,
-        error: NoticeError,
-    },
-    #[error("reading the webhook secret `{secret}`: {error}")]
-    SecretUnavailable { secret: String, error: PortError },
-    #[error("the webhook secret `{secret}` is not usable: {problem}")]
-    WebhookMisconfigured { secret: String, problem: String },
-    #[error("Slack refused the announcement of {family} (SNS message {message_id}) with HTTP {status}: {body}; not retried")]
-    SlackRejected {
-        message_id: String,
-        family: String,
-        status: u16,
-        body: String,
-    },
-    #[error("Slack did not take the announcement of {family} (SNS message {message_id}) after {attempts} attempt(s): {last}")]
-    SlackUnavailable {
-        message_id: String,
-        family: String,
-        attempts: u32,
-        last: String,
-    },
-}
-
-impl NotifyError {
-    /// Stable names for Lambda's `errorType`, alarms and DLQ triage.
-    pub fn name(&self) -> &'static str {
-        match self {
-            NotifyError::BadEvent(_) => "BadEvent",
-            NotifyError::BadAnnouncement { .. } => "BadAnnouncement",
-            NotifyError::SecretUnavailable { .. } => "SecretUnavailable",
-            NotifyError::WebhookMisconfigured { .. } => "WebhookMisconfigured",
-            NotifyError::SlackRejected { .. } => "SlackRejected",
-            NotifyError::SlackUnavailable { .. } => "SlackUnavailable",
-        }
-    }
-}
-
-impl From<NotifyError> for Diagnostic {
-    fn from(err: NotifyError) -> Self {
-        gild_lambda::diagnostic(err.name(), &err)
-    }
-}
 
 /// What one invocation did; the Lambda's response.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -166,7 +117,7 @@ impl<S: Secrets, T: Transport> Handler<S, T> {
                     message_id: record.message_id.clone(),
                     error,
                 })?;
-            let message = slack::render(&notice, &self.settings.repository);
+            let message = gild_slack::render(&notice, &self.settings.repository);
             let body = message.to_json().to_string().into_bytes();
             prepared.push(Prepared {
                 message_id: record.message_id,
@@ -225,101 +176,48 @@ impl<S: Secrets, T: Transport> Handler<S, T> {
 
     /// POSTs until Slack takes the message, refuses it for good, the
     /// attempts run out, or the next wait would run into the deadline's
-    /// margin. 429 waits `Retry-After`; 5xx, 408 and transport failures back
-    /// off; other statuses are final.
+    /// margin (`gild_lambda::retry`). 429 waits `Retry-After`; 5xx, 408 and
+    /// transport failures back off; other statuses are final.
     async fn deliver(
         &self,
         url: &WebhookUrl,
         p: &Prepared,
         deadline: Instant,
     ) -> Result<u32, NotifyError> {
-        let family = &p.notice.family;
-        let unavailable = |attempts: u32, last: String| NotifyError::SlackUnavailable {
-            message_id: p.message_id.clone(),
-            family: family.clone(),
-            attempts,
-            last,
-        };
+        let (message_id, family) = (&p.message_id, &p.notice.family);
         let cutoff = deadline.checked_sub(self.margin).unwrap_or(deadline);
-        let jitter = seed(&p.notice.dedupe_key);
-        let mut attempts = 0u32;
-        loop {
-            let left = cutoff.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let err = unavailable(attempts, "no time left in this invocation".into());
-                error!(message_id = %p.message_id, family = %family, attempts, "{err}");
-                return Err(err);
-            }
-            attempts += 1;
-            let timeout = self.settings.request_timeout.min(left);
-            let (problem, wait) = match self.transport.post(url, &p.body, timeout).await {
-                Ok(Reply { status, .. }) if (200..300).contains(&status) => return Ok(attempts),
-                Ok(Reply {
-                    status: 429,
-                    retry_after,
-                    body,
-                }) => (format!("HTTP 429 (rate limited): {body}"), retry_after),
-                Ok(Reply {
-                    status,
-                    retry_after,
-                    body,
-                }) if status >= 500 || status == 408 => {
-                    (format!("HTTP {status}: {body}"), retry_after)
-                }
-                Ok(Reply { status, body, .. }) => {
-                    error!(
-                        message_id = %p.message_id,
-                        family = %family,
-                        status,
-                        body = %body,
-                        "Slack refused the message; not retrying"
-                    );
-                    return Err(NotifyError::SlackRejected {
-                        message_id: p.message_id.clone(),
-                        family: family.clone(),
-                        status,
-                        body,
-                    });
-                }
-                Err(transport) => (transport, None),
+        let delivered = if Instant::now() >= cutoff {
+            Err(NotifyError::SlackUnavailable {
+                message_id: message_id.clone(),
+                family: family.clone(),
+                attempts: 0,
+                last: "no time left in this invocation".into(),
+            })
+        } else {
+            let post = || async {
+                let left = cutoff.saturating_duration_since(Instant::now());
+                let timeout = self.settings.request_timeout.min(left);
+                Failure::of(self.transport.post(url, &p.body, timeout).await)
             };
-            if attempts >= self.backoff.attempts {
-                let err = unavailable(attempts, problem);
-                error!(message_id = %p.message_id, family = %family, attempts, "{err}");
-                return Err(err);
-            }
-            let wait = wait.unwrap_or_else(|| self.backoff.delay(attempts - 1, jitter));
-            // `checked_add`: a `Retry-After` of u64::MAX seconds must not panic.
-            if Instant::now()
-                .checked_add(wait)
-                .is_none_or(|at| at >= cutoff)
-            {
-                let err = unavailable(
-                    attempts,
-                    format!(
-                        "{problem}; the next try (in {:.1}s) would run past this invocation's deadline",
-                        wait.as_secs_f64()
-                    ),
-                );
-                error!(message_id = %p.message_id, family = %family, attempts, "{err}");
-                return Err(err);
-            }
-            warn!(
-                message_id = %p.message_id,
-                family = %family,
-                attempts,
-                wait_ms = wait.as_millis() as u64,
-                problem = %problem,
-                "Slack did not take the message, retrying"
-            );
-            tokio::time::sleep(wait).await;
-        }
+            let seed = seed(&p.notice.dedupe_key);
+            with_backoff_until(&self.backoff, seed, Some(cutoff), Failure::retry, post)
+                .instrument(info_span!("slack_post", %message_id, %family))
+                .await
+                .map(|((), attempts)| attempts)
+                .map_err(|gave_up| NotifyError::undelivered(message_id, family, gave_up))
+        };
+        delivered.inspect_err(|err| {
+            error!(%message_id, %family, error_type = err.name(), "{err}");
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhook::Reply;
+    use gild_core::ports::PortError;
+    use gild_lambda::Diagnostic;
     use std::collections::VecDeque;
     use std::sync::Mutex;
 

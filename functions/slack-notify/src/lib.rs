@@ -1,15 +1,15 @@
 //! The slack-notify Lambda: subscribed to the announcement topic (protocol
 //! `lambda`), it posts each announcement to a Slack incoming webhook whose
-//! URL is kept in Secrets Manager. Rendering is `gild_core::slack`; this
-//! crate reads the SNS event, the secret, and does the POST with retries
-//! inside the invocation's time limit.
+//! URL is kept in Secrets Manager. Rendering is `gild_slack`; this crate
+//! reads the SNS event (`aws_lambda_events`' type), the secret, and does the
+//! POST with `gild_lambda::retry` inside the invocation's time limit.
 
 mod config;
+mod error;
 mod handler;
 pub mod sns;
 pub mod webhook;
 
 pub use config::Config;
-pub use handler::{
-    deadline_instant, Handler, NotifyError, Outcome, Posted, Settings, DEADLINE_MARGIN,
-};
+pub use error::NotifyError;
+pub use handler::{deadline_instant, Handler, Outcome, Posted, Settings, DEADLINE_MARGIN};

@@ -1,48 +1,15 @@
 //! The SNS event Lambda receives for a topic subscription (protocol
 //! `lambda`), as AWS documents it:
-//! `{"Records": [{"EventSource": "aws:sns", "Sns": {"Message": …}}]}`.
-//! Only what this function uses is read; other fields are ignored.
+//! `{"Records": [{"EventSource": "aws:sns", "Sns": {"Message": …}}]}`,
+//! read with `aws_lambda_events`' [`SnsEvent`]. The payload arrives as any
+//! JSON (`gild_lambda::run`), so a payload of another shape is a
+//! [`SnsError`] naming what is wrong, never a panic or the runtime's own
+//! deserialization error.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use aws_lambda_events::event::sns::SnsEvent;
 use serde_json::Value;
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    #[serde(rename = "Records")]
-    records: Vec<RawRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawRecord {
-    #[serde(rename = "EventSource")]
-    event_source: String,
-    #[serde(rename = "Sns")]
-    sns: RawSns,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawSns {
-    #[serde(rename = "MessageId")]
-    message_id: String,
-    #[serde(rename = "Message")]
-    message: String,
-    #[serde(rename = "Subject", default)]
-    subject: Option<String>,
-    #[serde(rename = "TopicArn", default)]
-    topic_arn: Option<String>,
-    #[serde(rename = "MessageAttributes", default)]
-    message_attributes: Option<BTreeMap<String, Attribute>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Attribute {
-    #[serde(rename = "Type")]
-    kind: String,
-    #[serde(rename = "Value")]
-    value: Value,
-}
 
 /// One SNS notification: the announcement body and what identifies it in logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,38 +35,42 @@ pub enum SnsError {
 }
 
 pub fn parse(event: Value) -> Result<Vec<Record>, SnsError> {
-    let event: Event = serde_json::from_value(event).map_err(|e| SnsError::Shape(e.to_string()))?;
+    // A record from another source (SQS, S3, …) is named by its source
+    // before its missing SNS fields are.
+    let sources = event.get("Records").and_then(Value::as_array);
+    for (index, record) in sources.into_iter().flatten().enumerate() {
+        match record.get("EventSource").and_then(Value::as_str) {
+            Some(source) if source != "aws:sns" => {
+                return Err(SnsError::NotSns {
+                    index,
+                    source_name: source.to_owned(),
+                })
+            }
+            _ => {}
+        }
+    }
+    let event: SnsEvent =
+        serde_json::from_value(event).map_err(|e| SnsError::Shape(e.to_string()))?;
     if event.records.is_empty() {
         return Err(SnsError::NoRecords);
     }
-    event
-        .records
-        .into_iter()
-        .enumerate()
-        .map(|(index, record)| {
-            if record.event_source != "aws:sns" {
-                return Err(SnsError::NotSns {
-                    index,
-                    source_name: record.event_source,
-                });
-            }
-            let sns = record.sns;
-            let attributes = sns
-                .message_attributes
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, a)| a.kind == "String")
-                .filter_map(|(name, a)| a.value.as_str().map(|v| (name, v.to_owned())))
-                .collect();
-            Ok(Record {
-                message_id: sns.message_id,
-                message: sns.message,
-                subject: sns.subject,
-                topic_arn: sns.topic_arn,
-                attributes,
-            })
-        })
-        .collect()
+    let records = event.records.into_iter().map(|record| {
+        let sns = record.sns;
+        let attributes = sns
+            .message_attributes
+            .into_iter()
+            .filter(|(_, a)| a.data_type == "String")
+            .map(|(name, a)| (name, a.value))
+            .collect();
+        Record {
+            message_id: sns.message_id,
+            message: sns.message,
+            subject: sns.subject,
+            topic_arn: Some(sns.topic_arn),
+            attributes,
+        }
+    });
+    Ok(records.collect())
 }
 
 #[cfg(test)]
@@ -130,10 +101,15 @@ mod tests {
 
     #[test]
     fn null_subject_and_binary_attributes_are_fine() {
-        let event = json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {
-            "MessageId": "m", "Message": "{}", "Subject": null,
-            "MessageAttributes": {"Blob": {"Type": "Binary", "Value": "AAEC"}}
-        }}]});
+        // A documented event (every field SNS sends) with no subject and
+        // only a binary attribute.
+        let mut event = fixture(include_str!(
+            "../../../tests/fixtures/slack/sns-promoted.json"
+        ));
+        let sns = &mut event["Records"][0]["Sns"];
+        sns["Message"] = json!("{}");
+        sns["Subject"] = Value::Null;
+        sns["MessageAttributes"] = json!({"Blob": {"Type": "Binary", "Value": "AAEC"}});
         let records = parse(event).expect("parses");
         assert_eq!(records[0].subject, None);
         assert!(records[0].attributes.is_empty());

@@ -1,11 +1,12 @@
 //! Slack's incoming webhook: where it is (a URL that is a credential, so it
-//! is never logged) and how one POST goes.
+//! is never logged), how one POST goes, and what Slack's answer means.
 
 use std::fmt;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use gild_lambda::retry::Retry;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::Url;
 
@@ -109,6 +110,71 @@ pub struct Reply {
     pub body: String,
 }
 
+/// A POST Slack did not take, and whether it is worth another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused for good: a 4xx other than 408 and 429.
+    Rejected { status: u16, body: String },
+    /// Worth another try (429, 408, 5xx, no answer), after Slack's
+    /// `Retry-After` when it sent one.
+    Unavailable {
+        problem: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Failure {
+    /// What a [`Transport::post`] result means: taken, refused for good, or
+    /// worth another try.
+    pub fn of(reply: Result<Reply, String>) -> Result<(), Failure> {
+        match reply {
+            Ok(Reply { status, .. }) if (200..300).contains(&status) => Ok(()),
+            Ok(Reply {
+                status: 429,
+                retry_after,
+                body,
+            }) => Err(Failure::Unavailable {
+                problem: format!("HTTP 429 (rate limited): {body}"),
+                retry_after,
+            }),
+            Ok(Reply {
+                status,
+                retry_after,
+                body,
+            }) if status >= 500 || status == 408 => Err(Failure::Unavailable {
+                problem: format!("HTTP {status}: {body}"),
+                retry_after,
+            }),
+            Ok(Reply { status, body, .. }) => Err(Failure::Rejected { status, body }),
+            Err(problem) => Err(Failure::Unavailable {
+                problem,
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// How `gild_lambda::retry` treats it.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Failure::Rejected { .. } => Retry::Never,
+            Failure::Unavailable {
+                retry_after: Some(wait),
+                ..
+            } => Retry::After(*wait),
+            Failure::Unavailable { .. } => Retry::Backoff,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Rejected { status, body } => write!(f, "HTTP {status}: {body}"),
+            Failure::Unavailable { problem, .. } => f.write_str(problem),
+        }
+    }
+}
+
 /// One POST of a JSON body. `Err` is a failure to get an answer at all
 /// (connect, timeout), described without the URL.
 pub trait Transport: Send + Sync {
@@ -164,7 +230,7 @@ impl Transport for HttpTransport {
         Ok(Reply {
             status,
             retry_after,
-            body: gild_core::slack::clip(text.trim(), BODY_KEPT),
+            body: gild_slack::clip(text.trim(), BODY_KEPT),
         })
     }
 }

@@ -121,7 +121,7 @@ async fn run() -> Result<(), HarnessError> {
 
     section("3. announcements, as the subscriber queue received them, and their Slack messages");
     let received = pipeline.announcements().await?;
-    let link = gild_core::slack::RepositoryLink::codecommit(pipeline.repository())
+    let link = gild_slack::RepositoryLink::codecommit(pipeline.repository())
         .map_err(|message| HarnessError::InvalidInput { message })?;
     for r in &received {
         println!("Subject: {}", r.subject);
@@ -129,7 +129,7 @@ async fn run() -> Result<(), HarnessError> {
         println!("{}", r.body["text"].as_str().unwrap_or("(no text)"));
         // What slack-notify posts for this announcement: the same renderer
         // the function runs, on the same JSON body.
-        match gild_core::slack::render_body(&r.body.to_string(), &link) {
+        match gild_slack::render_body(&r.body.to_string(), &link) {
             Ok(message) => println!(
                 "Slack message slack-notify would post:\n{}",
                 serde_json::to_string_pretty(&message.to_json()).unwrap_or_default()
