@@ -7,7 +7,7 @@
 # exported variables that are names, and `reports` with a file format.
 # The program is tools/buildspec_check.py (linted by mk/codebuild.mk).
 # Running the buildspecs is mk/codebuild.mk's job (tests/twin/codebuild/).
-# The Packer templates themselves are checked by `cargo test` (tests/tests/images.rs).
+# The Packer templates themselves are checked by `cargo test` (the policy in tests/src/image_policy, run by tests/tests/images.rs).
 # PyYAML comes with the tools virtualenv (moto[server] depends on it).
 
 CHECKS += buildspec-check

@@ -16,6 +16,7 @@ pub mod faults;
 pub mod gate;
 pub mod git;
 pub mod github;
+pub mod image_policy;
 pub mod moto;
 pub mod pipeline;
 pub mod routing;
