@@ -607,3 +607,50 @@ async fn test_builds_start_with_overrides_and_report_exports() {
         BTreeMap::new()
     );
 }
+
+/// One retry policy per call path: under throttling, one call of a function
+/// is exactly as many requests as gild's backoff allows. The functions' SDK
+/// settings (`gild_aws::config::function_loader`) make one attempt per
+/// call; left at the SDK's default (3 attempts) under gild's backoff, this
+/// call was 12 requests, and with the production backoff (6) up to 18.
+#[tokio::test]
+async fn one_throttled_call_makes_as_many_requests_as_gilds_backoff_allows() {
+    use aws_sdk_codebuild::config::Credentials;
+    use gild_core::retry::Backoff;
+    use gild_tests::codebuild::Limits;
+
+    let Some((moto, _config)) = emulator().await else {
+        return;
+    };
+    // Less than one request a second allowed: every call is throttled.
+    let limits = Limits {
+        rate_per_sec: Some(0.001),
+        ..Limits::default()
+    };
+    let proxy = CodeBuildProxy::start_limited(&moto.endpoint(), limits)
+        .await
+        .expect("proxy");
+    let config = gild_aws::config::function_loader()
+        .endpoint_url(proxy.endpoint())
+        .region(aws_sdk_codebuild::config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    let builds = CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(&config), "gild-bake");
+    let backoff = Backoff {
+        base: std::time::Duration::from_millis(1),
+        cap: std::time::Duration::from_millis(2),
+        attempts: 4,
+    };
+    let result =
+        gild_lambda::retry::with_backoff(&backoff, 1, || builds.build("gild-bake:none")).await;
+    assert!(
+        matches!(result, Err(PortError::Throttled { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        proxy.calls("BatchGetBuilds"),
+        4,
+        "one request per attempt of gild's backoff, none added by the SDK"
+    );
+}

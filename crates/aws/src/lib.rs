@@ -15,6 +15,8 @@ pub mod eventbridge;
 pub mod secretsmanager;
 pub mod sns;
 pub mod ssm;
+mod wiring;
 
-pub use config::load_sdk_config;
+pub use config::{load_cli_sdk_config, load_sdk_config, prologue};
 pub use error::classify;
+pub use wiring::{completion_ports, start_ports, AwsCompletionPorts};

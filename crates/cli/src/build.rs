@@ -47,7 +47,7 @@ pub fn run(args: &BuildArgs) -> Result<String, CliError> {
         None => json!({"all": true, "requested_by": args.requested_by}),
     };
     let event_id = crate::block_on(async {
-        let config = gild_aws::load_sdk_config().await;
+        let config = gild_aws::load_cli_sdk_config().await;
         EventBridgeBus::new(Client::new(&config), &args.bus)
             .put(GILD_SOURCE, BUILD_REQUESTED, &detail)
             .await

@@ -7,6 +7,7 @@ use gild_core::event;
 use gild_core::explain::{self, Snapshot};
 use gild_core::plan::{self, Inputs, Settings, Triage};
 use gild_core::reconcile::Deadlines;
+use gild_core::vocabulary::defaults;
 
 use crate::{read, CliError};
 
@@ -32,16 +33,16 @@ pub struct PlanArgs {
     #[arg(long = "changed", value_name = "PATH")]
     changed: Vec<String>,
     /// The branch whose pushes build images.
-    #[arg(long, default_value = "main", env = "GILD_TRACKED_BRANCH")]
+    #[arg(long, default_value = defaults::TRACKED_BRANCH, env = "GILD_TRACKED_BRANCH")]
     tracked_branch: String,
     /// Only pushes to this repository build (default: any).
     #[arg(long, env = "GILD_REPOSITORY")]
     repository: Option<String>,
     /// The CodeBuild project that bakes images.
-    #[arg(long, default_value = "gild-bake", env = "GILD_BAKE_PROJECT")]
+    #[arg(long, default_value = defaults::BAKE_PROJECT, env = "GILD_BAKE_PROJECT")]
     bake_project: String,
     /// The CodeBuild project that tests them.
-    #[arg(long, default_value = "gild-test", env = "GILD_TEST_PROJECT")]
+    #[arg(long, default_value = defaults::TEST_PROJECT, env = "GILD_TEST_PROJECT")]
     test_project: String,
 }
 

@@ -21,7 +21,7 @@ pub struct StatusArgs {
 
 pub fn run(args: &StatusArgs) -> Result<String, CliError> {
     let records = crate::block_on(async {
-        let config = gild_aws::load_sdk_config().await;
+        let config = gild_aws::load_cli_sdk_config().await;
         DynamoLedger::new(Client::new(&config), &args.table)
             .list()
             .await

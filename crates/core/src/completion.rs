@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::event::{BuildStateChange, BuildStatus};
 use crate::state::{self, BakeState, Stage, Step};
-use crate::vocabulary::{env, BakeKey, BuildId};
+use crate::vocabulary::{defaults, env, BakeKey, BuildId};
 
 /// Environment variable names shared with the buildspecs
 /// (`vocabulary::env`, under the names the callers know).
@@ -45,8 +45,8 @@ pub struct Projects {
 impl Default for Projects {
     fn default() -> Self {
         Projects {
-            bake: "gild-bake".into(),
-            test: "gild-test".into(),
+            bake: defaults::BAKE_PROJECT.into(),
+            test: defaults::TEST_PROJECT.into(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod completion;
 pub mod event;
 pub mod explain;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod github;
 pub mod ledger;
@@ -16,7 +17,6 @@ pub mod ports;
 pub mod queue;
 pub mod reconcile;
 pub mod retry;
-pub mod slack;
 pub mod state;
 pub mod steps;
 pub mod vocabulary;

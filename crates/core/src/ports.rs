@@ -249,6 +249,17 @@ pub trait Ledger: Send + Sync {
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
 }
 
+/// What the completion steps act through: one set per function, built once
+/// at cold start (`gild_aws::completion_ports`) or from the fakes.
+pub struct CompletionPorts<L, I, B, T, P, N> {
+    pub ledger: L,
+    pub images: I,
+    pub build_info: B,
+    pub tests: T,
+    pub parameters: P,
+    pub notifier: N,
+}
+
 /// One ledger shared by two services of one function (the reconciler's
 /// completion driver and its queue).
 impl<T: Ledger> Ledger for std::sync::Arc<T> {

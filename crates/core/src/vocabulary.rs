@@ -30,6 +30,16 @@ pub mod env {
     pub const ALL: [&str; 6] = [FAMILY, DEDUPE_KEY, TRIGGER, SOURCE_COMMIT, AMI_ID, BASE_AMI];
 }
 
+/// Deployment defaults, defined once: the stack's parameter defaults, which
+/// the functions, `gild` and the planner fall back to when not told.
+pub mod defaults {
+    pub const TRACKED_BRANCH: &str = "main";
+    pub const BAKE_PROJECT: &str = "gild-bake";
+    pub const TEST_PROJECT: &str = "gild-test";
+    /// Each family's promoted AMI is at `<prefix>/<family>/ami`.
+    pub const PARAMETER_PREFIX: &str = "/gild";
+}
+
 /// What set a bake off. Part of the dedupe key, the build's environment and
 /// the AMI's tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,10 +10,13 @@
 //!   them through the same steps.
 //! - [`trigger`]: turns a schedule, push or request into bakes, and starts
 //!   queued ones as slots free.
-//! - [`lambda`]: the completion functions' wiring.
+//! - [`config`]: what the completion functions read from the environment.
+//!
+//! No `aws-sdk-*` here: the functions' `main.rs` build the clients and
+//! hand them in through `gild-aws`'s adapters.
 
 pub mod completion;
-pub mod lambda;
+pub mod config;
 pub mod reconcile;
 mod steps;
 pub mod trigger;
@@ -94,14 +97,8 @@ pub struct Report {
     pub noop: Option<String>,
 }
 
-pub struct Ports<L, I, B, T, P, N> {
-    pub ledger: L,
-    pub images: I,
-    pub build_info: B,
-    pub tests: T,
-    pub parameters: P,
-    pub notifier: N,
-}
+/// The completion steps' ports (defined in the core, where the traits are).
+pub use gild_core::ports::CompletionPorts as Ports;
 
 pub(crate) fn port(work: &'static str, key: &BakeKey, error: PortError) -> FlowError {
     FlowError::Port {

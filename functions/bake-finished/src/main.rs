@@ -1,9 +1,28 @@
 //! bake-finished: a bake build completed. Succeeded: verify and tag the AMI
 //! and its snapshots, start its test build. Failed, stopped or timed out:
-//! remove what the bake left, announce the failure. The work itself lives in
-//! `gild-flow`, shared with test-finished.
+//! remove what the bake left, announce the failure. The work is
+//! `gild_flow::Completions`, shared with test-finished and the reconciler;
+//! this file wires it once per cold start.
+
+use gild_flow::config::CompletionConfig;
+use gild_flow::{Accept, Completions};
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::Value;
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    gild_flow::lambda::run(gild_flow::Accept::Bake).await
+async fn main() -> Result<(), Error> {
+    let (config, aws) = gild_aws::prologue(|| CompletionConfig::from_env(Accept::Bake)).await?;
+    let ports = gild_aws::completion_ports(
+        &aws,
+        &config.ledger_table,
+        &config.topic_arn,
+        &config.settings.projects,
+    );
+    let completions = Completions::new(ports, config.settings);
+    let completions = &completions;
+    // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
+    gild_lambda::run(move |event: LambdaEvent<Value>| {
+        Box::pin(completions.handle(event.payload, gild_lambda::now()))
+    })
+    .await
 }

@@ -1,4 +1,5 @@
 use gild_core::plan::Settings;
+use gild_core::vocabulary::defaults;
 use gild_flow::trigger::StartConfig;
 use gild_lambda::{optional, required, ConfigError};
 
@@ -26,7 +27,7 @@ impl Config {
             token_secret: required("GILD_GITHUB_TOKEN_SECRET")?,
             repository: required("GILD_GITHUB_REPOSITORY")?,
             api_url: optional("GILD_GITHUB_API_URL", "https://api.github.com".to_owned())?,
-            tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
+            tracked_branch: optional("GILD_TRACKED_BRANCH", defaults::TRACKED_BRANCH.to_owned())?,
             start: StartConfig::from_env()?,
             max_body_bytes: optional("GILD_MAX_BODY_BYTES", 1024 * 1024usize)?,
         })

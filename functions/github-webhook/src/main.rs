@@ -8,9 +8,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    gild_lambda::init_tracing();
-    let config = Config::from_env()?;
-    let aws = gild_aws::load_sdk_config().await;
+    let (config, aws) = gild_aws::prologue(Config::from_env).await?;
     let secrets = || {
         SecretsManager::new(
             aws_sdk_secretsmanager::Client::new(&aws),
@@ -23,7 +21,9 @@ async fn main() -> Result<(), Error> {
         secrets(),
         &config.token_secret,
     )?;
-    let starter = config.start.handler(&aws, config.settings(), repo);
+    let start = &config.start;
+    let (ledger, builds) = gild_aws::start_ports(&aws, &start.ledger_table, &start.bake_project);
+    let starter = start.handler(config.settings(), repo, ledger, builds);
     let webhook = Webhook::new(config, secrets(), starter);
     let webhook = &webhook;
     gild_lambda::run(move |event: LambdaEvent<Value>| {

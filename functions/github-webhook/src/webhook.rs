@@ -2,11 +2,23 @@ use base64::Engine;
 use gild_core::github::{self, PushPayload, SignatureError, PUSH_EVENT};
 use gild_core::plan::Triage;
 use gild_core::ports::{Builds, Ledger, Repository, SecretStage, Secrets};
+use gild_core::retry::Backoff;
 use gild_flow::trigger::{Handler, TriggerError};
+use gild_lambda::retry::{seed, with_backoff};
 use serde_json::{json, Value};
+use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::Config;
+
+/// Reading the webhook secret, retried briefly: GitHub waits 10 s for an
+/// answer, and the SDK makes one attempt per call (gild's backoff is the
+/// one retry policy).
+const SECRET_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(1),
+    attempts: 3,
+};
 
 /// An HTTP answer in the Function URL response shape.
 fn respond(status: u16, body: Value) -> Value {
@@ -125,7 +137,10 @@ where
         }
         let mut secrets = Vec::new();
         for stage in [SecretStage::Current, SecretStage::Previous] {
-            match self.secrets.get(&self.config.webhook_secret, stage).await {
+            let read = with_backoff(&SECRET_BACKOFF, seed(&self.config.webhook_secret), || {
+                self.secrets.get(&self.config.webhook_secret, stage)
+            });
+            match read.await {
                 Ok(Some(secret)) => secrets.push(secret),
                 Ok(None) => {}
                 Err(err) => {

@@ -4,6 +4,7 @@ use gild_core::completion::Projects;
 use gild_core::ledger::DEFAULT_LEASE_SECS;
 use gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS;
 use gild_core::reconcile::Deadlines;
+use gild_core::vocabulary::defaults;
 use gild_flow::{Accept, FlowSettings};
 use gild_lambda::{optional, required, ConfigError};
 
@@ -30,7 +31,10 @@ impl Config {
                     bake: required("GILD_BAKE_PROJECT")?,
                     test: required("GILD_TEST_PROJECT")?,
                 },
-                parameter_prefix: optional("GILD_PARAMETER_PREFIX", "/gild".to_owned())?,
+                parameter_prefix: optional(
+                    "GILD_PARAMETER_PREFIX",
+                    defaults::PARAMETER_PREFIX.to_owned(),
+                )?,
                 lease_secs,
             },
             deadlines: Deadlines::from_timeouts(

@@ -7,11 +7,6 @@ mod config;
 
 use std::sync::Arc;
 
-use gild_aws::codebuild::{CodeBuildBuilds, TestBuilds};
-use gild_aws::dynamodb::DynamoLedger;
-use gild_aws::ec2::Ec2Images;
-use gild_aws::sns::SnsNotifier;
-use gild_aws::ssm::SsmParameters;
 use gild_flow::reconcile::Reconciler;
 use gild_flow::trigger::Launcher;
 use gild_flow::{Completions, Ports};
@@ -23,29 +18,26 @@ const START_CONCURRENCY: usize = 4;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    gild_lambda::init_tracing();
-    let config = config::Config::from_env()?;
-    let aws = gild_aws::load_sdk_config().await;
-    let codebuild = aws_sdk_codebuild::Client::new(&aws);
-    let ledger = Arc::new(DynamoLedger::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.ledger_table,
-    ));
+    let (config, aws) = gild_aws::prologue(config::Config::from_env).await?;
     let projects = &config.flow.projects;
+    let ports = gild_aws::completion_ports(&aws, &config.ledger_table, &config.topic_arn, projects);
+    // The completion steps and the queue share one ledger client.
+    let ledger = Arc::new(ports.ledger);
+    let (_, bake_builds) = gild_aws::start_ports(&aws, &config.ledger_table, &projects.bake);
     let completions = Completions::new(
         Ports {
             ledger: Arc::clone(&ledger),
-            images: Ec2Images::new(aws_sdk_ec2::Client::new(&aws)),
-            build_info: CodeBuildBuilds::new(codebuild.clone(), &projects.bake),
-            tests: TestBuilds::new(codebuild.clone(), &projects.test),
-            parameters: SsmParameters::new(aws_sdk_ssm::Client::new(&aws)),
-            notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&aws), &config.topic_arn),
+            images: ports.images,
+            build_info: ports.build_info,
+            tests: ports.tests,
+            parameters: ports.parameters,
+            notifier: ports.notifier,
         },
         config.flow.clone(),
     );
     let launcher = Launcher::new(
         ledger,
-        CodeBuildBuilds::new(codebuild, &projects.bake),
+        bake_builds,
         START_CONCURRENCY,
         config.flow.lease_secs,
     )

@@ -1,5 +1,6 @@
 use gild_core::completion::Projects;
 use gild_core::plan::Settings;
+use gild_core::vocabulary::defaults;
 use gild_flow::trigger::StartConfig;
 use gild_lambda::{optional, required, ConfigError};
 
@@ -33,7 +34,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Config {
             start: StartConfig::from_env()?,
-            tracked_branch: optional("GILD_TRACKED_BRANCH", "main".to_owned())?,
+            tracked_branch: optional("GILD_TRACKED_BRANCH", defaults::TRACKED_BRANCH.to_owned())?,
             host: match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
                 "codecommit" => RepositoryHost::CodeCommit {
                     repository: required("GILD_REPOSITORY")?,

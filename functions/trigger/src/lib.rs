@@ -18,7 +18,9 @@ pub async fn serve<R: Repository>(
     aws: &aws_config::SdkConfig,
     repo: R,
 ) -> Result<(), Error> {
-    let handler = config.start.handler(aws, config.settings(), repo);
+    let start = &config.start;
+    let (ledger, builds) = gild_aws::start_ports(aws, &start.ledger_table, &start.bake_project);
+    let handler = start.handler(config.settings(), repo, ledger, builds);
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
     gild_lambda::run(move |event: LambdaEvent<Value>| {

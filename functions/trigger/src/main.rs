@@ -6,9 +6,7 @@ use trigger::{serve, Config, RepositoryHost};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    gild_lambda::init_tracing();
-    let config = Config::from_env()?;
-    let aws = gild_aws::load_sdk_config().await;
+    let (config, aws) = gild_aws::prologue(Config::from_env).await?;
     match &config.host {
         RepositoryHost::CodeCommit { repository } => {
             let repo = CodeCommitRepository::new(CodeCommit::new(&aws), repository);

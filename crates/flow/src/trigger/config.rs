@@ -1,8 +1,7 @@
 //! What starting bakes needs from the environment, read once at cold start.
 
-use gild_aws::{codebuild::CodeBuildBuilds, dynamodb::DynamoLedger};
 use gild_core::plan::Settings;
-use gild_core::ports::Repository;
+use gild_core::ports::{Builds, Ledger, Repository};
 use gild_core::queue;
 use gild_lambda::{optional, required, ConfigError};
 
@@ -44,18 +43,20 @@ impl StartConfig {
         })
     }
 
-    /// The handler over DynamoDB and CodeBuild, reading `repo`.
-    pub fn handler<R: Repository>(
+    /// The handler reading `repo`, over `ledger` and `builds` (the
+    /// function's `main.rs` builds them, `gild_aws::start_ports`).
+    pub fn handler<R: Repository, L: Ledger, B: Builds>(
         &self,
-        aws: &aws_config::SdkConfig,
         settings: Settings,
         repo: R,
-    ) -> Handler<R, DynamoLedger, CodeBuildBuilds> {
+        ledger: L,
+        builds: B,
+    ) -> Handler<R, L, B> {
         Handler::new(
             settings,
             repo,
-            DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), &self.ledger_table),
-            CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), &self.bake_project),
+            ledger,
+            builds,
             self.concurrency,
             self.lease_secs,
         )
