@@ -1,3 +1,6 @@
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
 use base64::Engine;
 use gild_core::github::{self, PushPayload, SignatureError, PUSH_EVENT};
 use gild_core::plan::Triage;
@@ -5,6 +8,8 @@ use gild_core::ports::{Builds, Ledger, Repository, SecretStage, Secrets};
 use gild_core::retry::Backoff;
 use gild_flow::trigger::{Handler, TriggerError};
 use gild_lambda::retry::{seed, with_backoff};
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::HeaderMap;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tracing::{error, info, warn};
@@ -22,11 +27,14 @@ const SECRET_BACKOFF: Backoff = Backoff {
 
 /// An HTTP answer in the Function URL response shape.
 fn respond(status: u16, body: Value) -> Value {
-    json!({
-        "statusCode": status,
-        "headers": {"content-type": "application/json"},
-        "body": body.to_string(),
-    })
+    let mut response = LambdaFunctionUrlResponse::default();
+    response.status_code = i64::from(status);
+    response
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.body = Some(body.to_string());
+    serde_json::to_value(&response)
+        .unwrap_or_else(|_| json!({"statusCode": status, "body": body.to_string()}))
 }
 
 fn message(status: u16, text: &str) -> Value {
@@ -39,37 +47,31 @@ pub struct Webhook<S, R, L, B> {
     starter: Handler<R, L, B>,
 }
 
-/// The parts of a Function URL request the webhook reads.
-struct Request<'a> {
-    method: &'a str,
-    headers: &'a serde_json::Map<String, Value>,
-    body: &'a str,
+/// The parts of a Function URL request the webhook reads, from
+/// `aws_lambda_events`' type for the documented payload (format 2.0).
+struct Request {
+    method: String,
+    /// Case-insensitive, as HTTP header names are (RFC 9110 section 5.1):
+    /// Function URLs lower-case them, but another front end (API Gateway
+    /// REST, an ALB, a proxy) may pass GitHub's own casing through.
+    headers: HeaderMap,
+    body: String,
     base64: bool,
 }
 
-impl<'a> Request<'a> {
-    fn from_event(event: &'a Value) -> Option<Self> {
+impl Request {
+    fn from_event(event: &Value) -> Option<Self> {
+        let request: LambdaFunctionUrlRequest = serde_json::from_value(event.clone()).ok()?;
         Some(Request {
-            method: event["requestContext"]["http"]["method"].as_str()?,
-            headers: event["headers"].as_object()?,
-            body: event["body"].as_str().unwrap_or(""),
-            base64: event["isBase64Encoded"].as_bool().unwrap_or(false),
+            method: request.request_context.http.method?,
+            headers: request.headers,
+            body: request.body.unwrap_or_default(),
+            base64: request.is_base64_encoded,
         })
     }
 
-    /// HTTP header names are case-insensitive (RFC 9110 section 5.1).
-    /// Function URLs lower-case them, but another front end (API Gateway
-    /// REST, an ALB, a proxy) may pass GitHub's own casing through.
-    fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .get(name)
-            .or_else(|| {
-                self.headers
-                    .iter()
-                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                    .map(|(_, value)| value)
-            })
-            .and_then(Value::as_str)
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
@@ -117,7 +119,7 @@ where
             return message(413, "payload too large");
         }
         let body: Vec<u8> = if request.base64 {
-            match base64::engine::general_purpose::STANDARD.decode(request.body) {
+            match base64::engine::general_purpose::STANDARD.decode(&request.body) {
                 Ok(bytes) => bytes,
                 Err(_) => return message(400, "body is not valid base64"),
             }
@@ -304,7 +306,9 @@ mod tests {
         }
         json!({"version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
                "headers": headers, "body": body, "isBase64Encoded": false,
-               "requestContext": {"http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
+               "requestContext": {"accountId": "anonymous", "apiId": "abcdefghijklmnop",
+                                  "requestId": "req-1", "timeEpoch": 1_795_600_800_000_u64,
+                                  "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
                                            "sourceIp": "192.30.252.1", "userAgent": "GitHub-Hookshot/1"}}})
     }
 
