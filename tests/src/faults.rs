@@ -339,14 +339,8 @@ impl FaultConfig {
     }
 }
 
-/// A small, good-enough mixing function (SplitMix64's finalizer), so every
-/// decision is a pure function of the seed and the call's number.
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
+/// Every decision is a pure function of the seed and the call's number.
+use gild_core::retry::splitmix;
 
 /// A deterministic generator for the tests' own choices (copies, order).
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_codebuild::Client;
 use gild_core::event::{BuildStateChange, BuildStatus};
 use gild_core::ports::{BakeRequest, BuildInfo, Builds, PortError, PortResult, TestRequest, Tests};
+use gild_core::vocabulary::env;
 
 use crate::classify;
 
@@ -46,10 +47,10 @@ impl Builds for CodeBuildBuilds {
             .project_name(&self.bake_project)
             .source_version(&request.commit)
             .idempotency_token(request.key.idempotency_token())
-            .environment_variables_override(plain("GILD_FAMILY", &request.key.family)?)
-            .environment_variables_override(plain("GILD_TRIGGER", request.trigger.as_str())?)
-            .environment_variables_override(plain("GILD_SOURCE_COMMIT", &request.commit)?)
-            .environment_variables_override(plain("GILD_DEDUPE_KEY", &request.key.dedupe_key)?)
+            .environment_variables_override(plain(env::FAMILY, &request.key.family)?)
+            .environment_variables_override(plain(env::TRIGGER, request.trigger.as_str())?)
+            .environment_variables_override(plain(env::SOURCE_COMMIT, &request.commit)?)
+            .environment_variables_override(plain(env::DEDUPE_KEY, &request.key.dedupe_key)?)
             .send()
             .await
             .map_err(|e| classify(SERVICE, "StartBuild", e))?;
@@ -94,11 +95,7 @@ impl TestBuilds {
 /// same bake gets a test of its own. FNV-1a keeps it short and stable across
 /// builds of this code, which std's hasher does not promise.
 fn test_token(request: &TestRequest) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in request.image.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = gild_core::retry::fnv1a(request.image.as_bytes());
     // "test-" + 32 + "-" + 16 = 54 characters, under CodeBuild's 64.
     format!("test-{}-{hash:016x}", request.key.idempotency_token())
 }
@@ -110,13 +107,13 @@ impl Tests for TestBuilds {
             .start_build()
             .project_name(&self.test_project)
             .idempotency_token(test_token(request))
-            .environment_variables_override(plain("GILD_FAMILY", &request.key.family)?)
-            .environment_variables_override(plain("GILD_AMI_ID", &request.image)?)
-            .environment_variables_override(plain("GILD_DEDUPE_KEY", &request.key.dedupe_key)?);
+            .environment_variables_override(plain(env::FAMILY, &request.key.family)?)
+            .environment_variables_override(plain(env::AMI_ID, &request.image)?)
+            .environment_variables_override(plain(env::DEDUPE_KEY, &request.key.dedupe_key)?);
         if let Some(commit) = &request.commit {
             start = start
                 .source_version(commit)
-                .environment_variables_override(plain("GILD_SOURCE_COMMIT", commit)?);
+                .environment_variables_override(plain(env::SOURCE_COMMIT, commit)?);
         }
         let out = start
             .send()

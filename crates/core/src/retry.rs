@@ -41,7 +41,17 @@ impl Backoff {
     }
 }
 
-fn splitmix(mut x: u64) -> u64 {
+/// FNV-1a over `bytes`: a short hash that is stable across builds of this
+/// code (std's hasher does not promise that), for seeds and tokens.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// SplitMix64's finalizer: a good-enough mixing function, so a choice can
+/// be a pure function of a seed and a counter.
+pub fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

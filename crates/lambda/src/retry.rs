@@ -136,9 +136,7 @@ where
 
 /// A seed from text, so each family retries on its own schedule.
 pub fn seed(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    gild_core::retry::fnv1a(text.as_bytes())
 }
 
 #[cfg(test)]
