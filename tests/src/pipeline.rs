@@ -9,13 +9,14 @@
 //! adapter tests use (they test the SDK adapters, not the stack); the
 //! pipeline never uses them.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 
 use crate::codebuild::{CodeBuildProxy, Limits};
@@ -30,6 +31,9 @@ use crate::stack::{self, Deployment};
 use crate::{aws, bin_path, events, HarnessError};
 
 /// Look-alike resource names, for the adapter tests only (`create_stack`).
+/// A DynamoDB item (or key) as the SDK gives it.
+type Item = HashMap<String, AttributeValue>;
+
 pub const REPOSITORY: &str = "platform-images";
 pub const LEDGER_TABLE: &str = "gild-ledger";
 pub const BAKE_PROJECT: &str = "gild-bake";
@@ -507,13 +511,14 @@ impl Pipeline {
         decisions.len()
     }
 
-    /// Deletes every ledger item: the state a fresh stack starts with.
-    pub async fn clear_ledger(&self) -> Result<(), HarnessError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
-        let table = self.ledger_table();
+    /// Every ledger item with its key, read straight from moto.
+    async fn ledger_items(
+        &self,
+        dynamodb: &aws_sdk_dynamodb::Client,
+    ) -> Result<Vec<(Item, Item)>, HarnessError> {
         let items = dynamodb
             .scan()
-            .table_name(table)
+            .table_name(self.ledger_table())
             .send()
             .await
             .map_err(|e| {
@@ -522,11 +527,26 @@ impl Pipeline {
                     aws_sdk_dynamodb::error::DisplayErrorContext(e),
                 )
             })?;
-        for item in items.items() {
-            let key = ["family", "dedupe_key"]
-                .into_iter()
-                .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
-                .collect();
+        Ok(items
+            .items()
+            .iter()
+            .map(|item| {
+                let key = ["family", "dedupe_key"]
+                    .into_iter()
+                    .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+                    .collect();
+                (key, item.clone())
+            })
+            .collect())
+    }
+
+    /// Deletes every ledger item: the state a fresh stack starts with.
+    pub async fn clear_ledger(&self) -> Result<(), HarnessError> {
+        let (dynamodb, table) = (
+            aws_sdk_dynamodb::Client::new(&self.aws),
+            self.ledger_table(),
+        );
+        for (key, _) in self.ledger_items(&dynamodb).await? {
             dynamodb
                 .delete_item()
                 .table_name(table)
@@ -560,31 +580,18 @@ impl Pipeline {
     /// Time passes for the ledger: every bake's last change (and its lease)
     /// moves `secs` into the past, as if nobody had touched it since.
     pub async fn age_bakes(&self, secs: i64) -> Result<(), HarnessError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
-        let table = self.ledger_table();
-        let items = dynamodb
-            .scan()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| {
-                setup(
-                    "ledger scan",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
-        for item in items.items() {
-            let key = ["family", "dedupe_key"]
-                .into_iter()
-                .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
-                .collect();
+        let (dynamodb, table) = (
+            aws_sdk_dynamodb::Client::new(&self.aws),
+            self.ledger_table(),
+        );
+        for (key, item) in self.ledger_items(&dynamodb).await? {
             let number = |name: &str| {
                 item.get(name)
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse::<i64>().ok())
                     .unwrap_or(0)
             };
-            let n = |v: i64| aws_sdk_dynamodb::types::AttributeValue::N(v.to_string());
+            let n = |v: i64| AttributeValue::N(v.to_string());
             dynamodb
                 .update_item()
                 .table_name(table)
