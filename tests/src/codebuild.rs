@@ -13,6 +13,17 @@
 //! that status, those exported variables and that log link, with the
 //! environment the start asked for.
 //!
+//! `StartBuild`'s `idempotencyToken` is honoured as CodeBuild documents it
+//! (`StartBuild` API reference, `idempotencyToken`): the token "is valid for
+//! 5 minutes. If you repeat the StartBuild request with the same token, but
+//! change a parameter, CodeBuild returns a parameter mismatch error." moto
+//! ignores the token and would start a second build, so a repeat within
+//! [`TOKEN_WINDOW`] is answered here with the first start's answer, and a
+//! repeat with other parameters with `InvalidInputException` (the reference
+//! names no code for the mismatch; this is the one CodeBuild uses for bad
+//! input). Neither reaches moto. The token is scoped to the account, the
+//! stricter reading: the documentation does not say per project.
+//!
 //! With [`Limits`] it also behaves like CodeBuild under load: a latency per
 //! call, `ThrottlingException` above a request rate (a token bucket, as AWS
 //! meters API calls), and `AccountLimitExceededException` when `StartBuild`
@@ -27,7 +38,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -40,6 +51,47 @@ use crate::HarnessError;
 const TARGET_PREFIX: &str = "CodeBuild_20161006.";
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long CodeBuild remembers a `StartBuild` idempotency token.
+pub const TOKEN_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// A token's first start: when, what it asked (the request without the
+/// token) and what CodeBuild answered.
+struct TokenUse {
+    at: Instant,
+    request: serde_json::Value,
+    answer: Answer,
+}
+
+/// An answer as the proxy sends it.
+#[derive(Clone)]
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(status: StatusCode, body: serde_json::Value) -> Answer {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "content-type",
+            axum::http::HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        Answer {
+            status,
+            headers,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
 
 /// What one successful `StartBuild` requested, plus the ids moto assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +159,11 @@ struct ProxyState {
     bucket: Mutex<Bucket>,
     running: Mutex<Running>,
     counts: Mutex<LimitCounts>,
+    /// Idempotency tokens seen; held across the whole start, so two starts
+    /// with one token at once still make one build, as in CodeBuild.
+    tokens: tokio::sync::Mutex<HashMap<String, TokenUse>>,
+    /// StartBuild calls answered from a token (no new build).
+    token_repeats: Mutex<usize>,
 }
 
 /// Builds running, plus StartBuild calls admitted and not answered yet: the
@@ -153,6 +210,8 @@ impl CodeBuildProxy {
             }),
             running: Mutex::new(Running::default()),
             counts: Mutex::new(LimitCounts::default()),
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+            token_repeats: Mutex::new(0),
         });
         let app = Router::new()
             .fallback(forward)
@@ -199,6 +258,12 @@ impl CodeBuildProxy {
         };
         let id = arn.rsplit('/').next().unwrap_or(arn).to_owned();
         relock(&self.state.ended).insert(id, detail.clone());
+    }
+
+    /// `StartBuild` calls answered from an earlier call's idempotency token
+    /// instead of starting a build.
+    pub fn token_repeats(&self) -> usize {
+        *relock(&self.state.token_repeats)
     }
 
     pub fn limit_counts(&self) -> LimitCounts {
@@ -316,14 +381,11 @@ impl Drop for CodeBuildProxy {
     }
 }
 
-fn proxy_error(status: StatusCode, message: String) -> Response {
-    let body = json!({"__type": "GildProxyError", "message": message});
-    (
+fn proxy_error(status: StatusCode, message: String) -> Answer {
+    Answer::json(
         status,
-        [("content-type", "application/x-amz-json-1.1")],
-        body.to_string(),
+        json!({"__type": "GildProxyError", "message": message}),
     )
-        .into_response()
 }
 
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
@@ -335,6 +397,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
                 StatusCode::BAD_REQUEST,
                 format!("cannot read request body: {e}"),
             )
+            .into_response()
         }
     };
     let operation = parts
@@ -349,27 +412,78 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     if !state.limits.latency.is_zero() {
         tokio::time::sleep(state.limits.latency).await;
     }
-    if let Some((code, message)) = state.refuse(operation.as_deref()) {
-        let body = json!({"__type": code, "message": message});
-        return (
-            StatusCode::BAD_REQUEST,
-            [("content-type", "application/x-amz-json-1.1")],
-            body.to_string(),
-        )
+    let token = match operation.as_deref() {
+        Some("StartBuild") => token_request(&body),
+        _ => None,
+    };
+    let Some((token, request)) = token else {
+        return answer(&state, &parts, body, operation.as_deref())
+            .await
             .into_response();
+    };
+    let mut tokens = state.tokens.lock().await;
+    tokens.retain(|_, used| used.at.elapsed() < TOKEN_WINDOW);
+    if let Some(used) = tokens.get(&token) {
+        if used.request == request {
+            *relock(&state.token_repeats) += 1;
+            return used.answer.clone().into_response();
+        }
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "__type": "InvalidInputException",
+                "message": format!("idempotencyToken {token} was used with other parameters (parameter mismatch)"),
+            }),
+        )
+        .into_response();
     }
+    let answered = answer(&state, &parts, body, Some("StartBuild")).await;
+    if answered.status.is_success() {
+        tokens.insert(
+            token,
+            TokenUse {
+                at: Instant::now(),
+                request,
+                answer: answered.clone(),
+            },
+        );
+    }
+    answered.into_response()
+}
 
+/// A `StartBuild`'s idempotency token and the request without it (what a
+/// repeat must match), when it has one.
+fn token_request(body: &Bytes) -> Option<(String, serde_json::Value)> {
+    let mut request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let token = request.as_object_mut()?.remove("idempotencyToken")?;
+    Some((token.as_str()?.to_owned(), request))
+}
+
+/// What CodeBuild answers: the limits' refusal, or moto's answer (with
+/// starts recorded and `BatchGetBuilds` corrected).
+async fn answer(
+    state: &ProxyState,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    operation: Option<&str>,
+) -> Answer {
+    if let Some((code, message)) = state.refuse(operation) {
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({"__type": code, "message": message}),
+        );
+    }
     let upstream = state
         .upstream
-        .forward(&state.client, &parts, body.clone(), UPSTREAM_TIMEOUT)
+        .forward(&state.client, parts, body.clone(), UPSTREAM_TIMEOUT)
         .await;
     let started = match &upstream {
-        Ok(answer) if operation.as_deref() == Some("StartBuild") && answer.status.is_success() => {
+        Ok(answer) if operation == Some("StartBuild") && answer.status.is_success() => {
             Some(started_build(&body, &answer.body))
         }
         _ => None,
     };
-    if state.limits.max_running.is_some() && operation.as_deref() == Some("StartBuild") {
+    if state.limits.max_running.is_some() && operation == Some("StartBuild") {
         state.answered(started.as_ref().map(|b| b.build_id.as_str()));
     }
     if let Some(started) = started {
@@ -379,16 +493,18 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         Ok(upstream) => upstream,
         Err(e) => return proxy_error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
-
-    let body = if operation.as_deref() == Some("BatchGetBuilds") && upstream.status.is_success() {
+    let body = if operation == Some("BatchGetBuilds") && upstream.status.is_success() {
         state.builds_as_codebuild_tells_them(upstream.body)
     } else {
         upstream.body
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = upstream.status;
-    http_client::copy_headers(&upstream.headers, response.headers_mut());
-    response
+    let mut headers = axum::http::HeaderMap::new();
+    http_client::copy_headers(&upstream.headers, &mut headers);
+    Answer {
+        status: upstream.status,
+        headers,
+        body,
+    }
 }
 
 #[derive(Deserialize, Default)]

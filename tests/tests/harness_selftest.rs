@@ -655,6 +655,52 @@ async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
         .into_service_error();
     assert!(err.is_resource_not_found_exception(), "{err:?}");
     assert_eq!(proxy.started().len(), 1);
+
+    // The same token and request within CodeBuild's 5 minutes: the first
+    // build again, and moto never sees the repeat.
+    let again = via_proxy
+        .start_build()
+        .project_name("gild-bake")
+        .source_version("0123abc")
+        .idempotency_token("tok-1")
+        .environment_variables_override(
+            EnvironmentVariable::builder()
+                .name("GILD_IMAGE")
+                .value("base-al2023")
+                .r#type(EnvironmentVariableType::Plaintext)
+                .build()
+                .expect("env var"),
+        )
+        .environment_variables_override(
+            EnvironmentVariable::builder()
+                .name("GILD_COMMIT")
+                .value("0123abc")
+                .build()
+                .expect("env var"),
+        )
+        .send()
+        .await
+        .expect("a repeated StartBuild");
+    assert_eq!(again.build_value().and_then(|b| b.id()), build.id());
+    assert_eq!((proxy.started().len(), proxy.token_repeats()), (1, 1));
+    // The same token with another parameter: CodeBuild's parameter mismatch.
+    let err = via_proxy
+        .start_build()
+        .project_name("gild-bake")
+        .source_version("4567def")
+        .idempotency_token("tok-1")
+        .send()
+        .await
+        .expect_err("same token, other parameters")
+        .into_service_error();
+    assert!(err.is_invalid_input_exception(), "{err:?}");
+    let ids = direct
+        .list_builds_for_project()
+        .project_name("gild-bake")
+        .send()
+        .await
+        .expect("ListBuildsForProject");
+    assert_eq!(ids.ids().len(), 1, "{ids:?}");
 }
 
 // ---------------------------------------------------------------- runtime API
