@@ -293,6 +293,12 @@ impl LambdaProcess {
         &self.function_name
     }
 
+    /// SIGKILLs the process now, as a crash would: an invocation in flight
+    /// ends in [`HarnessError::FunctionDied`].
+    pub fn kill(&self) {
+        self.child.terminate();
+    }
+
     /// The `host:port` given to the function as `AWS_LAMBDA_RUNTIME_API`.
     pub fn runtime_api_address(&self) -> SocketAddr {
         self.address

@@ -28,7 +28,8 @@ use futures::StreamExt;
 use gild_core::ports::PortError;
 use gild_tests::events;
 use gild_tests::faults::{
-    DeliveryLog, Fault, FaultConfig, FaultProxy, FaultyRoutes, Injected, Redelivery, Rng, Scripted,
+    DeliveryLog, Fault, FaultConfig, FaultProxy, FaultyRoutes, FleetConfig, FleetCounts, Injected,
+    Redelivery, Rng, Scripted,
 };
 use gild_tests::git::TestRepo;
 use gild_tests::moto::MotoServer;
@@ -66,6 +67,29 @@ fn lease_secs(function: &str) -> Vec<(String, String)> {
         _ => "7",
     };
     vec![("GILD_LEASE_SECS".to_owned(), secs.to_owned())]
+}
+
+/// Each function's timeout in the stack (`Timeout:`), scaled 1:20 like the
+/// leases: trigger and reconcile 300 s, the completion functions 120 s. The
+/// SDK's own timeouts (10 s an attempt, 30 s a call) are not scaled.
+fn deadline(function: &str) -> Duration {
+    match function {
+        "trigger" | "reconcile" => Duration::from_secs(15),
+        _ => Duration::from_secs(6),
+    }
+}
+
+/// How the functions run in every test here: up to three environments
+/// each, so the copies of an event race, at the stack's scaled timeouts;
+/// `kill_one_in` invocations (0: none) SIGKILLed within 400 ms.
+fn fleet(seed: u64, kill_one_in: u64) -> impl Fn(&str) -> FleetConfig {
+    move |function| FleetConfig {
+        concurrency: 3,
+        deadline: deadline(function),
+        kill_one_in,
+        kill_within: Duration::from_millis(400),
+        seed,
+    }
 }
 
 /// Lambda's retries of a failed asynchronous invocation (about 1, then 2
@@ -492,6 +516,8 @@ struct Run {
     labels: Labels,
     injected: Injected,
     delivery: DeliveryLog,
+    /// Environments started, timed out, killed; most at once.
+    fleet: FleetCounts,
     elapsed: Duration,
     /// Each function's output (JSON logs), kept for the evidence.
     logs: Vec<(&'static str, String)>,
@@ -500,13 +526,18 @@ struct Run {
 impl Run {
     fn summary(&self) -> String {
         format!(
-            "{}: {}; {} invocations ({:.1} s busy), {} failed, {} given up; {:.1} s",
+            "{}: {}; {} invocations ({:.1} s busy), {} failed and delivered again, {} given up; {} events raced (up to {} environments at once, {} cold starts); {} timed out, {} killed; {:.1} s",
             self.label,
             self.injected.summary(),
             self.delivery.invocations,
             self.delivery.busy.as_secs_f64(),
             self.delivery.failures.len(),
             self.delivery.gave_up.len(),
+            self.delivery.raced,
+            self.fleet.peak_concurrent,
+            self.fleet.cold_starts,
+            self.fleet.timeouts,
+            self.fleet.kills,
             self.elapsed.as_secs_f64()
         )
     }
@@ -640,6 +671,7 @@ async fn run(
     label: String,
     faults: FaultConfig,
     delivery: Redelivery,
+    kill_one_in: u64,
 ) -> Run {
     let _slot = SLOTS.acquire().await.expect("semaphore open");
     let started = Instant::now();
@@ -652,8 +684,7 @@ async fn run(
         .await
         .expect("fault proxies");
     let functions = routes
-        .spawn_functions(&pipeline, &lease_secs)
-        .await
+        .fleets(&pipeline, &lease_secs, &fleet(delivery.seed, kill_one_in))
         .expect("functions");
     let base = register_base_image(&pipeline.aws, "debian-13-amd64-base")
         .await
@@ -719,12 +750,9 @@ async fn run(
         labels,
         injected: routes.injected(),
         delivery: log,
+        fleet: functions.counts(),
         elapsed: started.elapsed(),
-        logs: vec![
-            ("trigger", functions.trigger.logs()),
-            ("bake-finished", functions.bake_finished.logs()),
-            ("test-finished", functions.test_finished.logs()),
-        ],
+        logs: functions.logs(),
     };
     // Nothing may talk to moto while it is reset for the next pipeline.
     drop(functions);
@@ -742,6 +770,7 @@ async fn baseline(pool: &MotoPool, scenario: &Scenario, copies: (usize, usize)) 
         "fault-free".into(),
         FaultConfig::none(),
         policy(1, copies),
+        0,
     )
     .await;
     println!("{}", base.summary());
@@ -794,7 +823,11 @@ fn divergence(baseline: &EndState, faulty: &Run) -> Option<String> {
 
 /// The scenario without faults, then under every seed with `faults(seed)`;
 /// every end state must be the fault-free one.
-async fn same_end_states_under_faults(scenarios: &[&Scenario], faults: fn(u64) -> FaultConfig) {
+async fn same_end_states_under_faults(
+    scenarios: &[&Scenario],
+    faults: fn(u64) -> FaultConfig,
+    kill_one_in: u64,
+) {
     if gild_tests::moto::skip_requested() {
         return;
     }
@@ -814,6 +847,7 @@ async fn same_end_states_under_faults(scenarios: &[&Scenario], faults: fn(u64) -
                 format!("seed {seed}"),
                 faults(*seed),
                 policy(*seed, (1, 3)),
+                kill_one_in,
             )
         })
     }))
@@ -870,6 +904,7 @@ async fn every_scenario_ends_the_same_under_request_faults() {
             &TEST_FAILURE,
         ],
         FaultConfig::new,
+        0,
     )
     .await;
 }
@@ -910,7 +945,7 @@ fn with_lost_answers(seed: u64) -> FaultConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_outcomes_end_the_same_when_answers_are_lost() {
-    same_end_states_under_faults(&[&MIXED], with_lost_answers).await;
+    same_end_states_under_faults(&[&MIXED], with_lost_answers, 0).await;
 }
 
 /// The fault-free run of `MIXED` with every event delivered once, shared
@@ -932,6 +967,7 @@ async fn one_lost_answer(pool: &MotoPool, name: &str, scripted: Scripted) {
         name.to_owned(),
         FaultConfig::none().script(scripted.clone()),
         policy(7, (1, 1)),
+        0,
     )
     .await;
     println!("{}", faulty.summary());
