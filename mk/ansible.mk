@@ -10,7 +10,8 @@
 #                              (tests/twin/ansible/)
 #   make chroot-test           debian13-base.yml applied for real in a Debian 13
 #                              chroot, then images/debian13-base/tests/run.sh in
-#                              it (tools/chroot-test.sh; needs root, else skips)
+#                              it (tools/chroot-test.sh; needs root, else
+#                              skips, and fails instead under CI=true or CI=1)
 # The tools come from .venv (tools/requirements-ansible.txt); nothing is
 # fetched from Ansible Galaxy. The catalog check's tests run from
 # .venv/images (mk/packer.mk). See docs/images-testing.md.

@@ -15,9 +15,13 @@
 #   GILD_CHROOT_KEEP=1    keep the applied tree (its path is printed); it is
 #                         then on disk, otherwise in a tmpfs (size GILD_CHROOT_TMPFS_SIZE, 4g)
 #   ANSIBLE_PLAYBOOK      ansible-playbook to use (default: .venv/bin/ansible-playbook)
+#   CI=true (or CI=1)     a reason to skip fails instead (exit 1): CI runs
+#                         make test as root so that this test runs there
 #
 # Skips (exit 0, saying why) only when it cannot run debootstrap: not root,
-# or no debootstrap binary and none can be installed. Any other problem fails.
+# or no debootstrap binary and none can be installed. Under CI those fail,
+# naming the reason: a skip there would pass `make test` with the playbook
+# never applied. Any other problem always fails.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,7 +45,17 @@ base_tar="$cache/$suite-$key.tar"
 
 say() { printf 'chroot-test: %s\n' "$*"; }
 die() { printf 'chroot-test: FAILED: %s\n' "$*" >&2; exit 1; }
-skip() { printf 'chroot-test: SKIPPED: %s\n' "$*"; exit 0; }
+skip() {
+  case "${CI:-}" in
+    true | 1)
+      printf 'chroot-test: FAILED: would have skipped under CI=%s: %s\n' "$CI" "$*" >&2
+      printf 'chroot-test: CI must run this test (as root, with debootstrap installed or installable)\n' >&2
+      exit 1
+      ;;
+  esac
+  printf 'chroot-test: SKIPPED: %s\n' "$*"
+  exit 0
+}
 
 # --- timing -----------------------------------------------------------------
 timings=()
