@@ -1,38 +1,90 @@
-//! Replays the fuzz corpora and every past finding on stable Rust, so
+//! Replays the fuzz corpora and the regression inputs on stable Rust, so
 //! `make test` keeps them passing without libFuzzer: `fuzz/corpus/<target>/`
 //! (inputs the campaigns found interesting) and `fuzz/regressions/<target>/`
-//! (inputs that once failed, kept after the fix). The `slack` target's are
-//! replayed by `crates/slack/tests/fuzz_corpus.rs`.
+//! (inputs for defects the project fixed, each described in
+//! `fuzz/regressions/README.md`). The `slack` target's are replayed by
+//! `crates/slack/tests/fuzz_corpus.rs`.
+//!
+//! A missing or empty directory fails: a renamed or lost corpus would
+//! otherwise pass here having replayed nothing.
 
-use std::path::PathBuf;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 
-fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut replayed = 0;
-    for dir in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let data = std::fs::read(entry.path()).expect("corpus file readable");
-            run(&data);
-            replayed += 1;
+/// In name order, so every machine replays (and fails on) the same file first.
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("fuzz input directory {}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+                .path()
+        })
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "fuzz input directory {} is empty",
+        dir.display()
+    );
+    files
+}
+
+/// Runs every input of `fuzz/<dir>/<target>/`, naming the file that
+/// panics; returns how many ran.
+fn replay_dir(dir: &str, target: &str, run: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the workspace root")
+        .join("fuzz");
+    let files = inputs(&root.join(dir).join(target));
+    for path in &files {
+        let data =
+            std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run(&data))) {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!(
+                "fuzz target `{target}` failed on {}: {message}",
+                path.display()
+            );
         }
     }
-    replayed
+    files.len()
+}
+
+/// The minimums are what is committed (fewer regressions than
+/// fuzz/regressions/README.md lists means one was lost); the corpus may
+/// shrink under `cargo fuzz cmin`, so its minimum is looser.
+fn replay(target: &str, run: fn(&[u8]), corpus: usize, regressions: usize) {
+    let replayed = replay_dir("corpus", target, run);
+    assert!(
+        replayed >= corpus,
+        "replayed {replayed} of fuzz/corpus/{target}, expected at least {corpus}"
+    );
+    let replayed = replay_dir("regressions", target, run);
+    assert!(
+        replayed >= regressions,
+        "replayed {replayed} of fuzz/regressions/{target}, expected at least {regressions}"
+    );
 }
 
 #[test]
 fn eventbridge_corpus() {
-    assert!(replay("eventbridge", gild_core::fuzzing::eventbridge) >= 10);
+    replay("eventbridge", gild_core::fuzzing::eventbridge, 10, 3);
 }
 
 #[test]
 fn catalog_corpus() {
-    assert!(replay("catalog", gild_core::fuzzing::catalog) >= 2);
+    replay("catalog", gild_core::fuzzing::catalog, 2, 3);
 }
 
 #[test]
 fn webhook_corpus() {
-    assert!(replay("webhook", gild_core::fuzzing::webhook) >= 2);
+    replay("webhook", gild_core::fuzzing::webhook, 2, 3);
 }
