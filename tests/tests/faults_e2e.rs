@@ -250,7 +250,7 @@ struct EndState {
     builds: BTreeMap<String, usize>,
     /// Project → builds moto holds.
     moto_builds: BTreeMap<String, usize>,
-    /// gild images left, with their state and provenance tags.
+    /// gild images left, with every tag.
     images: Vec<String>,
     /// gild snapshots left.
     snapshots: Vec<String>,
@@ -258,7 +258,8 @@ struct EndState {
     parameters: BTreeMap<String, Vec<String>>,
     /// What the subscriber queue received.
     announcements: Vec<String>,
-    /// The ledger's records.
+    /// The ledger's records: every attribute but the times, the lease as
+    /// released or held, and whether an owner is recorded.
     ledger: Vec<String>,
 }
 
@@ -270,6 +271,17 @@ fn build_of(event: &Value) -> String {
     arn.rsplit_once("build/")
         .map_or(arn, |(_, id)| id)
         .to_owned()
+}
+
+/// A build is also named by its uuid alone (the log stream, and in
+/// URL-encoded links), and its first 8 characters (the image's `Name`).
+fn push_uuid(labels: &mut Vec<(String, String)>, build: &str, label: &str) {
+    if let Some((_, uuid)) = build.split_once(':') {
+        labels.push((uuid.to_owned(), label.to_owned()));
+        if let Some(short) = uuid.get(..8) {
+            labels.push((short.to_owned(), label.to_owned()));
+        }
+    }
 }
 
 impl Labels {
@@ -304,13 +316,16 @@ impl Labels {
                     image_labels.insert(image.clone(), label.clone());
                     labels.push((image.clone(), label.clone()));
                 }
-                labels.push((build, format!("bake({label})")));
+                labels.push((build.clone(), format!("bake({label})")));
+                push_uuid(&mut labels, &build, &format!("bake({label})"));
             } else {
                 let image = c.image.clone().unwrap_or_default();
                 let of = image_labels.get(&image).cloned().unwrap_or(image);
                 let n = tests.entry(of.clone()).or_insert(0);
                 *n += 1;
-                labels.push((build, format!("test({of})#{n}")));
+                let label = format!("test({of})#{n}");
+                push_uuid(&mut labels, &build, &label);
+                labels.push((build, label));
             }
         }
         // Longest first, so no id is replaced inside a longer one.
@@ -346,27 +361,18 @@ impl EndState {
             let n = pipeline.builds(project).await.expect("builds").len();
             moto_builds.insert(project.to_owned(), n);
         }
-        let tag = |tags: &BTreeMap<String, String>, key: &str| {
-            labels.apply(tags.get(key).map_or("-", String::as_str))
+        let all_tags = |tags: &BTreeMap<String, String>| {
+            tags.iter()
+                .map(|(k, v)| format!("{k}={}", labels.apply(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         let mut images: Vec<String> = pipeline
             .gild_images()
             .await
             .expect("images")
             .iter()
-            .map(|(id, tags)| {
-                format!(
-                    "{} state={} family={} trigger={} commit={} base={} build={} created={}",
-                    labels.apply(id),
-                    tag(tags, "gild:state"),
-                    tag(tags, "gild:family"),
-                    tag(tags, "gild:trigger"),
-                    tag(tags, "gild:source-commit"),
-                    tag(tags, "gild:base-ami"),
-                    tag(tags, "gild:build-id"),
-                    tag(tags, "gild:created-at"),
-                )
-            })
+            .map(|(id, tags)| format!("{} {}", labels.apply(id), all_tags(tags)))
             .collect();
         images.sort();
         let mut snapshots: Vec<String> = pipeline
@@ -374,14 +380,7 @@ impl EndState {
             .await
             .expect("snapshots")
             .values()
-            .map(|tags| {
-                format!(
-                    "snapshot of {} state={} trigger={}",
-                    tag(tags, "gild:build-id"),
-                    tag(tags, "gild:state"),
-                    tag(tags, "gild:trigger"),
-                )
-            })
+            .map(|tags| format!("snapshot {}", all_tags(tags)))
             .collect();
         snapshots.sort();
         let mut parameters = BTreeMap::new();
@@ -392,30 +391,23 @@ impl EndState {
                 history.iter().map(|v| labels.apply(v)).collect(),
             );
         }
-        let field = |body: &Value, key: &str| match &body[key] {
-            Value::Null => "-".to_owned(),
-            Value::String(s) => labels.apply(s),
-            other => labels.apply(&other.to_string()),
-        };
         let mut announcements: Vec<String> = pipeline
             .announcements()
             .await
             .expect("sqs")
             .iter()
             .map(|r| {
+                // Everything the subscriber gets but the time it was sent
+                // (`at`) and the email text that repeats it.
+                let mut body = r.body.clone();
+                if let Some(fields) = body.as_object_mut() {
+                    fields.remove("at");
+                    fields.remove("text");
+                }
                 format!(
-                    "{:?} outcome={} family={} image={} trigger={} key={} commit={} stage={} reason={} version={} tested={} attributes={}",
+                    "{:?} {} attributes={}",
                     labels.apply(&r.subject),
-                    field(&r.body, "outcome"),
-                    field(&r.body, "family"),
-                    field(&r.body, "image"),
-                    field(&r.body, "trigger"),
-                    field(&r.body, "dedupe_key"),
-                    field(&r.body, "commit"),
-                    field(&r.body, "stage"),
-                    field(&r.body, "reason"),
-                    field(&r.body, "parameter_version"),
-                    field(&r.body, "tested"),
+                    labels.apply(&body.to_string()),
                     labels.apply(&format!("{:?}", r.attributes)),
                 )
             })
@@ -427,19 +419,21 @@ impl EndState {
             .expect("ledger")
             .iter()
             .map(|row| {
-                let get = |key: &str| labels.apply(row.get(key).map_or("-", String::as_str));
-                format!(
-                    "{} {} state={} failed_stage={} reason={} trigger={} image={} build={} test_build={}",
-                    get("family"),
-                    get("dedupe_key"),
-                    get("state"),
-                    get("failed_stage"),
-                    get("reason"),
-                    get("trigger"),
-                    get("image"),
-                    get("build_id"),
-                    get("test_build_id"),
-                )
+                row.iter()
+                    .filter_map(|(key, value)| match key.as_str() {
+                        // Times differ from run to run.
+                        "requested_at" | "updated_at" => None,
+                        // Whether the lease was released, not until when.
+                        "lease_until" => Some(format!(
+                            "lease={}",
+                            if value == "0" { "released" } else { "HELD" }
+                        )),
+                        // Owner tokens are per invocation: whether one is set.
+                        "owner" => Some("owner=set".to_owned()),
+                        _ => Some(format!("{key}={}", labels.apply(value))),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
             })
             .collect();
         EndState {
@@ -451,6 +445,30 @@ impl EndState {
             announcements,
             ledger,
         }
+    }
+
+    /// One line per fact, in a fixed order: what the recorded expectation
+    /// holds.
+    fn render(&self) -> String {
+        let mut out = Vec::new();
+        for (key, n) in &self.builds {
+            out.push(format!("build {key}: {n}"));
+        }
+        for (project, n) in &self.moto_builds {
+            out.push(format!("moto build {project}: {n}"));
+        }
+        out.extend(self.images.iter().map(|i| format!("image {i}")));
+        out.extend(self.snapshots.iter().cloned());
+        for (family, history) in &self.parameters {
+            out.push(format!("parameter {family}: {}", history.join(" ")));
+        }
+        out.extend(
+            self.announcements
+                .iter()
+                .map(|a| format!("announcement {a}")),
+        );
+        out.extend(self.ledger.iter().map(|l| format!("ledger {l}")));
+        out.join("\n") + "\n"
     }
 
     /// Every difference, one line each, from `self` (expected) to `got`.
@@ -524,11 +542,28 @@ struct Run {
 }
 
 impl Run {
+    /// Retries gild's own backoff logged (`gild_lambda::retry`): with the
+    /// SDK making one attempt per call, every fault the SDK passes on lands
+    /// here or fails the invocation.
+    fn gild_retries(&self) -> usize {
+        self.logs
+            .iter()
+            .map(|(_, log)| log.matches("transient failure, retrying").count())
+            .sum()
+    }
+
+    /// Injected faults the caller sees as an error (all but `slow`).
+    fn faults_seen(&self) -> usize {
+        self.injected.total() - self.injected.of(Fault::Slow)
+    }
+
     fn summary(&self) -> String {
         format!(
-            "{}: {}; {} invocations ({:.1} s busy), {} failed and delivered again, {} given up; {} events raced (up to {} environments at once, {} cold starts); {} timed out, {} killed; {:.1} s",
+            "{}: {}; {} reached gild as errors, gild's backoff retried {}; {} invocations ({:.1} s busy), {} failed and delivered again, {} given up; {} events raced (up to {} environments at once, {} cold starts); {} timed out, {} killed; {:.1} s",
             self.label,
             self.injected.summary(),
+            self.faults_seen(),
+            self.gild_retries(),
             self.delivery.invocations,
             self.delivery.busy.as_secs_f64(),
             self.delivery.failures.len(),
@@ -762,7 +797,44 @@ async fn run(
     result
 }
 
-/// The fault-free run every faulty run is compared with, checked for sanity.
+/// `tests/expect/faults/<scenario>.txt`: the fault-free end state as
+/// recorded and reviewed; `GILD_RECORD_EXPECTED=1` writes it anew.
+fn expected_path(scenario: &Scenario) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("expect/faults")
+        .join(format!("{}.txt", scenario.name))
+}
+
+/// The fault-free end state must be the recorded one, line for line: a
+/// fault-free run that went wrong would otherwise be the standard every
+/// faulty run is held to.
+fn check_expected(scenario: &Scenario, end: &EndState) {
+    let path = expected_path(scenario);
+    let got = end.render();
+    if std::env::var("GILD_RECORD_EXPECTED").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("expect dir");
+        std::fs::write(&path, &got).expect("write the expectation");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "no recorded expectation {} ({e}); record it with GILD_RECORD_EXPECTED=1 and review it",
+            path.display()
+        )
+    });
+    let (want, have): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
+    let missing: Vec<&&str> = want.iter().filter(|l| !have.contains(l)).collect();
+    let extra: Vec<&&str> = have.iter().filter(|l| !want.contains(l)).collect();
+    assert!(
+        want == have,
+        "the fault-free run of {} is not its recorded expectation {}:\n  missing: {missing:#?}\n  extra: {extra:#?}",
+        scenario.name,
+        path.display()
+    );
+}
+
+/// The fault-free run every faulty run is compared with, checked against
+/// its recorded expectation.
 async fn baseline(pool: &MotoPool, scenario: &Scenario, copies: (usize, usize)) -> Run {
     let base = run(
         pool,
@@ -787,6 +859,7 @@ async fn baseline(pool: &MotoPool, scenario: &Scenario, copies: (usize, usize)) 
         scenario.name,
         base.end
     );
+    check_expected(scenario, &base.end);
     base
 }
 
@@ -797,6 +870,17 @@ fn divergence(baseline: &EndState, faulty: &Run) -> Option<String> {
         if faulty.injected.of(fault) == 0 {
             problems.push(format!("no {fault} fault was injected"));
         }
+    }
+    // The SDK makes one attempt per call, so each fault it passes on is one
+    // error gild's backoff sees and retries; fewer retries than faults
+    // would mean a second retry layer absorbed some (or an error was
+    // swallowed). A killed or timed-out invocation takes its log lines
+    // with it, so only runs without them are held to this.
+    let (seen, retried) = (faulty.faults_seen(), faulty.gild_retries());
+    if faulty.fleet.kills == 0 && faulty.fleet.timeouts == 0 && seen != retried {
+        problems.push(format!(
+            "{seen} faults reached gild as errors, but its backoff logged {retried} retries"
+        ));
     }
     for given_up in &faulty.delivery.gave_up {
         problems.push(format!("gave up on {given_up}"));
@@ -879,6 +963,17 @@ async fn same_end_states_under_faults(
         );
         all.merge(&total);
     }
+    let failed: usize = runs.iter().map(|r| r.delivery.failures.len()).sum();
+    let raced: usize = runs.iter().map(|r| r.delivery.raced).sum();
+    let retried: usize = runs.iter().map(Run::gild_retries).sum();
+    println!(
+        "faults: {} reached gild's backoff, which retried {retried}; {failed} failed invocations delivered again and healed; {raced} events raced",
+        runs.iter().map(Run::faults_seen).sum::<usize>()
+    );
+    assert!(
+        failed > 0 && raced > 0,
+        "no faulty run failed an invocation ({failed}) or raced an event ({raced}): the redelivery and race paths went untested"
+    );
     println!(
         "faults: {} scenarios, {} faulty runs, {}; {:.1} s in all",
         scenarios.len(),

@@ -242,7 +242,7 @@ impl Fleet {
             return None;
         }
         let mut rng = relock(&self.rng);
-        if rng.next_u64() % self.config.kill_one_in != 0 {
+        if !rng.next_u64().is_multiple_of(self.config.kill_one_in) {
             return None;
         }
         let within = self.config.kill_within.as_millis().max(1) as u64;
