@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod aws;
+pub mod bench;
 pub mod codebuild;
 pub mod codecommit;
 pub mod events;
