@@ -63,7 +63,7 @@ const SEEDS: [u64; 5] = [101, 202, 303, 404, 505];
 /// to whole seconds, as the ledger counts them).
 fn lease_secs(function: &str) -> Vec<(String, String)> {
     let secs = match function {
-        "trigger" => "16",
+        "trigger" => "2",
         _ => "7",
     };
     vec![("GILD_LEASE_SECS".to_owned(), secs.to_owned())]
@@ -263,6 +263,20 @@ struct EndState {
     ledger: Vec<String>,
 }
 
+/// A reason the reconciler found says so (`… (found by the reconciler: …)`);
+/// the end state compares what happened, not who noticed, so the note goes.
+/// The run's summary counts the reconciler's rounds instead.
+fn without_reconciler_note(text: &str) -> &str {
+    text.find(" (found by the reconciler:")
+        .map_or(text, |at| &text[..at])
+}
+
+fn gild_lambda_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Run-specific ids and what they stand for.
 struct Labels(Vec<(String, String)>);
 
@@ -403,6 +417,9 @@ impl EndState {
                 if let Some(fields) = body.as_object_mut() {
                     fields.remove("at");
                     fields.remove("text");
+                    if let Some(Value::String(reason)) = fields.get_mut("reason") {
+                        *reason = without_reconciler_note(reason).to_owned();
+                    }
                 }
                 format!(
                     "{:?} {} attributes={}",
@@ -424,12 +441,21 @@ impl EndState {
                         // Times differ from run to run.
                         "requested_at" | "updated_at" => None,
                         // Whether the lease was released, not until when.
+                        // (The reconciler's rounds age leases below 0.)
                         "lease_until" => Some(format!(
                             "lease={}",
-                            if value == "0" { "released" } else { "HELD" }
+                            match value.parse::<i64>() {
+                                Ok(until) if until <= 0 => "released",
+                                Ok(until) if until < gild_lambda_now() => "expired",
+                                _ => "HELD",
+                            }
                         )),
                         // Owner tokens are per invocation: whether one is set.
                         "owner" => Some("owner=set".to_owned()),
+                        "reason" => Some(format!(
+                            "reason={}",
+                            labels.apply(without_reconciler_note(value))
+                        )),
                         _ => Some(format!("{key}={}", labels.apply(value))),
                     })
                     .collect::<Vec<_>>()
@@ -444,6 +470,32 @@ impl EndState {
             parameters,
             announcements,
             ledger,
+        }
+    }
+
+    /// The same, with every `gild:created-at` tag's time blanked.
+    fn without_creation_times(&self) -> EndState {
+        let blank = |lines: &[String]| -> Vec<String> {
+            lines
+                .iter()
+                .map(|line| {
+                    line.split(' ')
+                        .map(|word| {
+                            if word.starts_with("gild:created-at=") {
+                                "gild:created-at=<time>"
+                            } else {
+                                word
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect()
+        };
+        EndState {
+            images: blank(&self.images),
+            snapshots: blank(&self.snapshots),
+            ..self.clone()
         }
     }
 
@@ -536,6 +588,12 @@ struct Run {
     delivery: DeliveryLog,
     /// Environments started, timed out, killed; most at once.
     fleet: FleetCounts,
+    /// Events that failed Lambda's three attempts (the dead-letter queue),
+    /// and the reconciler's rounds that then finished their bakes.
+    dead_lettered: usize,
+    reconciled: usize,
+    /// One invocation in this many was SIGKILLed (0: none).
+    kill_one_in: u64,
     elapsed: Duration,
     /// Each function's output (JSON logs), kept for the evidence.
     logs: Vec<(&'static str, String)>,
@@ -559,7 +617,7 @@ impl Run {
 
     fn summary(&self) -> String {
         format!(
-            "{}: {}; {} reached gild as errors, gild's backoff retried {}; {} invocations ({:.1} s busy), {} failed and delivered again, {} given up; {} events raced (up to {} environments at once, {} cold starts); {} timed out, {} killed; {:.1} s",
+            "{}: {}; {} reached gild as errors, gild's backoff retried {}; {} invocations ({:.1} s busy), {} failed and delivered again, {} given up; {} events raced (up to {} environments at once, {} cold starts); {} timed out, {} killed; {} dead-lettered, then {} reconciler rounds; {:.1} s",
             self.label,
             self.injected.summary(),
             self.faults_seen(),
@@ -573,6 +631,8 @@ impl Run {
             self.fleet.cold_starts,
             self.fleet.timeouts,
             self.fleet.kills,
+            self.dead_lettered,
+            self.reconciled,
             self.elapsed.as_secs_f64()
         )
     }
@@ -693,11 +753,67 @@ fn verbose() -> bool {
     std::env::var("GILD_FAULTS_VERBOSE").is_ok_and(|v| v == "1")
 }
 
+/// Lambda's delivery: copies at once, a failed invocation again after 1
+/// and 2 more minutes (scaled), then the dead-letter queue.
 fn policy(seed: u64, copies: (usize, usize)) -> Redelivery {
     Redelivery::new(seed)
         .copies(copies.0, copies.1)
-        .max_attempts(10)
+        .max_attempts(LAMBDA_ATTEMPTS)
         .retry_delays(&RETRY_DELAYS)
+}
+
+/// How far the reconciler's rounds move the ledger into the past: beyond
+/// every stage's deadline as the stack deploys them (CodeBuild's queued and
+/// build timeouts, 480 min each, plus the reconciler's 15 min margin).
+const PAST_EVERY_DEADLINE: i64 = 17 * 3600;
+
+/// Rounds of the reconciler at most: each is its schedule firing once more.
+const RECONCILE_ROUNDS: usize = 4;
+
+/// Whether a ledger row is still open (waits on something).
+fn open(row: &BTreeMap<String, String>) -> bool {
+    !matches!(
+        row.get("state").map(String::as_str),
+        Some("promoted" | "failed")
+    )
+}
+
+/// Events that went to the dead-letter queue leave their bakes to the
+/// reconciler, on the stack's schedule: the ledger ages past every deadline
+/// and the reconcile rule fires (Lambda does not retry it:
+/// `MaximumRetryAttempts: 0`), then builds run and their events are
+/// delivered, until no bake is open. Returns the rounds it took.
+async fn reconcile_rounds(
+    pipeline: &Pipeline,
+    functions: &gild_tests::faults::Fleets,
+    standin: &BuildStandIn,
+    delivery: &Redelivery,
+    rng: &mut Rng,
+    log: &mut DeliveryLog,
+) -> usize {
+    let once = delivery.clone().max_attempts(1);
+    for round in 0..RECONCILE_ROUNDS {
+        let ledger = pipeline.ledger().await.expect("ledger");
+        if !ledger.iter().any(open) {
+            return round;
+        }
+        pipeline
+            .age_bakes(PAST_EVERY_DEADLINE)
+            .await
+            .expect("age the ledger");
+        let event = pipeline
+            .reconcile_event("2026-11-12T03:00:00Z")
+            .expect("reconcile event");
+        functions
+            .deliver_redelivering(&[event], &once, rng, log)
+            .await
+            .expect("reconcile");
+        functions
+            .settle_redelivering(pipeline, standin, delivery, rng, log)
+            .await
+            .expect("settle");
+    }
+    RECONCILE_ROUNDS
 }
 
 async fn run(
@@ -762,6 +878,15 @@ async fn run(
             .await
             .expect("deliver");
     }
+    let dead_lettered = log.gave_up.len();
+    let reconciled = if dead_lettered > 0 {
+        reconcile_rounds(
+            &pipeline, &functions, &standin, &delivery, &mut rng, &mut log,
+        )
+        .await
+    } else {
+        0
+    };
     let labels = Labels::new(&commits, &base, &log.completed, pipeline.bake_project());
     let end = EndState::read(&pipeline, &labels).await;
     let starts = pipeline
@@ -786,6 +911,9 @@ async fn run(
         injected: routes.injected(),
         delivery: log,
         fleet: functions.counts(),
+        dead_lettered,
+        reconciled,
+        kill_one_in,
         elapsed: started.elapsed(),
         logs: functions.logs(),
     };
@@ -865,7 +993,15 @@ async fn baseline(pool: &MotoPool, scenario: &Scenario, copies: (usize, usize)) 
 
 /// What differs between `faulty` and the fault-free run, and why.
 fn divergence(baseline: &EndState, faulty: &Run) -> Option<String> {
-    let mut problems = baseline.diff(&faulty.end);
+    let mut problems = if faulty.reconciled > 0 {
+        // The reconciler stamps `gild:created-at` with the time it finished
+        // the bake, not the build's end (ARCHITECTURE.md, known limits).
+        baseline
+            .without_creation_times()
+            .diff(&faulty.end.without_creation_times())
+    } else {
+        baseline.diff(&faulty.end)
+    };
     for fault in faulty.config.random_kinds() {
         if faulty.injected.of(fault) == 0 {
             problems.push(format!("no {fault} fault was injected"));
@@ -882,8 +1018,16 @@ fn divergence(baseline: &EndState, faulty: &Run) -> Option<String> {
             "{seen} faults reached gild as errors, but its backoff logged {retried} retries"
         ));
     }
-    for given_up in &faulty.delivery.gave_up {
-        problems.push(format!("gave up on {given_up}"));
+    // A crash holding a lock costs a retry (the lease outlives Lambda's
+    // first retry, see infra/template.yaml), so with crashes some events run
+    // out of Lambda's attempts and the reconciler finishes their bakes; the
+    // end state must still be the same. Faults alone must heal within them.
+    if faulty.kill_one_in == 0 {
+        for given_up in &faulty.delivery.gave_up {
+            problems.push(format!(
+                "dead-lettered after Lambda's {LAMBDA_ATTEMPTS} attempts: {given_up}"
+            ));
+        }
     }
     for (function, event, attempt) in &faulty.delivery.recovered {
         if *attempt > LAMBDA_ATTEMPTS {
@@ -970,6 +1114,12 @@ async fn same_end_states_under_faults(
         "faults: {} reached gild's backoff, which retried {retried}; {failed} failed invocations delivered again and healed; {raced} events raced",
         runs.iter().map(Run::faults_seen).sum::<usize>()
     );
+    let killed: usize = runs.iter().map(|r| r.fleet.kills).sum();
+    println!("faults: {killed} invocations SIGKILLed mid-step");
+    assert!(
+        kill_one_in == 0 || killed > 0,
+        "no invocation was killed although one in {kill_one_in} should have been"
+    );
     assert!(
         failed > 0 && raced > 0,
         "no faulty run failed an invocation ({failed}) or raced an event ({raced}): the redelivery and race paths went untested"
@@ -1005,6 +1155,56 @@ async fn every_scenario_ends_the_same_under_request_faults() {
 }
 
 // ---------------------------------------------------------------------------
+// Crashes and timeouts: an invocation that dies mid-step leaves a claim or a
+// lock behind; its lease runs out and the redelivered event carries on.
+
+/// One invocation in four SIGKILLed at a random point within its first
+/// 400 ms (a debug build's step takes 100-500 ms against moto), on top of
+/// the request faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on two defects it found, not fixed yet (ARCHITECTURE.md, known limits): a crash between DeregisterImage and DeleteSnapshot leaks the snapshot; the reconciler resuming a validated bake announces it without the test log link"]
+async fn crashes_mid_step_end_the_same() {
+    same_end_states_under_faults(&[&MIXED, &PUSH], FaultConfig::new, 4).await;
+}
+
+/// Two hangs of 11 s: one on the trigger's bake StartBuild, longer than the
+/// SDK's 10 s attempt timeout and shorter than the trigger's deadline (the
+/// SDK gives up on the call, gild retries it with the same idempotency
+/// token); one on test-finished's PutParameter, longer than its deadline
+/// while it holds the bake's lock (Lambda stops the invocation, the lease
+/// runs out, the redelivery promotes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangs_past_the_sdk_timeout_and_the_deadline_end_the_same() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let pool = MotoPool::new();
+    let base = ONCE_BASELINE
+        .get_or_init(|| async { baseline(&pool, &MIXED, (1, 1)).await.end })
+        .await;
+    let faults = FaultConfig::none()
+        .hang(Duration::from_secs(11))
+        .script(Scripted::new("codebuild", "StartBuild", 1, Fault::Hang).body_contains("gild-bake"))
+        .script(Scripted::new("ssm", "PutParameter", 1, Fault::Hang));
+    let faulty = run(&pool, &MIXED, "hangs".into(), faults, policy(7, (1, 1)), 0).await;
+    println!("{}", faulty.summary());
+    if verbose() {
+        println!("{}", faulty.evidence());
+    }
+    assert_eq!(faulty.injected.of(Fault::Hang), 2, "{}", faulty.evidence());
+    let trigger_log = &faulty.logs[0].1;
+    assert!(
+        trigger_log.contains("transient failure, retrying") && trigger_log.contains("StartBuild"),
+        "the trigger did not retry the StartBuild the SDK gave up on:\n{}",
+        faulty.evidence()
+    );
+    assert_eq!(faulty.fleet.timeouts, 1, "{}", faulty.evidence());
+    if let Some(problem) = divergence(base, &faulty) {
+        panic!("{problem}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Lost answers: the request reached the service and took effect, the caller
 // saw a dropped connection and retried.
 //
@@ -1013,16 +1213,15 @@ async fn every_scenario_ends_the_same_under_request_faults() {
 // carry an owner token), to the advance to `baked` or `validated` (the
 // invocation ended and stranded the bake: it now re-reads and carries on),
 // and to `PutParameter` (a second version: promotion now reads first and
-// the SDK does not retry the put). Two remain, ignored with their reasons:
-// `Publish` (a standard SNS topic cannot deduplicate) and moto ignoring
-// `StartBuild`'s idempotency token (CodeBuild honours it for 5 minutes).
+// the SDK does not retry the put). `StartBuild` is safe through its
+// idempotency token, which the twin's CodeBuild proxy honours as CodeBuild
+// does. `Publish` doubles the announcement, the one documented double.
 // `mixed_outcomes_end_the_same_when_answers_are_lost` loses answers at
 // random. `GILD_FAULTS_VERBOSE=1` prints every run's evidence.
 
-/// 10% of calls, half of them lost answers, half request faults, on the
-/// services whose writes gild makes safe to repeat. A lost answer to SNS
-/// Publish or CodeBuild StartBuild is a known limit (see the ignored tests
-/// below and ARCHITECTURE.md), so it is tested alone, not mixed in here.
+/// 15% of calls, half of them lost answers, half request faults, on every
+/// service gild writes to but SNS, whose one documented double is tested
+/// alone (`lost_publish_answer_announces_twice_with_one_dedupe_key`).
 fn with_lost_answers(seed: u64) -> FaultConfig {
     // Fewer calls are eligible here, so the mix is kept to kinds every run
     // reaches (the full request-fault mix runs in the test above), at a rate
@@ -1035,7 +1234,7 @@ fn with_lost_answers(seed: u64) -> FaultConfig {
             (Fault::Throttle, 1),
             (Fault::Hang, 1),
         ])
-        .services(&["dynamodb", "ec2", "ssm", "codecommit"])
+        .services(&["dynamodb", "ec2", "ssm", "codecommit", "codebuild"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1163,15 +1362,64 @@ async fn lost_promotion_answer_promotes_once() {
     .await;
 }
 
+/// The one documented double: a standard SNS topic cannot deduplicate, so a
+/// Publish whose answer was lost is published again by gild's retry
+/// (ARCHITECTURE.md, known limits). Everything else ends as without the
+/// fault, and the second copy is the first one exactly, the same
+/// `dedupe_key` and outcome subscribers deduplicate on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known limit: a standard SNS topic cannot deduplicate a Publish whose answer was lost (ARCHITECTURE.md, Known limits); subscribers dedupe on dedupe_key + outcome"]
-async fn lost_publish_answer_announces_once() {
-    one_lost_answer(
-        &MotoPool::new(),
-        "Publish answer lost",
-        Scripted::new("sns", "Publish", 1, Fault::LostAnswer),
+async fn lost_publish_answer_announces_twice_with_one_dedupe_key() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let pool = MotoPool::new();
+    let base = ONCE_BASELINE
+        .get_or_init(|| async { baseline(&pool, &MIXED, (1, 1)).await.end })
+        .await;
+    let scripted = Scripted::new("sns", "Publish", 1, Fault::LostAnswer);
+    let faulty = run(
+        &pool,
+        &MIXED,
+        "Publish answer lost".into(),
+        FaultConfig::none().script(scripted),
+        policy(7, (1, 1)),
+        0,
     )
     .await;
+    println!("{}", faulty.summary());
+    assert_eq!(
+        faulty.injected.of(Fault::LostAnswer),
+        1,
+        "{}",
+        faulty.evidence()
+    );
+    let mut got = faulty.end.clone();
+    let doubled: Vec<String> = got
+        .announcements
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| got.announcements[..*i].contains(a))
+        .map(|(_, a)| a.clone())
+        .collect();
+    assert_eq!(
+        doubled.len(),
+        1,
+        "one lost Publish answer must double exactly one announcement: {doubled:#?}\n{}",
+        faulty.evidence()
+    );
+    let first = got
+        .announcements
+        .iter()
+        .position(|a| *a == doubled[0])
+        .expect("the doubled announcement");
+    got.announcements.remove(first);
+    let problems = base.diff(&got);
+    assert!(
+        problems.is_empty(),
+        "beyond the doubled announcement:\n  {}\n{}",
+        problems.join("\n  "),
+        faulty.evidence()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
