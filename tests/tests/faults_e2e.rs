@@ -169,6 +169,11 @@ const SCHEDULE: Scenario = Scenario {
         Step::Schedule("2026-11-11T03:00:00Z"),
         Step::Schedule("2026-11-11T03:00:02Z"),
         Step::Settle,
+        // A late duplicate, after its bakes ended: the claims' conditional
+        // writes refuse it (a PutItem without its condition would replace
+        // the finished records and bake again).
+        Step::Schedule("2026-11-11T03:00:00Z"),
+        Step::Settle,
     ],
     announcements: 3,
 };
