@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{Filter, Image, Tag};
 use aws_sdk_ec2::Client;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use gild_core::ports::{ImageInfo, Images, PortResult};
+use gild_core::ports::{ImageInfo, Images, PortResult, SnapshotInfo};
 
 use crate::classify;
 
@@ -54,17 +54,19 @@ fn to_info(image: &Image) -> ImageInfo {
             .filter_map(|m| m.ebs().and_then(|ebs| ebs.snapshot_id()))
             .map(str::to_owned)
             .collect(),
-        tags: image
-            .tags()
-            .iter()
-            .filter_map(|t| {
-                Some((
-                    t.key()?.to_owned(),
-                    t.value().unwrap_or_default().to_owned(),
-                ))
-            })
-            .collect::<BTreeMap<_, _>>(),
+        tags: tags_of(image.tags()),
     }
+}
+
+fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// Cuts a tag value to EC2's limit, so an over-long commit message or
@@ -166,6 +168,29 @@ impl Images for Ec2Images {
             Err(err) if error_code(&err) == Some("InvalidSnapshot.NotFound") => Ok(()),
             Err(err) => Err(classify(SERVICE, "DeleteSnapshot", err)),
         }
+    }
+
+    async fn snapshots_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<SnapshotInfo>> {
+        let filter = Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build();
+        let mut pages = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter)
+            .into_paginator()
+            .send();
+        let mut snapshots = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(SERVICE, "DescribeSnapshots", e))?;
+            snapshots.extend(page.snapshots().iter().map(|snapshot| SnapshotInfo {
+                id: snapshot.snapshot_id().unwrap_or_default().to_owned(),
+                tags: tags_of(snapshot.tags()),
+            }));
+        }
+        Ok(snapshots)
     }
 }
 

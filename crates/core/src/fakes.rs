@@ -10,7 +10,7 @@ use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::ports::{
     BakeRequest, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters, PortError,
-    PortResult, Publication, Repository, TestRequest, Tests,
+    PortResult, Publication, Repository, SnapshotInfo, TestRequest, Tests,
 };
 use crate::state::{BakeState, Transition};
 use crate::vocabulary::DiffBase;
@@ -249,7 +249,8 @@ pub fn denied() -> PortError {
 #[derive(Default)]
 pub struct MemoryImages {
     pub images: Mutex<BTreeMap<String, ImageInfo>>,
-    pub snapshots: Mutex<std::collections::BTreeSet<String>>,
+    /// Snapshots and their tags (Packer tags them like their image).
+    pub snapshots: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     pub tag_calls: Mutex<usize>,
     pub deregistered: Mutex<Vec<String>>,
     pub deleted_snapshots: Mutex<Vec<String>>,
@@ -261,7 +262,11 @@ impl MemoryImages {
     /// Adds an image as Packer leaves it: tagged at creation, one snapshot.
     pub fn add(&self, id: &str, tags: &[(&str, &str)]) {
         let snapshot = format!("snap-{}", id.trim_start_matches("ami-"));
-        lock(&self.snapshots).insert(snapshot.clone());
+        let tags: BTreeMap<String, String> = tags
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        lock(&self.snapshots).insert(snapshot.clone(), tags.clone());
         lock(&self.images).insert(
             id.to_owned(),
             ImageInfo {
@@ -269,10 +274,7 @@ impl MemoryImages {
                 name: Some(id.to_owned()),
                 state: "available".into(),
                 snapshots: vec![snapshot],
-                tags: tags
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
+                tags,
             },
         );
     }
@@ -301,9 +303,13 @@ impl Images for MemoryImages {
         }
         *lock(&self.tag_calls) += 1;
         let mut images = lock(&self.images);
+        let mut snapshots = lock(&self.snapshots);
         for id in resources {
             if let Some(image) = images.get_mut(id) {
                 image.tags.extend(tags.iter().cloned());
+            }
+            if let Some(snapshot) = snapshots.get_mut(id) {
+                snapshot.extend(tags.iter().cloned());
             }
         }
         Ok(())
@@ -317,10 +323,21 @@ impl Images for MemoryImages {
     }
 
     async fn delete_snapshot(&self, snapshot_id: &str) -> PortResult<()> {
-        if lock(&self.snapshots).remove(snapshot_id) {
+        if lock(&self.snapshots).remove(snapshot_id).is_some() {
             lock(&self.deleted_snapshots).push(snapshot_id.to_owned());
         }
         Ok(())
+    }
+
+    async fn snapshots_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<SnapshotInfo>> {
+        Ok(lock(&self.snapshots)
+            .iter()
+            .filter(|(_, tags)| tags.get(key).map(String::as_str) == Some(value))
+            .map(|(id, tags)| SnapshotInfo {
+                id: id.clone(),
+                tags: tags.clone(),
+            })
+            .collect())
     }
 }
 

@@ -157,6 +157,13 @@ pub struct ImageInfo {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An EBS snapshot: found by its tags once the image that listed it is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub tags: BTreeMap<String, String>,
+}
+
 pub trait Images: Send + Sync {
     /// `None` when the image does not exist (or no longer does).
     fn describe(
@@ -179,6 +186,12 @@ pub trait Images: Send + Sync {
     fn deregister(&self, image_id: &str) -> impl Future<Output = PortResult<()>> + Send;
     /// Deletes a snapshot; one already gone is not an error.
     fn delete_snapshot(&self, snapshot_id: &str) -> impl Future<Output = PortResult<()>> + Send;
+    /// Snapshots of this account carrying the tag `key=value`.
+    fn snapshots_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = PortResult<Vec<SnapshotInfo>>> + Send;
 }
 
 pub trait Parameters: Send + Sync {

@@ -163,11 +163,17 @@ pub fn look(record: &BakeRecord) -> Look {
                 why: "testing, but no test build is recorded".into(),
             }),
         },
-        BakeState::Validated => resume(
-            Completion::TestPassed,
-            &record.test_build_id,
-            "validated, but never promoted",
-        ),
+        // The test passed; only the promotion is left. CodeBuild is still
+        // asked about the test build, for the links its announcement gives
+        // (an answer decided from the record alone had no test log).
+        BakeState::Validated => match &record.test_build_id {
+            Some(build) => Look::Build(build.clone()),
+            None => resume(
+                Completion::TestPassed,
+                &None,
+                "validated, but never promoted",
+            ),
+        },
         BakeState::Queued | BakeState::Promoted | BakeState::Failed => {
             Look::Decided(Verdict::Wait {
                 why: format!("{} bakes are not the reconciler's", record.state),
@@ -185,6 +191,15 @@ pub fn judge(
     projects: &Projects,
 ) -> Verdict {
     let testing = record.state == BakeState::Testing;
+    if record.state == BakeState::Validated {
+        // The record already says the test passed; CodeBuild's answer only
+        // adds what it knows of the build (its log), never a verdict.
+        return Verdict::Resume {
+            completion: Completion::TestPassed,
+            build_id: build_id.to_owned(),
+            why: "validated, but never promoted".into(),
+        };
+    }
     let Some(build) = build else {
         // CodeBuild keeps builds for a year: a build it does not know
         // will never report; the stage failed.

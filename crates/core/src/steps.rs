@@ -5,7 +5,7 @@
 use crate::announce::{Announcement, Outcome};
 use crate::completion::{build_console_link, parameter_name, tags, Completion, Finished};
 use crate::ledger::BakeRecord;
-use crate::ports::ImageInfo;
+use crate::ports::{ImageInfo, SnapshotInfo};
 use crate::state::Stage;
 use crate::vocabulary::BuildId;
 
@@ -85,6 +85,22 @@ pub fn cleanup_candidates(
     candidates.sort();
     candidates.dedup();
     candidates
+}
+
+/// Snapshots of a failed bake's build to delete once its images are gone:
+/// those an earlier try left when it deregistered the image and died before
+/// deleting them (the image that listed them is gone, so only their
+/// `gild:build-id` tag finds them). None while any image of the build is
+/// still registered (it may use them), and only snapshots gild made.
+pub fn orphan_snapshots(images_left: &[ImageInfo], snapshots: &[SnapshotInfo]) -> Vec<String> {
+    if !images_left.is_empty() {
+        return Vec::new();
+    }
+    snapshots
+        .iter()
+        .filter(|s| s.tags.get(tags::MANAGED).map(String::as_str) == Some("true"))
+        .map(|s| s.id.clone())
+        .collect()
 }
 
 /// The announcement of a bake's outcome, with links to the builds that
@@ -177,6 +193,25 @@ mod tests {
             log_link: None,
             found: None,
         }
+    }
+
+    #[test]
+    fn only_gilds_snapshots_are_orphans_and_only_once_no_image_is_left() {
+        let snapshot = |id: &str, managed: Option<&str>| SnapshotInfo {
+            id: id.into(),
+            tags: managed
+                .map(|v| BTreeMap::from([(tags::MANAGED.to_owned(), v.to_owned())]))
+                .unwrap_or_default(),
+        };
+        let found = [
+            snapshot("snap-1", Some("true")),
+            snapshot("snap-2", None),
+            snapshot("snap-3", Some("false")),
+        ];
+        assert_eq!(orphan_snapshots(&[], &found), ["snap-1"]);
+        let live = image("ami-1", &[(tags::MANAGED, "true")]);
+        assert!(orphan_snapshots(&[live], &found).is_empty());
+        assert!(orphan_snapshots(&[], &[]).is_empty());
     }
 
     fn image(id: &str, tags: &[(&str, &str)]) -> ImageInfo {

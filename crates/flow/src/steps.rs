@@ -235,6 +235,7 @@ where
         for image_id in candidates {
             self.remove(key, &image_id, &build).await?;
         }
+        self.remove_orphan_snapshots(key, &build).await?;
         self.announce(
             cx,
             Outcome::Failed {
@@ -283,6 +284,32 @@ where
             snapshots = image.snapshots.len(),
             "removed"
         );
+        Ok(())
+    }
+
+    /// Deletes the snapshots of `build` an earlier try of this step left: it
+    /// deregistered their image and died before deleting them, so only
+    /// their tag finds them now (`steps::orphan_snapshots` says which).
+    async fn remove_orphan_snapshots(&self, key: &BakeKey, build: &str) -> Result<(), FlowError> {
+        let images = self
+            .retrying(key, || self.ports.images.find_by_tag(tags::BUILD_ID, build))
+            .await
+            .map_err(|error| port("find images of the build", key, error))?;
+        let snapshots = if images.is_empty() {
+            self.retrying(key, || {
+                self.ports.images.snapshots_by_tag(tags::BUILD_ID, build)
+            })
+            .await
+            .map_err(|error| port("find snapshots of the build", key, error))?
+        } else {
+            Vec::new()
+        };
+        for snapshot in steps::orphan_snapshots(&images, &snapshots) {
+            self.retrying(key, || self.ports.images.delete_snapshot(&snapshot))
+                .await
+                .map_err(|error| port("delete snapshot", key, error))?;
+            info!(snapshot, build, "removed a snapshot its image left behind");
+        }
         Ok(())
     }
 

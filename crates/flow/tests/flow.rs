@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use gild_core::ports::Images as _;
 
 /// A bake flow and a test flow over the same fakes: the test flow is the
 /// same value with `Accept::Test`, so we run both kinds through one driver
@@ -124,6 +125,40 @@ async fn bake_failure_cleans_up_what_the_build_left_and_announces() {
         .is_empty());
     assert_eq!(subjects(&bake).len(), 1);
     assert!(bake.ports().tests.started.lock().expect("lock").is_empty());
+}
+
+/// A try that deregistered the image and died before deleting its snapshot
+/// (found by `faults_e2e::crashes_mid_step_end_the_same`): the retry finds
+/// no image to read the snapshot from, and finds the snapshot by its
+/// build's tag instead.
+#[tokio::test]
+async fn a_snapshot_whose_image_an_earlier_try_removed_is_deleted_on_retry() {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    let test = into_test(bake);
+    test.ports()
+        .images
+        .deregister(AMI)
+        .await
+        .expect("deregister");
+    assert_eq!(test.ports().images.snapshots.lock().expect("lock").len(), 1);
+    let report = test
+        .handle(test_event("FAILED", &test_build(&test)), 20)
+        .await
+        .expect("test failure");
+    assert_eq!(report.reached, vec![BakeState::Failed]);
+    assert!(
+        test.ports()
+            .images
+            .snapshots
+            .lock()
+            .expect("lock")
+            .is_empty(),
+        "the snapshot outlived its image"
+    );
 }
 
 #[tokio::test]

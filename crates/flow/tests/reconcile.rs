@@ -172,6 +172,53 @@ async fn lost_success_events_are_resumed_to_promotion_and_late_events_change_not
     );
 }
 
+/// test-finished validated the bake and died before promoting it (found by
+/// `faults_e2e::crashes_mid_step_end_the_same`): the reconciler promotes it
+/// and, having asked CodeBuild about the test build, announces it with the
+/// test log the event would have given.
+#[tokio::test]
+async fn a_validated_bake_is_promoted_with_its_test_log() {
+    const LOG: &str = "https://console.aws.amazon.com/cloudwatch/home#logEvent:test-log";
+    let flow = world();
+    seed_baking(&flow).await;
+    flow.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    let test_build = test_build(&flow);
+    assert!(flow
+        .ports()
+        .ledger
+        .advance(
+            &key(),
+            Transition::of(BakeState::Testing, Step::TestPassed).expect("a row"),
+            &Change::default(),
+            20,
+        )
+        .await
+        .expect("advance"));
+    let r = reconciler(flow);
+    let mut passed = ended("gild-test", &test_build, "SUCCEEDED", &[]);
+    passed.log_link = Some(LOG.into());
+    codebuild_says(&r, &test_build, passed);
+    let sweep = r.run(20 + 60 + 900 + 1).await.expect("run");
+    let reached = &sweep.bakes[0].report.as_ref().expect("driven").reached;
+    assert_eq!(reached, &vec![BakeState::Promoted]);
+    let published = r
+        .completions()
+        .ports()
+        .notifier
+        .published
+        .lock()
+        .expect("lock")
+        .clone();
+    assert_eq!(published.len(), 1);
+    assert!(
+        published[0].message.contains(LOG),
+        "the announcement has no test log: {}",
+        published[0].message
+    );
+}
+
 /// The bake build failed and its event was lost: the reconciler removes what
 /// the build left, announces the failure saying how it was found, and a late
 /// original event changes nothing.
