@@ -46,7 +46,7 @@ use gild_core::state::{BakeState, IllegalStep, Stage, Step, Transition};
 use gild_tests::aws::REGION;
 use gild_tests::pipeline::Pipeline;
 use serde_json::{json, Value};
-use support::{deployed, manual_witness, Witness};
+use support::{assert_build_requested, deployed, manual_witness, Witness};
 
 // ------------------------------------------------------------------ ledger
 
@@ -318,20 +318,7 @@ async fn bus_put_arrives_in_the_shape_the_deployed_manual_rule_matches() {
     let delivered = manual.drain().await;
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     let event = &delivered[0];
-    assert_eq!(
-        (
-            &event["id"],
-            &event["source"],
-            &event["detail-type"],
-            &event["detail"]
-        ),
-        (
-            &json!(id),
-            &json!("gild"),
-            &json!("Build Requested"),
-            &detail
-        )
-    );
+    assert_build_requested(event, &id, &detail, "the adapter's put");
     // What EventBridge adds (moto's delivery template has no `account`).
     assert_eq!(
         (&event["region"], &event["resources"]),

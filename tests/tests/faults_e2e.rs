@@ -1184,19 +1184,11 @@ async fn hangs_past_the_sdk_timeout_and_the_deadline_end_the_same() {
     if gild_tests::moto::skip_requested() {
         return;
     }
-    let pool = MotoPool::new();
-    let base = ONCE_BASELINE
-        .get_or_init(|| async { baseline(&pool, &MIXED, (1, 1)).await.end })
-        .await;
     let faults = FaultConfig::none()
         .hang(Duration::from_secs(11))
         .script(Scripted::new("codebuild", "StartBuild", 1, Fault::Hang).body_contains("gild-bake"))
         .script(Scripted::new("ssm", "PutParameter", 1, Fault::Hang));
-    let faulty = run(&pool, &MIXED, "hangs".into(), faults, policy(7, (1, 1)), 0).await;
-    println!("{}", faulty.summary());
-    if verbose() {
-        println!("{}", faulty.evidence());
-    }
+    let (base, faulty) = scripted_run(&MotoPool::new(), "hangs", faults).await;
     assert_eq!(faulty.injected.of(Fault::Hang), 2, "{}", faulty.evidence());
     let trigger_log = &faulty.logs[0].1;
     assert!(
@@ -1258,22 +1250,8 @@ async fn one_lost_answer(pool: &MotoPool, name: &str, scripted: Scripted) {
     if gild_tests::moto::skip_requested() {
         return;
     }
-    let base = ONCE_BASELINE
-        .get_or_init(|| async { baseline(pool, &MIXED, (1, 1)).await.end })
-        .await;
-    let faulty = run(
-        pool,
-        &MIXED,
-        name.to_owned(),
-        FaultConfig::none().script(scripted.clone()),
-        policy(7, (1, 1)),
-        0,
-    )
-    .await;
-    println!("{}", faulty.summary());
-    if verbose() {
-        println!("{}", faulty.evidence());
-    }
+    let (base, faulty) =
+        scripted_run(pool, name, FaultConfig::none().script(scripted.clone())).await;
     assert_eq!(
         faulty.injected.total(),
         1,
@@ -1283,6 +1261,24 @@ async fn one_lost_answer(pool: &MotoPool, name: &str, scripted: Scripted) {
     if let Some(problem) = divergence(base, &faulty) {
         panic!("{problem}");
     }
+}
+
+/// `MIXED` under `faults` with every event delivered once, and the
+/// fault-free run of the same to hold it to.
+async fn scripted_run(
+    pool: &MotoPool,
+    name: &str,
+    faults: FaultConfig,
+) -> (&'static EndState, Run) {
+    let base = ONCE_BASELINE
+        .get_or_init(|| async { baseline(pool, &MIXED, (1, 1)).await.end })
+        .await;
+    let faulty = run(pool, &MIXED, name.to_owned(), faults, policy(7, (1, 1)), 0).await;
+    println!("{}", faulty.summary());
+    if verbose() {
+        println!("{}", faulty.evidence());
+    }
+    (base, faulty)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1378,21 +1374,13 @@ async fn lost_publish_answer_announces_twice_with_one_dedupe_key() {
     if gild_tests::moto::skip_requested() {
         return;
     }
-    let pool = MotoPool::new();
-    let base = ONCE_BASELINE
-        .get_or_init(|| async { baseline(&pool, &MIXED, (1, 1)).await.end })
-        .await;
     let scripted = Scripted::new("sns", "Publish", 1, Fault::LostAnswer);
-    let faulty = run(
-        &pool,
-        &MIXED,
-        "Publish answer lost".into(),
+    let (base, faulty) = scripted_run(
+        &MotoPool::new(),
+        "Publish answer lost",
         FaultConfig::none().script(scripted),
-        policy(7, (1, 1)),
-        0,
     )
     .await;
-    println!("{}", faulty.summary());
     assert_eq!(
         faulty.injected.of(Fault::LostAnswer),
         1,

@@ -14,7 +14,9 @@ use gild_tests::aws::lambda_env;
 use gild_tests::pipeline::Pipeline;
 use gild_tests::scenario::Functions;
 use serde_json::{json, Value};
-use support::{deployed, manual_witness, unplug_functions, Witness, FAMILIES};
+use support::{
+    assert_build_requested, deployed, manual_witness, unplug_functions, Witness, FAMILIES,
+};
 
 /// Who runs `gild`: an operator with keys moto takes, or one signing with
 /// `role`'s keys through the IAM gate.
@@ -118,21 +120,7 @@ async fn gild_build_starts_exactly_the_requested_bakes_through_the_deployed_rule
         let delivered = manual.drain().await;
         assert_eq!(delivered.len(), 1, "{args:?}: {delivered:?}");
         let event = &delivered[0];
-        assert_eq!(
-            (
-                &event["id"],
-                &event["source"],
-                &event["detail-type"],
-                &event["detail"]
-            ),
-            (
-                &json!(id),
-                &json!("gild"),
-                &json!("Build Requested"),
-                &detail
-            ),
-            "{args:?}"
-        );
+        assert_build_requested(event, &id, &detail, &format!("{args:?}"));
         assert_eq!(
             functions.targets(event).await.expect("routing"),
             ["trigger"],

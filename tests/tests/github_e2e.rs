@@ -423,3 +423,82 @@ async fn schedule_reads_the_catalog_through_github_when_the_images_live_there() 
     // Every call each function made was allowed by its own role.
     world.pipeline.assert_every_call_allowed();
 }
+
+/// The same signed delivery reaching three webhook environments at once
+/// (GitHub's redelivery racing the original, or Function URL retries) while
+/// a fifth of their AWS calls fail: one bake, of the touched family. A
+/// delivery that failed is delivered again, as an operator's redelivery
+/// from GitHub's settings would (GitHub itself does not retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delivery_racing_in_three_webhooks_under_faults_bakes_once() {
+    use gild_tests::faults::{FaultConfig, FaultyRoutes};
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let world = world().await;
+    let routes = FaultyRoutes::start(&world.pipeline, &FaultConfig::new(17).rate(0.2))
+        .await
+        .expect("fault proxies");
+    let mut env = routes
+        .function_env(&world.pipeline, "github-webhook")
+        .expect("env");
+    env.extend(
+        [
+            ("GILD_GITHUB_API_URL", world.github.api_url()),
+            ("GILD_MAX_BODY_BYTES", "65536".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let binary = gild_tests::bin_path("github-webhook").expect("binary");
+    let name = &world
+        .pipeline
+        .deployed("github-webhook")
+        .expect("deployed")
+        .function_name;
+    let hooks =
+        futures::future::join_all((0..3).map(|_| LambdaProcess::spawn(&binary, name, &env)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("spawn");
+    let (c1, c2) = (&world.commits[0], &world.commits[1]);
+    let body = push_body(c1, c2, &["images/debian12-base/debian.pkr.hcl"], 1);
+    let signed = function_url_event(
+        &body,
+        "push",
+        "delivery-race",
+        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+    );
+    let accepted = |invocation: &gild_tests::runtime_api::Invocation| {
+        invocation
+            .outcome
+            .as_ref()
+            .is_ok_and(|r| r["statusCode"].as_u64() == Some(200))
+    };
+    let mut any_accepted = false;
+    for round in 0..5 {
+        let answers =
+            futures::future::join_all(hooks.iter().map(|hook| hook.invoke(&signed))).await;
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|a| a.expect("invocation"))
+            .collect();
+        any_accepted |= answers.iter().any(accepted);
+        if answers.iter().all(accepted) {
+            break;
+        }
+        assert!(round < 4, "still failing after 5 redeliveries");
+    }
+    assert!(any_accepted);
+    assert!(
+        routes.injected().total() > 0,
+        "no fault was injected: {}",
+        routes.injected().summary()
+    );
+    assert_eq!(
+        bakes(&world),
+        ["debian12-base"],
+        "{}",
+        routes.injected().summary()
+    );
+}

@@ -550,6 +550,32 @@ async fn codecommit_get_branch_and_malformed_input() {
 
 // ---------------------------------------------------------------- codebuild
 
+/// A bake's StartBuild with idempotency token `tok-1` and two overrides.
+fn start_tok_1(
+    client: &aws_sdk_codebuild::Client,
+) -> aws_sdk_codebuild::operation::start_build::builders::StartBuildFluentBuilder {
+    client
+        .start_build()
+        .project_name("gild-bake")
+        .source_version("0123abc")
+        .idempotency_token("tok-1")
+        .environment_variables_override(
+            EnvironmentVariable::builder()
+                .name("GILD_IMAGE")
+                .value("base-al2023")
+                .r#type(EnvironmentVariableType::Plaintext)
+                .build()
+                .expect("env var"),
+        )
+        .environment_variables_override(
+            EnvironmentVariable::builder()
+                .name("GILD_COMMIT")
+                .value("0123abc")
+                .build()
+                .expect("env var"),
+        )
+}
+
 #[tokio::test]
 async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
     if skip_without_moto("codebuild_proxy_records_overrides_and_moto_keeps_the_build") {
@@ -593,26 +619,7 @@ async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
         .await
         .expect("CreateProject through the proxy");
 
-    let started = via_proxy
-        .start_build()
-        .project_name("gild-bake")
-        .source_version("0123abc")
-        .idempotency_token("tok-1")
-        .environment_variables_override(
-            EnvironmentVariable::builder()
-                .name("GILD_IMAGE")
-                .value("base-al2023")
-                .r#type(EnvironmentVariableType::Plaintext)
-                .build()
-                .expect("env var"),
-        )
-        .environment_variables_override(
-            EnvironmentVariable::builder()
-                .name("GILD_COMMIT")
-                .value("0123abc")
-                .build()
-                .expect("env var"),
-        )
+    let started = start_tok_1(&via_proxy)
         .send()
         .await
         .expect("StartBuild through the proxy");
@@ -658,26 +665,7 @@ async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
 
     // The same token and request within CodeBuild's 5 minutes: the first
     // build again, and moto never sees the repeat.
-    let again = via_proxy
-        .start_build()
-        .project_name("gild-bake")
-        .source_version("0123abc")
-        .idempotency_token("tok-1")
-        .environment_variables_override(
-            EnvironmentVariable::builder()
-                .name("GILD_IMAGE")
-                .value("base-al2023")
-                .r#type(EnvironmentVariableType::Plaintext)
-                .build()
-                .expect("env var"),
-        )
-        .environment_variables_override(
-            EnvironmentVariable::builder()
-                .name("GILD_COMMIT")
-                .value("0123abc")
-                .build()
-                .expect("env var"),
-        )
+    let again = start_tok_1(&via_proxy)
         .send()
         .await
         .expect("a repeated StartBuild");

@@ -58,6 +58,14 @@ fn to_info(image: &Image) -> ImageInfo {
     }
 }
 
+/// The account's own resources tagged `key=value`.
+fn tag_filter(key: &str, value: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
+}
+
 fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| {
@@ -98,15 +106,11 @@ impl Images for Ec2Images {
     }
 
     async fn find_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<ImageInfo>> {
-        let filter = Filter::builder()
-            .name(format!("tag:{key}"))
-            .values(value)
-            .build();
         let mut pages = self
             .client
             .describe_images()
             .owners("self")
-            .filters(filter)
+            .filters(tag_filter(key, value))
             .into_paginator()
             .send();
         let mut images = Vec::new();
@@ -171,15 +175,11 @@ impl Images for Ec2Images {
     }
 
     async fn snapshots_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<SnapshotInfo>> {
-        let filter = Filter::builder()
-            .name(format!("tag:{key}"))
-            .values(value)
-            .build();
         let mut pages = self
             .client
             .describe_snapshots()
             .owner_ids("self")
-            .filters(filter)
+            .filters(tag_filter(key, value))
             .into_paginator()
             .send();
         let mut snapshots = Vec::new();

@@ -19,4 +19,4 @@ mod wiring;
 
 pub use config::{load_cli_sdk_config, load_sdk_config, prologue};
 pub use error::classify;
-pub use wiring::{completion_ports, start_ports, AwsCompletionPorts};
+pub use wiring::{bake_builds, completion_ports, start_ports, AwsCompletionPorts};

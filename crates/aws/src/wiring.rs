@@ -45,6 +45,11 @@ pub fn start_ports(
 ) -> (DynamoLedger, CodeBuildBuilds) {
     (
         DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), ledger_table),
-        CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), bake_project),
+        bake_builds(aws, bake_project),
     )
+}
+
+/// The bake project alone, for a caller that already has its ledger.
+pub fn bake_builds(aws: &aws_config::SdkConfig, bake_project: &str) -> CodeBuildBuilds {
+    CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), bake_project)
 }

@@ -86,7 +86,7 @@ pub fn render(
             r.trigger.to_string(),
             r.commit
                 .as_deref()
-                .map(|c| c.get(..12).unwrap_or(c).to_owned())
+                .map(|c| gild_core::announce::short_commit(c).to_owned())
                 .unwrap_or_else(|| "-".into()),
             age(now - r.requested_at),
             r.key.dedupe_key.clone(),

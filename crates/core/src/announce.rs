@@ -38,8 +38,9 @@ pub struct Announcement {
     pub at: String,
 }
 
-/// A commit as people quote it: its first 12 characters.
-pub(crate) fn short_commit(commit: &str) -> &str {
+/// A commit as people quote it: its first 12 characters (the email here and
+/// the Slack message in `gild-slack` quote it alike).
+pub fn short_commit(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 

@@ -150,15 +150,7 @@ async fn a_snapshot_whose_image_an_earlier_try_removed_is_deleted_on_retry() {
         .await
         .expect("test failure");
     assert_eq!(report.reached, vec![BakeState::Failed]);
-    assert!(
-        test.ports()
-            .images
-            .snapshots
-            .lock()
-            .expect("lock")
-            .is_empty(),
-        "the snapshot outlived its image"
-    );
+    assert!(no_snapshots(&test), "the snapshot outlived its image");
 }
 
 #[tokio::test]
@@ -180,13 +172,7 @@ async fn test_failure_removes_the_image_and_never_promotes() {
         .expect("lock")
         .is_empty());
     assert!(test.ports().images.get(AMI).is_none());
-    assert!(test
-        .ports()
-        .images
-        .snapshots
-        .lock()
-        .expect("lock")
-        .is_empty());
+    assert!(no_snapshots(&test));
     assert_eq!(
         subjects(&test),
         vec![format!("gild: {FAMILY} {AMI} FAILED at test")]
@@ -466,13 +452,7 @@ async fn a_test_build_that_can_never_start_fails_the_bake_at_test() {
     assert_eq!(record.state, BakeState::Failed);
     assert_eq!(record.failed_stage, Some(Stage::Test));
     assert!(bake.ports().images.get(AMI).is_none());
-    assert!(bake
-        .ports()
-        .images
-        .snapshots
-        .lock()
-        .expect("lock")
-        .is_empty());
+    assert!(no_snapshots(&bake));
     assert_eq!(
         subjects(&bake),
         vec![format!("gild: {FAMILY} {AMI} FAILED at test")]

@@ -74,12 +74,6 @@ pub fn ec2_console_url(region: &str, image: &str) -> Option<String> {
     })
 }
 
-/// A commit as people quote it: its first 12 characters (as
-/// `gild_core::announce` quotes it in the email).
-pub(crate) fn short_commit(commit: &str) -> &str {
-    commit.get(..12).unwrap_or(commit)
-}
-
 fn is_commit(commit: &str) -> bool {
     (7..=64).contains(&commit.len()) && commit.bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -2,12 +2,13 @@
 //! with the facts as fields, link buttons, the bake's key and time, and a
 //! plain `text` fallback for notifications.
 
+use gild_core::announce::short_commit;
 use gild_core::vocabulary::Trigger;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::blockkit::{is_link, limits};
-use crate::link::{ec2_console_url, short_commit, RepositoryLink};
+use crate::link::{ec2_console_url, RepositoryLink};
 use crate::mrkdwn::{clip, escape_clip, one_line};
 use crate::notice::{Notice, NoticeError, NoticeOutcome};
 

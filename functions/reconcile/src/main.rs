@@ -23,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let ports = gild_aws::completion_ports(&aws, &config.ledger_table, &config.topic_arn, projects);
     // The completion steps and the queue share one ledger client.
     let ledger = Arc::new(ports.ledger);
-    let (_, bake_builds) = gild_aws::start_ports(&aws, &config.ledger_table, &projects.bake);
+    let bake_builds = gild_aws::bake_builds(&aws, &projects.bake);
     let completions = Completions::new(
         Ports {
             ledger: Arc::clone(&ledger),

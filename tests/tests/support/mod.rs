@@ -174,3 +174,23 @@ pub async fn manual_witness(pipeline: &Pipeline) -> Witness {
     );
     Witness::on_rule(&pipeline.aws, "default", &rule, "manual").await
 }
+
+/// Asserts `event` is the `gild build` request with this id and detail, as
+/// the deployed rule delivers it.
+pub fn assert_build_requested(event: &Value, id: &str, detail: &Value, context: &str) {
+    assert_eq!(
+        (
+            &event["id"],
+            &event["source"],
+            &event["detail-type"],
+            &event["detail"]
+        ),
+        (
+            &json!(id),
+            &json!("gild"),
+            &json!("Build Requested"),
+            detail
+        ),
+        "{context}"
+    );
+}

@@ -161,6 +161,11 @@ pub async fn state(f: &Flow) -> BakeRecord {
         .expect("record")
 }
 
+/// Whether every snapshot is gone.
+pub fn no_snapshots(f: &Flow) -> bool {
+    f.ports().images.snapshots.lock().expect("lock").is_empty()
+}
+
 pub fn subjects(f: &Flow) -> Vec<String> {
     f.ports()
         .notifier
