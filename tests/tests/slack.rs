@@ -203,6 +203,8 @@ async fn create_secret(endpoint: &str, name: &str, value: &str) {
 /// A function under test; dropped in field order (function, stand-in, moto).
 struct Setup {
     function: LambdaProcess,
+    /// The function's environment, for more environments of it.
+    vars: Vec<(String, String)>,
     slack: SlackStub,
     _moto: MotoServer,
 }
@@ -243,9 +245,18 @@ impl Setup {
         }
         Some(Setup {
             function,
+            vars,
             slack,
             _moto: moto,
         })
+    }
+
+    /// Another environment of the same function.
+    async fn sibling(&self) -> LambdaProcess {
+        let binary = gild_tests::bin_path("slack-notify").expect("binary");
+        LambdaProcess::spawn(&binary, "gild-slack-notify", &self.vars)
+            .await
+            .expect("spawn slack-notify")
     }
 
     async fn invoke(&self, event: &str) -> Invocation {
@@ -433,5 +444,32 @@ async fn retries_stop_inside_the_time_limit() {
         invocation.duration
     );
     assert_eq!(setup.slack.posts().len(), 1);
+    setup.check_posts_and_logs();
+}
+
+/// SNS delivers at least once, so one announcement can reach several
+/// environments at once; Slack's incoming webhooks cannot deduplicate, so
+/// each posts it (the documented double, ARCHITECTURE.md known limits): three
+/// identical messages, each naming the same bake, and a Slack failure on
+/// one of them is retried, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_announcement_racing_in_three_environments_posts_the_same_message_each() {
+    let Some(setup) = Setup::start(vec![answer(500, "internal_error")], &[], None).await else {
+        return;
+    };
+    let (second, third) = (setup.sibling().await, setup.sibling().await);
+    let event = fixture("sns-promoted.json");
+    let answers = futures::future::join_all(
+        [&setup.function, &second, &third].map(|function| function.invoke(&event)),
+    )
+    .await;
+    for answer in answers {
+        let outcome = answer.expect("invocation").outcome.expect("posted");
+        assert_eq!(outcome["posted"][0]["family"], "debian13-base", "{outcome}");
+    }
+    let posts = setup.slack.posts();
+    assert_eq!(posts.len(), 4, "three posts and one retry of the refused one");
+    let expected = fixture("expected-promoted.json");
+    assert!(posts.iter().all(|p| p.json() == expected));
     setup.check_posts_and_logs();
 }
