@@ -468,7 +468,11 @@ async fn one_announcement_racing_in_three_environments_posts_the_same_message_ea
         assert_eq!(outcome["posted"][0]["family"], "debian13-base", "{outcome}");
     }
     let posts = setup.slack.posts();
-    assert_eq!(posts.len(), 4, "three posts and one retry of the refused one");
+    assert_eq!(
+        posts.len(),
+        4,
+        "three posts and one retry of the refused one"
+    );
     let expected = fixture("expected-promoted.json");
     assert!(posts.iter().all(|p| p.json() == expected));
     setup.check_posts_and_logs();
