@@ -133,12 +133,7 @@ async fn bake_failure_cleans_up_what_the_build_left_and_announces() {
 /// build's tag instead.
 #[tokio::test]
 async fn a_snapshot_whose_image_an_earlier_try_removed_is_deleted_on_retry() {
-    let bake = world();
-    seed_baking(&bake).await;
-    bake.handle(bake_event("SUCCEEDED"), 10)
-        .await
-        .expect("bake");
-    let test = into_test(bake);
+    let test = in_testing().await;
     test.ports()
         .images
         .deregister(AMI)
@@ -155,12 +150,7 @@ async fn a_snapshot_whose_image_an_earlier_try_removed_is_deleted_on_retry() {
 
 #[tokio::test]
 async fn test_failure_removes_the_image_and_never_promotes() {
-    let bake = world();
-    seed_baking(&bake).await;
-    bake.handle(bake_event("SUCCEEDED"), 10)
-        .await
-        .expect("bake");
-    let test = into_test(bake);
+    let test = in_testing().await;
     let event = test_event("FAILED", &test_build(&test));
     let report = test.handle(event.clone(), 20).await.expect("test failure");
     assert_eq!(report.reached, vec![BakeState::Failed]);
@@ -490,12 +480,7 @@ async fn a_throttled_test_start_is_retried_not_failed() {
 /// had, and the failure is announced once.
 #[tokio::test]
 async fn an_image_gone_before_promotion_fails_the_bake_at_promote() {
-    let bake = world();
-    seed_baking(&bake).await;
-    bake.handle(bake_event("SUCCEEDED"), 10)
-        .await
-        .expect("bake");
-    let test = into_test(bake);
+    let test = in_testing().await;
     test.ports().images.images.lock().expect("lock").remove(AMI);
     let event = test_event("SUCCEEDED", &test_build(&test));
     let report = test.handle(event.clone(), 20).await.expect("test");

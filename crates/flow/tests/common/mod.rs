@@ -152,6 +152,17 @@ pub async fn seed_baking(f: &Flow) {
     );
 }
 
+/// A bake whose build succeeded and whose test build runs, as test-finished
+/// finds it.
+pub async fn in_testing() -> Flow {
+    let bake = world();
+    seed_baking(&bake).await;
+    bake.handle(bake_event("SUCCEEDED"), 10)
+        .await
+        .expect("bake");
+    into_test(bake)
+}
+
 pub async fn state(f: &Flow) -> BakeRecord {
     f.ports()
         .ledger
