@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::state::{BakeState, Stage};
 use crate::vocabulary::Trigger;
 
-/// How long a claim or a step lock is held by default. It must outlive the
-/// Lambda timeout, so a live invocation never loses it, and end before
-/// Lambda's first retry of a crashed one (about a minute later), so the
-/// retry can take over. The stack sets it from each function's timeout.
+/// How long a claim or a step lock is held by default; the stack sets it per
+/// function. A step lock outlives its function's timeout, so a live step is
+/// never overtaken (announcing is not idempotent); a trigger claim ends
+/// before Lambda's first retry of a crashed invocation (a minute later), so
+/// the retry takes over, which the StartBuild token makes harmless for a
+/// live one (ARCHITECTURE.md, invariants).
 pub const DEFAULT_LEASE_SECS: i64 = 90;
 
 pub use crate::vocabulary::BakeKey;
