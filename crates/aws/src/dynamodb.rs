@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::Trigger;
 use gild_core::ports::{Ledger, PortError, PortResult};
-use gild_core::state::{BakeState, Stage, Transition};
+use gild_core::state::{BakeState, Lane, Stage, Transition};
 
 use crate::classify;
 
@@ -25,6 +25,10 @@ type Item = HashMap<String, AttributeValue>;
 pub const ACTIVE_INDEX: &str = "active";
 const ACTIVE: &str = "active";
 const ACTIVE_VALUE: &str = "yes";
+/// The sparse index of candidates by pull request: only a candidate's item
+/// carries `pr` (`<repository>#<number>`), so one Query finds every head's.
+pub const PULL_REQUEST_INDEX: &str = "pull_request";
+const PULL_REQUEST: &str = "pr";
 
 pub struct DynamoLedger {
     client: Client,
@@ -73,10 +77,19 @@ fn to_item(record: &BakeRecord) -> Item {
         ("failed_stage", record.failed_stage.map(Stage::as_str)),
         ("reason", record.reason.as_deref()),
         ("owner", record.owner.as_deref()),
+        ("suites", record.suites.as_deref()),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
             item.insert(name.into(), s(value));
+        }
+    }
+    // The pull request a candidate reports to, as JSON: read back whole by
+    // the handlers that report, never queried on.
+    if let Some(pr) = record.pull_request.as_ref() {
+        item.insert(PULL_REQUEST.into(), s(&pr.id()));
+        if let Ok(json) = serde_json::to_string(pr) {
+            item.insert("pull_request".into(), s(&json));
         }
     }
     item
@@ -113,7 +126,41 @@ fn from_item(item: &Item) -> PortResult<BakeRecord> {
         updated_at: number("updated_at"),
         lease_until: number("lease_until"),
         owner: text("owner"),
+        pull_request: text("pull_request")
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(|e| bad(format!("`pull_request` is not a pull request: {e}")))?,
+        suites: text("suites"),
     })
+}
+
+impl DynamoLedger {
+    /// Every item of a sparse index whose hash key is `value`, all pages.
+    async fn query_index(
+        &self,
+        index: &str,
+        attribute: &str,
+        value: &str,
+    ) -> PortResult<Vec<BakeRecord>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#key = :value")
+            .expression_attribute_names("#key", attribute)
+            .expression_attribute_values(":value", s(value))
+            .into_paginator()
+            .send();
+        let mut records = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(SERVICE, "Query", e))?;
+            for item in page.items() {
+                records.push(from_item(item)?);
+            }
+        }
+        Ok(records)
+    }
 }
 
 impl Ledger for DynamoLedger {
@@ -221,7 +268,14 @@ impl Ledger for DynamoLedger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key)))
-            .condition_expression("#state = :from")
+            // The row's lane is part of the condition: a candidate's record
+            // can take only candidate rows, so no write can promote one.
+            .condition_expression(match transition.lane() {
+                Lane::Candidate => "#state = :from AND #trigger = :candidate",
+                Lane::Production => "#state = :from AND #trigger <> :candidate",
+            })
+            .expression_attribute_names("#trigger", "trigger")
+            .expression_attribute_values(":candidate", s(Trigger::PullRequest.as_str()))
             .expression_attribute_names("#state", "state")
             .expression_attribute_names("#updated_at", "updated_at")
             .expression_attribute_names("#lease", "lease_until")
@@ -235,6 +289,7 @@ impl Ledger for DynamoLedger {
             ("test_build_id", change.test_build_id.as_deref()),
             ("failed_stage", change.failed_stage.map(Stage::as_str)),
             ("reason", change.reason.as_deref()),
+            ("suites", change.suites.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(value) = value {
@@ -305,24 +360,7 @@ impl Ledger for DynamoLedger {
     }
 
     async fn active(&self) -> PortResult<Vec<BakeRecord>> {
-        let mut pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(ACTIVE_INDEX)
-            .key_condition_expression("#active = :yes")
-            .expression_attribute_names("#active", ACTIVE)
-            .expression_attribute_values(":yes", s(ACTIVE_VALUE))
-            .into_paginator()
-            .send();
-        let mut records = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(SERVICE, "Query", e))?;
-            for item in page.items() {
-                records.push(from_item(item)?);
-            }
-        }
-        Ok(records)
+        self.query_index(ACTIVE_INDEX, ACTIVE, ACTIVE_VALUE).await
     }
 
     async fn list(&self) -> PortResult<Vec<BakeRecord>> {
@@ -340,5 +378,10 @@ impl Ledger for DynamoLedger {
             }
         }
         Ok(records)
+    }
+
+    async fn pull_request(&self, pull_request: &str) -> PortResult<Vec<BakeRecord>> {
+        self.query_index(PULL_REQUEST_INDEX, PULL_REQUEST, pull_request)
+            .await
     }
 }

@@ -10,22 +10,25 @@ use crate::ec2::Ec2Images;
 use crate::sns::SnsNotifier;
 use crate::ssm::SsmParameters;
 
-/// The ports the completion steps act through, over AWS.
-pub type AwsCompletionPorts = CompletionPorts<
+/// The ports the completion steps act through, over AWS, with `V` where
+/// candidates report (the pull requests' host).
+pub type AwsCompletionPorts<V> = CompletionPorts<
     DynamoLedger,
     Ec2Images,
     CodeBuildBuilds,
     TestBuilds,
     SsmParameters,
     SnsNotifier,
+    V,
 >;
 
-pub fn completion_ports(
+pub fn completion_ports<V>(
     aws: &aws_config::SdkConfig,
     ledger_table: &str,
     topic_arn: &str,
     projects: &Projects,
-) -> AwsCompletionPorts {
+    reviews: V,
+) -> AwsCompletionPorts<V> {
     let codebuild = aws_sdk_codebuild::Client::new(aws);
     CompletionPorts {
         ledger: DynamoLedger::new(aws_sdk_dynamodb::Client::new(aws), ledger_table),
@@ -34,6 +37,7 @@ pub fn completion_ports(
         tests: TestBuilds::new(codebuild, &projects.test),
         parameters: SsmParameters::new(aws_sdk_ssm::Client::new(aws)),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(aws), topic_arn),
+        reviews,
     }
 }
 

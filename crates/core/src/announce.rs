@@ -77,6 +77,7 @@ impl Announcement {
                 None => "push".into(),
             },
             Trigger::Manual => "manual request".into(),
+            Trigger::PullRequest => "pull request candidate".into(),
         }
     }
 

@@ -43,16 +43,34 @@ pub struct Family {
 impl Family {
     /// Whether a repository path lies inside this family's folder.
     pub fn owns_path(&self, path: &str) -> bool {
-        path == self.path
-            || path
-                .strip_prefix(self.path.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
+        under(&self.path, path)
+    }
+}
+
+/// An application that relies on some families: its tests run on every
+/// new image of them, after the family's own, and a failure blocks the
+/// image like the family's own tests do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Consumer {
+    pub name: String,
+    pub families: Vec<String>,
+    /// Repository-relative folder of its tests (`run.sh` or `run.ps1`).
+    pub tests: String,
+    /// Who to name when its tests fail.
+    pub owner: String,
+}
+
+impl Consumer {
+    /// Whether a repository path lies inside this consumer's tests.
+    pub fn owns_path(&self, path: &str) -> bool {
+        under(&self.tests, path)
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Catalog {
     pub families: BTreeMap<String, Family>,
+    pub consumers: BTreeMap<String, Consumer>,
 }
 
 impl Catalog {
@@ -63,6 +81,20 @@ impl Catalog {
     pub fn get(&self, name: &str) -> Option<&Family> {
         self.families.get(name)
     }
+
+    /// The consumers whose tests run on `family`'s images, by name.
+    pub fn consumers_of<'a>(&'a self, family: &'a str) -> impl Iterator<Item = &'a Consumer> {
+        self.consumers
+            .values()
+            .filter(move |c| c.families.iter().any(|f| f == family))
+    }
+}
+
+fn under(folder: &str, path: &str) -> bool {
+    path == folder
+        || path
+            .strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A catalog that cannot be used. Display reads `gild.toml:3:5: problem`.
@@ -79,6 +111,16 @@ pub struct CatalogError {
 #[serde(deny_unknown_fields)]
 struct RawCatalog {
     families: Option<BTreeMap<Spanned<String>, Spanned<RawFamily>>>,
+    #[serde(default)]
+    consumers: BTreeMap<Spanned<String>, Spanned<RawConsumer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsumer {
+    families: Spanned<Vec<Spanned<String>>>,
+    tests: Spanned<String>,
+    owner: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,7 +195,86 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
             },
         );
     }
-    Ok(Catalog { families })
+    let mut consumers = BTreeMap::new();
+    for (name, consumer) in raw.consumers {
+        let name_span = name.span();
+        let name = name.into_inner();
+        if !valid_name(&name) {
+            return Err(at(
+                name_span,
+                format!("consumer name `{name}` must be 1-64 characters of a-z, 0-9 and `-`, starting with a letter or digit"),
+            ));
+        }
+        let consumer = consumer.into_inner();
+        let list_span = consumer.families.span();
+        let mut uses: Vec<String> = Vec::new();
+        for family in consumer.families.into_inner() {
+            if !families.contains_key(family.get_ref()) {
+                return Err(at(
+                    family.span(),
+                    format!(
+                        "consumer `{name}`: family `{}` is not declared under [families]",
+                        family.get_ref()
+                    ),
+                ));
+            }
+            if uses.contains(family.get_ref()) {
+                return Err(at(
+                    family.span(),
+                    format!("consumer `{name}`: family `{}` is listed twice", family.get_ref()),
+                ));
+            }
+            uses.push(family.into_inner());
+        }
+        if uses.is_empty() {
+            return Err(at(
+                list_span,
+                format!("consumer `{name}`: `families` names no family, so its tests would never run"),
+            ));
+        }
+        let tests = normalise_path(consumer.tests.get_ref()).ok_or_else(|| {
+            at(
+                consumer.tests.span(),
+                format!("consumer `{name}`: tests `{}` must be a relative folder inside the repository: segments of A-Z, a-z, 0-9, `.`, `_` and `-`, no `..`, no leading `/`", consumer.tests.get_ref()),
+            )
+        })?;
+        if let Some(family) = families.values().find(|f| under(&f.path, &tests) || under(&tests, &f.path)) {
+            return Err(at(
+                consumer.tests.span(),
+                format!("consumer `{name}`: tests `{tests}` overlap family `{}`'s folder `{}`: a consumer's tests live in their own folder", family.name, family.path),
+            ));
+        }
+        if !valid_owner(consumer.owner.get_ref()) {
+            return Err(at(
+                consumer.owner.span(),
+                format!("consumer `{name}`: owner `{}` must be 1-100 characters of A-Z, a-z, 0-9, space, `.`, `_`, `@`, `/` and `-`", consumer.owner.get_ref().escape_debug()),
+            ));
+        }
+        consumers.insert(
+            name.clone(),
+            Consumer {
+                name,
+                families: uses,
+                tests,
+                owner: consumer.owner.into_inner(),
+            },
+        );
+    }
+    Ok(Catalog {
+        families,
+        consumers,
+    })
+}
+
+/// A team or person to name: it reaches emails, Slack and pull-request
+/// comments, so it is kept to plain characters (buildspecs/bootstrap/
+/// family.py applies the same rule).
+fn valid_owner(owner: &str) -> bool {
+    !owner.trim().is_empty()
+        && owner.len() <= 100
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'_' | b'@' | b'/' | b'-'))
 }
 
 /// The one family-name rule: 1-64 of a-z, 0-9 and `-`, starting with a
@@ -231,6 +352,48 @@ os = "windows"
         assert!(catalog
             .get("win2022-core")
             .is_some_and(|f| f.roles.is_empty()));
+    }
+
+    fn with_consumer(entry: &str) -> String {
+        format!("{GOOD}\n[consumers.payments-api]\n{entry}")
+    }
+
+    #[test]
+    fn consumers_name_their_families_tests_and_owner() {
+        let text = with_consumer(
+            "families = [\"win2022-core\"]\ntests = \"consumers/payments-api/\"\nowner = \"team-payments\"\n",
+        );
+        let catalog = parse(CATALOG_FILE, &text).expect("valid catalog");
+        let users: Vec<&str> = catalog
+            .consumers_of("win2022-core")
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(users, vec!["payments-api"]);
+        assert_eq!(catalog.consumers_of("debian12-base").count(), 0);
+        let consumer = &catalog.consumers["payments-api"];
+        assert_eq!(consumer.tests, "consumers/payments-api");
+        assert!(consumer.owns_path("consumers/payments-api/run.ps1"));
+        assert!(!consumer.owns_path("consumers/payments-api2/run.ps1"));
+    }
+
+    #[test]
+    fn a_bad_consumer_is_refused_at_its_line() {
+        let cases = [
+            ("families = [\"nope\"]\ntests = \"consumers/p\"\nowner = \"t\"\n", "`nope` is not declared"),
+            ("families = []\ntests = \"consumers/p\"\nowner = \"t\"\n", "names no family"),
+            ("families = [\"win2022-core\", \"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"t\"\n", "listed twice"),
+            ("families = [\"win2022-core\"]\ntests = \"consumers/$(touch /tmp/p)\"\nowner = \"t\"\n", "relative folder"),
+            ("families = [\"win2022-core\"]\ntests = \"images/win2022-core/tests\"\nowner = \"t\"\n", "overlap"),
+            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"<b>x</b>\"\n", "owner"),
+            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\n", "owner"),
+            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"t\"\nteam = \"x\"\n", "team"),
+        ];
+        for (entry, why) in cases {
+            let text = with_consumer(entry);
+            let err = parse(CATALOG_FILE, &text).expect_err(entry);
+            assert!(err.problem.contains(why), "{entry}: {err}");
+            assert!(err.line >= 11, "{entry}: {err} names a line of the entry");
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::event::{BuildStateChange, BuildStatus};
-use crate::state::{self, BakeState, Stage, Step};
-use crate::vocabulary::{defaults, env, BakeKey, BuildId};
+use crate::state::{self, BakeState, Lane, Stage, Step};
+use crate::vocabulary::{defaults, env, BakeKey, BuildId, Trigger};
 
 /// Environment variable names shared with the buildspecs
 /// (`vocabulary::env`, under the names the callers know).
@@ -33,7 +33,15 @@ pub mod tags {
     pub const BASE_AMI: &str = "gild:base-ami";
     pub const STATE: &str = "gild:state";
     pub const CREATED_AT: &str = "gild:created-at";
+    /// `pr-<number>` on a pull request's candidate images and snapshots:
+    /// what removes them, and what retention and rollback never count.
+    pub const CANDIDATE: &str = "gild:candidate";
+    /// When a kept candidate image is removed (`candidate_ttl_hours`).
+    pub const EXPIRES_AT: &str = "gild:expires-at";
 }
+
+/// The test build's suites, exported by test.yml (see `review::Suite`).
+pub const ENV_TEST_SUITES: &str = "GILD_TEST_SUITES";
 
 /// The two CodeBuild projects, told apart by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +98,9 @@ pub struct Finished {
     pub build_id: String,
     pub status: String,
     pub family: Option<String>,
+    /// What set the bake off, from the build's environment (the ledger's
+    /// record is what the handlers trust; this is for plans).
+    pub trigger: Option<Trigger>,
     /// `None` for builds not started by gild (no dedupe key in their env).
     pub key: Option<BakeKey>,
     /// The AMI: exported by the bake, or given to the test build.
@@ -97,6 +108,8 @@ pub struct Finished {
     pub base_image: Option<String>,
     pub commit: Option<String>,
     pub log_link: Option<String>,
+    /// The test build's suites (`GILD_TEST_SUITES`), raw.
+    pub suites: Option<String>,
     /// Why the reconciler, not an event, reports this completion; `None`
     /// for an event. It goes into the failure's reason and announcement.
     pub found: Option<String>,
@@ -141,11 +154,15 @@ pub fn classify(change: &BuildStateChange, projects: &Projects) -> Result<Finish
         build_id: change.build_id.clone(),
         status: change.status_text.clone(),
         family,
+        trigger: var(&change.env, env::TRIGGER).and_then(|t| Trigger::parse(&t)),
         key,
         image,
         base_image: var(&change.exported, ENV_BASE_AMI),
         commit: var(&change.env, env::SOURCE_COMMIT).or_else(|| change.source_version.clone()),
         log_link: change.log_link.clone(),
+        suites: (!is_bake)
+            .then(|| var(&change.exported, ENV_TEST_SUITES))
+            .flatten(),
         found: None,
     })
 }
@@ -161,13 +178,16 @@ pub enum Work {
     Validate,
     /// Point the family's parameter at the AMI and announce it.
     Promote,
+    /// A candidate passed: report it on its pull request, remove its image
+    /// unless it is kept for people to launch.
+    Report,
     /// Remove what the failed stage left and announce the failure.
     Cleanup(Stage),
 }
 
-/// The work `completion` calls for when the bake is in `state`, and the
-/// step that records it; `None` when the completion does not apply.
-pub fn work(state: BakeState, completion: Completion) -> Option<(Work, Step)> {
+/// The work `completion` calls for when a bake of `lane` is in `state`,
+/// and the step that records it; `None` when the completion does not apply.
+pub fn work(lane: Lane, state: BakeState, completion: Completion) -> Option<(Work, Step)> {
     let found = match (state, completion) {
         (BakeState::Baking, Completion::BakeSucceeded) => (Work::TagBaked, Step::BakeSucceeded),
         (BakeState::Baked, Completion::BakeSucceeded) => (Work::StartTest, Step::TestStarted),
@@ -175,24 +195,29 @@ pub fn work(state: BakeState, completion: Completion) -> Option<(Work, Step)> {
         | (BakeState::Requested | BakeState::Baking, Completion::NeverStarted) => {
             (Work::Cleanup(Stage::Bake), Step::Failed(Stage::Bake))
         }
-        (BakeState::Testing, Completion::TestPassed) => (Work::Validate, Step::TestPassed),
-        (BakeState::Validated, Completion::TestPassed) => (Work::Promote, Step::Promoted),
-        (BakeState::Testing, Completion::TestFailed) => {
+        (BakeState::Testing | BakeState::Validating, Completion::TestPassed) => {
+            (Work::Validate, Step::TestPassed)
+        }
+        (BakeState::Validated, Completion::TestPassed) => match lane {
+            Lane::Production => (Work::Promote, Step::Promoted),
+            Lane::Candidate => (Work::Report, Step::Reported),
+        },
+        (BakeState::Testing | BakeState::Validating, Completion::TestFailed) => {
             (Work::Cleanup(Stage::Test), Step::Failed(Stage::Test))
         }
         _ => return None,
     };
-    // The table above only names steps the state model allows.
-    state::next(state, found.1).map(|_| found)
+    // The table above only names steps the state model allows in the lane.
+    state::next(lane, state, found.1).map(|_| found)
 }
 
 /// All the work a completion causes from the state it expects, in order.
-pub fn work_chain(completion: Completion) -> Vec<Work> {
+pub fn work_chain(lane: Lane, completion: Completion) -> Vec<Work> {
     let mut state = completion.expected_state();
     let mut chain = Vec::new();
-    while let Some((work, step)) = work(state, completion) {
+    while let Some((work, step)) = work(lane, state, completion) {
         chain.push(work);
-        match state::next(state, step) {
+        match state::next(lane, state, step) {
             Some(next) => state = next,
             None => break,
         }
@@ -210,6 +235,8 @@ pub struct Provenance<'a> {
     pub build_log: Option<&'a str>,
     pub base_image: Option<&'a str>,
     pub created_at: &'a str,
+    /// `pr-<number>` for a pull request's candidate.
+    pub candidate: Option<&'a str>,
 }
 
 pub fn provenance_tags(p: &Provenance<'_>) -> Vec<(String, String)> {
@@ -226,6 +253,7 @@ pub fn provenance_tags(p: &Provenance<'_>) -> Vec<(String, String)> {
     ];
     pairs
         .into_iter()
+        .chain(p.candidate.map(|c| (tags::CANDIDATE, c)))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
@@ -307,38 +335,71 @@ mod tests {
     #[test]
     fn work_chains_per_completion() {
         assert_eq!(
-            work_chain(Completion::BakeSucceeded),
+            work_chain(Lane::Production, Completion::BakeSucceeded),
             vec![Work::TagBaked, Work::StartTest]
         );
         assert_eq!(
-            work_chain(Completion::BakeFailed),
+            work_chain(Lane::Production, Completion::BakeFailed),
             vec![Work::Cleanup(Stage::Bake)]
         );
         assert_eq!(
-            work_chain(Completion::TestPassed),
+            work_chain(Lane::Production, Completion::TestPassed),
             vec![Work::Validate, Work::Promote]
         );
         assert_eq!(
-            work_chain(Completion::TestFailed),
+            work_chain(Lane::Production, Completion::TestFailed),
             vec![Work::Cleanup(Stage::Test)]
         );
         assert_eq!(
-            work_chain(Completion::NeverStarted),
+            work_chain(Lane::Production, Completion::NeverStarted),
             vec![Work::Cleanup(Stage::Bake)]
         );
+    }
+
+    #[test]
+    fn a_candidate_is_reported_where_a_production_bake_is_promoted() {
+        assert_eq!(
+            work_chain(Lane::Candidate, Completion::TestPassed),
+            vec![Work::Validate, Work::Report]
+        );
+        assert_eq!(
+            work(Lane::Candidate, BakeState::Validating, Completion::TestPassed),
+            Some((Work::Validate, Step::TestPassed))
+        );
+        assert_eq!(
+            work(Lane::Candidate, BakeState::Validating, Completion::TestFailed),
+            Some((Work::Cleanup(Stage::Test), Step::Failed(Stage::Test)))
+        );
+        // A production bake never validates without a test build of its own.
+        assert_eq!(
+            work(Lane::Production, BakeState::Validating, Completion::TestPassed),
+            None
+        );
+        for state in BakeState::ALL {
+            for completion in [
+                Completion::BakeSucceeded,
+                Completion::BakeFailed,
+                Completion::TestPassed,
+                Completion::TestFailed,
+                Completion::NeverStarted,
+            ] {
+                let found = work(Lane::Candidate, state, completion);
+                assert!(!matches!(found, Some((Work::Promote, _))), "{state} {completion:?}");
+            }
+        }
     }
 
     #[test]
     fn late_and_early_completions_find_no_work() {
         // A bake completion for a bake already promoted or failed.
         for state in [BakeState::Promoted, BakeState::Failed, BakeState::Testing] {
-            assert_eq!(work(state, Completion::BakeSucceeded), None, "{state}");
-            assert_eq!(work(state, Completion::BakeFailed), None, "{state}");
+            assert_eq!(work(Lane::Production, state, Completion::BakeSucceeded), None, "{state}");
+            assert_eq!(work(Lane::Production, state, Completion::BakeFailed), None, "{state}");
         }
         // A test result before the bake result.
-        assert_eq!(work(BakeState::Baking, Completion::TestPassed), None);
-        assert_eq!(work(BakeState::Baked, Completion::TestFailed), None);
-        assert_eq!(work(BakeState::Requested, Completion::TestPassed), None);
+        assert_eq!(work(Lane::Production, BakeState::Baking, Completion::TestPassed), None);
+        assert_eq!(work(Lane::Production, BakeState::Baked, Completion::TestFailed), None);
+        assert_eq!(work(Lane::Production, BakeState::Requested, Completion::TestPassed), None);
     }
 
     #[test]

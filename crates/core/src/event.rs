@@ -14,6 +14,18 @@ pub const SCHEDULED: &str = "Scheduled Event";
 pub const CODECOMMIT_CHANGE: &str = "CodeCommit Repository State Change";
 pub const BUILD_REQUESTED: &str = "Build Requested";
 pub const BUILD_STATE_CHANGE: &str = "CodeBuild Build State Change";
+/// What CodeCommit's pull-request events are called in plans. Their
+/// `detail-type` is not matched: its documented spelling varies, so they
+/// are told by `source` and `detail.event` ([`PULL_REQUEST_EVENTS`]).
+pub const CODECOMMIT_PULL_REQUEST: &str = "CodeCommit Pull Request State Change";
+/// The pull-request events gild reads: a new pull request, a new head, a
+/// closed or reopened one, and a merge (which closes it).
+pub const PULL_REQUEST_EVENTS: [&str; 4] = [
+    "pullRequestCreated",
+    "pullRequestSourceBranchUpdated",
+    "pullRequestStatusChanged",
+    "pullRequestMergeStatusUpdated",
+];
 /// `source` of the manual events `gild build` puts on the bus.
 pub const GILD_SOURCE: &str = "gild";
 
@@ -63,8 +75,50 @@ pub enum EventKind {
     RefChange(RefChange),
     BuildRequested(BuildRequest),
     BuildStateChange(BuildStateChange),
+    PullRequest(PullRequestChange),
 }
 
+/// `detail` of a CodeCommit pull-request event, as the CodeCommit user
+/// guide's examples show it (monitoring-events). Two quirks: `isMerged` is
+/// the string `"True"`/`"False"`, and the dates are not ISO 8601 (so they
+/// are not read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestChange {
+    pub event: String,
+    pub pull_request_id: String,
+    /// `Open` or `Closed`.
+    pub pull_request_status: String,
+    pub repository_names: Vec<String>,
+    #[serde(default)]
+    pub revision_id: Option<String>,
+    pub source_commit: String,
+    #[serde(default)]
+    pub source_reference: String,
+    pub destination_commit: String,
+    pub destination_reference: String,
+    #[serde(default, deserialize_with = "string_bool")]
+    pub is_merged: bool,
+}
+
+/// `"True"`/`"False"` as CodeCommit sends them, or a JSON boolean.
+fn string_bool<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Text(t) if t.eq_ignore_ascii_case("true") => Ok(true),
+        Raw::Text(t) if t.eq_ignore_ascii_case("false") => Ok(false),
+        Raw::Text(t) => Err(serde::de::Error::custom(format!(
+            "`isMerged` `{}` is neither True nor False",
+            t.escape_debug()
+        ))),
+    }
+}
 /// `detail` of `CodeCommit Repository State Change`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -225,6 +279,18 @@ pub fn parse(value: Value) -> Result<Event, EventError> {
         detail_type: envelope.detail_type.clone(),
         problem,
     };
+    let pull_request_event = envelope.source == "aws.codecommit"
+        && detail
+            .get("event")
+            .and_then(Value::as_str)
+            .is_some_and(|e| PULL_REQUEST_EVENTS.contains(&e));
+    if pull_request_event {
+        let change: PullRequestChange = detail_as(detail).map_err(malformed)?;
+        return Ok(Event {
+            envelope,
+            kind: EventKind::PullRequest(change),
+        });
+    }
     let kind = match (envelope.source.as_str(), envelope.detail_type.as_str()) {
         ("aws.events", SCHEDULED) => {
             parse_time(&envelope.time).map_err(malformed)?;

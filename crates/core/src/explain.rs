@@ -27,6 +27,37 @@ pub enum Action {
         /// events, which bake the tracked branch's tip.
         #[serde(skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
+        /// `false` for a pull request's candidate: tested and reported,
+        /// never promoted.
+        promote: bool,
+    },
+    /// A pull request changed only consumers' tests: run them on the
+    /// family's promoted image, bake nothing.
+    StartValidation {
+        family: String,
+        trigger: Trigger,
+        dedupe_key: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        consumers: Vec<String>,
+        promote: bool,
+    },
+    /// Stop the pull request's older heads' builds, remove their images,
+    /// mark their statuses superseded.
+    Supersede { pull_request: String, keep: String },
+    /// The pull request was closed: the same for every head.
+    RemoveCandidates { pull_request: String },
+    /// Build nothing; say why on the head.
+    Refuse {
+        pull_request: String,
+        commit: String,
+        reason: String,
+    },
+    /// Post a candidate's results on its pull request.
+    Report {
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
     },
     TagImage {
         family: String,
@@ -61,9 +92,13 @@ pub enum Action {
 }
 
 impl Action {
+    /// The family acted on; empty for what concerns a whole pull request.
     pub fn family(&self) -> &str {
         match self {
+            Action::Supersede { .. } | Action::RemoveCandidates { .. } | Action::Refuse { .. } => "",
             Action::StartBake { family, .. }
+            | Action::StartValidation { family, .. }
+            | Action::Report { family, .. }
             | Action::TagImage { family, .. }
             | Action::StartTest { family, .. }
             | Action::Promote { family, .. }
@@ -90,6 +125,7 @@ impl Action {
                 },
                 Action::AnnounceSuccess { family, image },
             ],
+            Work::Report => vec![Action::Report { family, image }],
             Work::Cleanup(_) => vec![
                 Action::Cleanup {
                     family: family.clone(),
@@ -180,9 +216,10 @@ pub fn reconcile(
 /// work's success step, through the table.
 fn walk(record: &BakeRecord, completion: Completion) -> (Vec<BakeState>, Vec<Action>) {
     let (mut state, mut reaches, mut actions) = (record.state, Vec::new(), Vec::new());
-    while let Some((work, step)) = completion::work(state, completion) {
+    let lane = record.lane();
+    while let Some((work, step)) = completion::work(lane, state, completion) {
         actions.extend(Action::of_work(work, &record.key.family, &record.image));
-        let Some(transition) = Transition::of(state, step) else {
+        let Some(transition) = Transition::of(lane, state, step) else {
             break;
         };
         state = transition.to();

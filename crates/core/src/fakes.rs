@@ -9,9 +9,12 @@ use std::sync::Mutex;
 use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::ports::{
-    BakeRequest, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters, PortError,
-    PortResult, Publication, Repository, SnapshotInfo, TestRequest, Tests,
+    BakeRequest, BuildControl, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier,
+    Parameters, PortError, PortResult, Publication, Repository, Reviews, SnapshotInfo,
+    TestRequest, Tests,
 };
+use crate::pull_request::{PullRequest, DEDUPE_PREFIX};
+use crate::review::Status;
 use crate::state::{BakeState, Transition};
 use crate::vocabulary::DiffBase;
 
@@ -83,9 +86,10 @@ impl Ledger for MemoryLedger {
         now: i64,
     ) -> PortResult<bool> {
         let mut records = lock(&self.records);
+        // The lane is part of the condition, as in the DynamoDB adapter.
         let Some(record) = records
             .get_mut(key)
-            .filter(|r| r.state == transition.from())
+            .filter(|r| r.state == transition.from() && r.lane() == transition.lane())
         else {
             return Ok(false);
         };
@@ -97,6 +101,7 @@ impl Ledger for MemoryLedger {
             (&mut record.image, &change.image),
             (&mut record.test_build_id, &change.test_build_id),
             (&mut record.reason, &change.reason),
+            (&mut record.suites, &change.suites),
         ];
         for (field, value) in fields {
             if value.is_some() {
@@ -134,6 +139,82 @@ impl Ledger for MemoryLedger {
     async fn list(&self) -> PortResult<Vec<BakeRecord>> {
         Ok(self.snapshot())
     }
+
+    async fn pull_request(&self, pull_request: &str) -> PortResult<Vec<BakeRecord>> {
+        let prefix = format!("{DEDUPE_PREFIX}{pull_request}:");
+        Ok(lock(&self.records)
+            .values()
+            .filter(|r| r.key.dedupe_key.starts_with(&prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+/// What reviewers would see: every status set and comment written, by
+/// pull request, and the approvals given or revoked.
+#[derive(Default)]
+pub struct RecordingReviews {
+    pub statuses: Mutex<Vec<(String, Status)>>,
+    /// The comment per pull request (`id()`), as last written, and how
+    /// many times it was written.
+    pub comments: Mutex<BTreeMap<String, (String, usize)>>,
+    pub approvals: Mutex<Vec<(String, bool)>>,
+    /// What `changed_paths` answers.
+    pub changed: Mutex<Vec<String>>,
+    pub faults: Mutex<VecDeque<PortError>>,
+}
+
+impl RecordingReviews {
+    /// The last status of `context` on `head`.
+    pub fn status(&self, head: &str, context: &str) -> Option<Status> {
+        lock(&self.statuses)
+            .iter()
+            .rev()
+            .find(|(h, s)| h == head && s.context == context)
+            .map(|(_, s)| s.clone())
+    }
+
+    pub fn comment(&self, pull_request: &str) -> Option<String> {
+        lock(&self.comments).get(pull_request).map(|(c, _)| c.clone())
+    }
+
+    fn fault(&self) -> PortResult<()> {
+        match lock(&self.faults).pop_front() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Reviews for RecordingReviews {
+    async fn set_statuses(&self, pull_request: &PullRequest, statuses: &[Status]) -> PortResult<()> {
+        self.fault()?;
+        let mut recorded = lock(&self.statuses);
+        for status in statuses {
+            recorded.push((pull_request.head.clone(), status.clone()));
+        }
+        Ok(())
+    }
+
+    async fn upsert_comment(&self, pull_request: &PullRequest, body: &str) -> PortResult<()> {
+        self.fault()?;
+        let mut comments = lock(&self.comments);
+        let entry = comments.entry(pull_request.id()).or_default();
+        entry.0 = body.to_owned();
+        entry.1 += 1;
+        Ok(())
+    }
+
+    async fn approve(&self, pull_request: &PullRequest, approve: bool) -> PortResult<()> {
+        self.fault()?;
+        lock(&self.approvals).push((pull_request.id(), approve));
+        Ok(())
+    }
+
+    async fn changed_paths(&self, _pull_request: &PullRequest) -> PortResult<Vec<String>> {
+        self.fault()?;
+        Ok(lock(&self.changed).clone())
+    }
 }
 
 /// A CodeBuild stand-in: scripted faults per family, then success.
@@ -141,6 +222,8 @@ impl Ledger for MemoryLedger {
 pub struct ScriptedBuilds {
     pub faults: Mutex<BTreeMap<String, VecDeque<PortError>>>,
     pub started: Mutex<Vec<BakeRequest>>,
+    /// Builds stopped, in order.
+    pub stopped: Mutex<Vec<String>>,
     /// Every call, failed or not.
     pub calls: Mutex<usize>,
 }
@@ -164,6 +247,13 @@ impl ScriptedBuilds {
 
     pub fn calls(&self) -> usize {
         *lock(&self.calls)
+    }
+}
+
+impl BuildControl for ScriptedBuilds {
+    async fn stop(&self, build_id: &str) -> PortResult<()> {
+        lock(&self.stopped).push(build_id.to_owned());
+        Ok(())
     }
 }
 

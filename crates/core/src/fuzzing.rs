@@ -25,7 +25,9 @@ pub fn eventbridge(data: &[u8]) {
     if let event::EventKind::BuildStateChange(change) = &event.kind {
         if let Ok(finished) = completion::classify(change, &Projects::default()) {
             // Every completion names the state it expects and a chain of work from it.
-            let _ = completion::work_chain(finished.completion);
+            for lane in [crate::state::Lane::Production, crate::state::Lane::Candidate] {
+                let _ = completion::work_chain(lane, finished.completion);
+            }
         }
         // A build's end frees the slot of the build the event names, no other.
         if let Some(ended) = queue::freed_slot(change, &Projects::default().bake) {
@@ -45,6 +47,7 @@ pub fn eventbridge(data: &[u8]) {
         changed: vec!["images/debian13-base/x".into(), "gild.toml".into()],
         commit: Some("0123456789abcdef".into()),
     };
+    candidates_are_never_promoted(&triage);
     if let Ok(plan) = plan::plan(&event, &triage, &inputs) {
         if matches!(triage, Triage::Ignore(_)) {
             assert!(plan.actions.is_empty(), "an ignored event planned actions");
@@ -101,6 +104,39 @@ pub fn webhook(data: &[u8]) {
         );
         if changed.is_some() {
             assert!(matches!(triage, Triage::Push { .. }));
+        }
+    }
+    if let Ok(pr) = serde_json::from_slice::<github::pull_request::PullRequestPayload>(body) {
+        let settings = Settings::default();
+        let triage = github::pull_request::triage_pull_request(
+            &pr,
+            &settings,
+            &settings.review,
+            &pr.repository.full_name.clone(),
+        );
+        candidates_are_never_promoted(&triage);
+    }
+}
+
+/// Whatever a pull request's plan holds, nothing in it promotes.
+fn candidates_are_never_promoted(triage: &Triage) {
+    let Ok(catalog) = catalog::parse("gild.toml", CATALOG) else {
+        return;
+    };
+    let inputs = Inputs {
+        catalog,
+        previous_catalog: None,
+        changed: vec!["images/debian13-base/x".into(), "gild.toml".into()],
+        commit: None,
+    };
+    if let Ok(plan) = plan::plan_triaged("fuzz", triage, &inputs) {
+        if matches!(triage, Triage::PullRequest(_)) {
+            for action in &plan.actions {
+                assert!(
+                    !matches!(action, plan::Action::StartBake { promote: true, .. }),
+                    "a pull request planned a production bake: {action:?}"
+                );
+            }
         }
     }
 }

@@ -6,8 +6,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{BakeState, Stage};
+use crate::pull_request::PullRequest;
+use crate::state::{BakeState, Lane, Stage};
 use crate::vocabulary::Trigger;
+
+/// The lane a trigger's bakes take: a pull request's are candidates.
+pub fn lane_of(trigger: Trigger) -> Lane {
+    match trigger {
+        Trigger::PullRequest => Lane::Candidate,
+        Trigger::Schedule | Trigger::Push | Trigger::Manual => Lane::Production,
+    }
+}
 
 /// How long a claim or a step lock is held by default; the stack sets it per
 /// function. A step lock outlives its function's timeout, so a live step is
@@ -40,9 +49,19 @@ pub struct BakeRecord {
     /// lost is retried by the SDK; the retry finds its own owner token and
     /// succeeds instead of mistaking its own claim for someone else's.
     pub owner: Option<String>,
+    /// The pull request a candidate validates (`None` for production bakes).
+    pub pull_request: Option<PullRequest>,
+    /// The test build's suites as it exported them (`GILD_TEST_SUITES`),
+    /// for the pull-request report; `None` until the test ended.
+    pub suites: Option<String>,
 }
 
 impl BakeRecord {
+    /// Production or candidate: from the trigger, fixed at the claim.
+    pub fn lane(&self) -> Lane {
+        lane_of(self.trigger)
+    }
+
     /// Another invocation than `owner` holds this record's lock right now.
     pub fn is_locked_against(&self, owner: &str, now: i64) -> bool {
         self.lease_until >= now && self.owner.as_deref() != Some(owner)
@@ -72,6 +91,8 @@ impl BakeRecord {
             updated_at: now,
             lease_until: now + lease_secs,
             owner: Some(owner.to_owned()),
+            pull_request: None,
+            suites: None,
         }
     }
 }
@@ -93,4 +114,5 @@ pub struct Change {
     pub test_build_id: Option<String>,
     pub failed_stage: Option<Stage>,
     pub reason: Option<String>,
+    pub suites: Option<String>,
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{Catalog, CATALOG_FILE};
+use crate::pull_request::{self, PullRequest, PullRequestTriage, ReviewPolicy};
 use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
 
@@ -24,6 +25,8 @@ pub struct Settings {
     /// `None` accepts any (used by `gild plan` when not told).
     pub repository: Option<String>,
     pub projects: Projects,
+    /// Forks and drafts.
+    pub review: ReviewPolicy,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             tracked_branch: crate::vocabulary::defaults::TRACKED_BRANCH.into(),
             repository: None,
             projects: Projects::default(),
+            review: ReviewPolicy::default(),
         }
     }
 }
@@ -55,6 +59,8 @@ pub enum Triage {
     },
     /// A completed build of one of gild's projects.
     Completion(Finished),
+    /// A pull request opened, updated, labelled or closed.
+    PullRequest(PullRequestTriage),
 }
 
 pub fn triage(event: &Event, settings: &Settings) -> Triage {
@@ -132,6 +138,14 @@ pub fn triage(event: &Event, settings: &Settings) -> Triage {
             request_id: event.envelope.id.clone(),
             request: request.clone(),
         },
+        EventKind::PullRequest(change) => match pull_request::triage_codecommit(
+            change,
+            &settings.tracked_branch,
+            settings.repository.as_deref(),
+        ) {
+            Ok(triage) => Triage::PullRequest(triage),
+            Err(reason) => Triage::Ignore(reason),
+        },
         EventKind::BuildStateChange(change) => match classify(change, &settings.projects) {
             Ok(finished) if finished.family.is_some() => Triage::Completion(finished),
             Ok(finished) => Triage::Ignore(format!(
@@ -150,7 +164,7 @@ pub struct Inputs {
     /// The catalog before the push; `None` when it could not be read, which
     /// makes a change to `gild.toml` count for every family.
     pub previous_catalog: Option<Catalog>,
-    /// Paths the push changed (both sides of a rename).
+    /// Paths the push or pull request changed (both sides of a rename).
     pub changed: Vec<String>,
     /// The commit schedule and manual bakes build (the tracked branch's tip).
     pub commit: Option<String>,
@@ -188,13 +202,18 @@ pub fn plan_triaged(
             trigger,
             dedupe_key,
             commit,
+            promote: true,
         }
     };
     match triage {
         Triage::Ignore(reason) => Ok(ignore(reason.clone())),
+        Triage::PullRequest(triage) => Ok(plan_pull_request(detail_type, triage, inputs)),
         Triage::Completion(finished) => {
             let family = finished.family.clone().unwrap_or_default();
-            let actions: Vec<Action> = work_chain(finished.completion)
+            let lane = finished
+                .trigger
+                .map_or(crate::state::Lane::Production, crate::ledger::lane_of);
+            let actions: Vec<Action> = work_chain(lane, finished.completion)
                 .into_iter()
                 .flat_map(|work| Action::of_work(work, &family, &finished.image))
                 .collect();
@@ -328,6 +347,121 @@ pub fn plan_triaged(
             })
         }
     }
+}
+
+/// What a pull request's head calls for: supersede its older heads, then
+/// one candidate per family its changes affect, and a test-only run for
+/// each family whose consumers' tests alone changed.
+fn plan_pull_request(detail_type: String, triage: &PullRequestTriage, inputs: &Inputs) -> Plan {
+    let name = |pr: &PullRequest| format!("{}#{}", pr.repository, pr.number);
+    match triage {
+        PullRequestTriage::Refuse {
+            pull_request,
+            reason,
+        } => Plan {
+            event: detail_type,
+            actions: vec![Action::Refuse {
+                pull_request: name(pull_request),
+                commit: pull_request.head.clone(),
+                reason: reason.clone(),
+            }],
+            reason: format!("pull request {pull_request} is not validated: {reason}"),
+        },
+        PullRequestTriage::Close(pull_request) => Plan {
+            event: detail_type,
+            actions: vec![Action::RemoveCandidates {
+                pull_request: name(pull_request),
+            }],
+            reason: format!(
+                "pull request {pull_request} was closed: its open candidates are stopped and its images removed"
+            ),
+        },
+        PullRequestTriage::Validate(pull_request) => {
+            let affected = affected_families(
+                &inputs.catalog,
+                inputs.previous_catalog.as_ref(),
+                &inputs.changed,
+            );
+            let tested = consumer_changes(&inputs.catalog, inputs.previous_catalog.as_ref(), &inputs.changed);
+            let dedupe_key = pull_request.dedupe_key();
+            let mut actions = vec![Action::Supersede {
+                pull_request: name(pull_request),
+                keep: pull_request.head.clone(),
+            }];
+            let mut why = Vec::new();
+            for (family, reason) in &affected {
+                why.push(format!("{family} ({reason})"));
+                actions.push(Action::StartBake {
+                    family: family.clone(),
+                    trigger: Trigger::PullRequest,
+                    dedupe_key: dedupe_key.clone(),
+                    commit: Some(pull_request.head.clone()),
+                    promote: false,
+                });
+            }
+            for (family, consumers) in &tested {
+                if affected.contains_key(family) {
+                    // Its candidate's test build runs every consumer anyway.
+                    continue;
+                }
+                why.push(format!(
+                    "{family} (tests of {} changed: test-only run on the promoted image)",
+                    consumers.join(", ")
+                ));
+                actions.push(Action::StartValidation {
+                    family: family.clone(),
+                    trigger: Trigger::PullRequest,
+                    dedupe_key: dedupe_key.clone(),
+                    commit: Some(pull_request.head.clone()),
+                    consumers: consumers.clone(),
+                    promote: false,
+                });
+            }
+            let reason = if why.is_empty() {
+                format!(
+                    "pull request {pull_request} touches no family and no consumer's tests ({} path{} changed): nothing to validate",
+                    inputs.changed.len(),
+                    if inputs.changed.len() == 1 { "" } else { "s" }
+                )
+            } else {
+                format!(
+                    "pull request {pull_request}: candidates, never promoted: {}",
+                    why.join("; ")
+                )
+            };
+            Plan {
+                event: detail_type,
+                actions,
+                reason,
+            }
+        }
+    }
+}
+
+/// Families whose consumers' tests a change touched, with those consumers:
+/// a path under a consumer's tests, or its catalog entry changed.
+pub fn consumer_changes(
+    catalog: &Catalog,
+    previous: Option<&Catalog>,
+    changed: &[String],
+) -> BTreeMap<String, Vec<String>> {
+    let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for consumer in catalog.consumers.values() {
+        let entry_changed = changed.iter().any(|p| p.trim_start_matches('/') == CATALOG_FILE)
+            && previous.is_none_or(|p| p.consumers.get(&consumer.name) != Some(consumer));
+        let tests_changed = changed
+            .iter()
+            .any(|p| consumer.owns_path(p.trim_start_matches('/')));
+        if entry_changed || tests_changed {
+            for family in &consumer.families {
+                touched
+                    .entry(family.clone())
+                    .or_default()
+                    .push(consumer.name.clone());
+            }
+        }
+    }
+    touched
 }
 
 /// Families a push affects, each with the first reason found.

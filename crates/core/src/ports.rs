@@ -8,6 +8,8 @@ use std::future::Future;
 
 use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
+use crate::pull_request::PullRequest;
+use crate::review::Status;
 use crate::state::{BakeState, Transition};
 use crate::vocabulary::{DiffBase, Trigger};
 
@@ -116,6 +118,45 @@ pub struct BakeRequest {
 pub trait Builds: Send + Sync {
     /// Starts the bake build; returns the build id.
     fn start_bake(&self, request: &BakeRequest) -> impl Future<Output = PortResult<String>> + Send;
+}
+
+/// Stopping builds a pull request no longer needs (a newer head, closed).
+pub trait BuildControl: Send + Sync {
+    /// Stops a build; one that already ended is not an error.
+    fn stop(&self, build_id: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Where a pull request's reviewers see gild's results: commit statuses
+/// and one comment on GitHub; one comment and an approval on CodeCommit.
+/// Each call is idempotent, so a retried step writes the same thing again.
+pub trait Reviews: Send + Sync {
+    /// Sets statuses on the pull request's head (a host without commit
+    /// statuses ignores them).
+    fn set_statuses(
+        &self,
+        pull_request: &PullRequest,
+        statuses: &[Status],
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// Writes gild's one comment on the pull request: edits it when it
+    /// exists (found by `review::COMMENT_MARKER`), else creates it.
+    fn upsert_comment(
+        &self,
+        pull_request: &PullRequest,
+        body: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// Approves the pull request's revision, or revokes gild's approval (a
+    /// host without approvals ignores it).
+    fn approve(
+        &self,
+        pull_request: &PullRequest,
+        approve: bool,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// The paths the pull request changes against its destination
+    /// (both sides of renames).
+    fn changed_paths(
+        &self,
+        pull_request: &PullRequest,
+    ) -> impl Future<Output = PortResult<Vec<String>>> + Send;
 }
 
 /// What the test build needs to know.
@@ -260,17 +301,25 @@ pub trait Ledger: Send + Sync {
     fn active(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
     /// Every record (for `gild status`; the ledger holds one item per bake).
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
+    /// The candidates of every head of one pull request, by its
+    /// `<repository>#<number>` (`PullRequest::key_prefix` without `pr:`).
+    fn pull_request(
+        &self,
+        pull_request: &str,
+    ) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send;
 }
 
 /// What the completion steps act through: one set per function, built once
 /// at cold start (`gild_aws::completion_ports`) or from the fakes.
-pub struct CompletionPorts<L, I, B, T, P, N> {
+pub struct CompletionPorts<L, I, B, T, P, N, V> {
     pub ledger: L,
     pub images: I,
     pub build_info: B,
     pub tests: T,
     pub parameters: P,
     pub notifier: N,
+    /// Where candidates report (pull requests); production bakes never use it.
+    pub reviews: V,
 }
 
 /// One ledger shared by two services of one function (the reconciler's
@@ -317,6 +366,12 @@ impl<T: Ledger> Ledger for std::sync::Arc<T> {
     }
     fn list(&self) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send {
         (**self).list()
+    }
+    fn pull_request(
+        &self,
+        pull_request: &str,
+    ) -> impl Future<Output = PortResult<Vec<BakeRecord>>> + Send {
+        (**self).pull_request(pull_request)
     }
 }
 

@@ -25,8 +25,13 @@ pub const DEFAULT_MAX_PARALLEL_BUILDS: usize = 20;
 pub fn holds_slot(record: &BakeRecord, now: i64) -> bool {
     match record.state {
         BakeState::Requested => record.build_id.is_some() || record.lease_until >= now,
-        BakeState::Baking | BakeState::Baked | BakeState::Testing => true,
-        BakeState::Queued | BakeState::Validated | BakeState::Promoted | BakeState::Failed => false,
+        BakeState::Baking | BakeState::Baked | BakeState::Testing | BakeState::Validating => true,
+        BakeState::Queued
+        | BakeState::Validated
+        | BakeState::Promoted
+        | BakeState::Failed
+        | BakeState::Reported
+        | BakeState::Superseded => false,
     }
 }
 

@@ -74,8 +74,12 @@ impl Deadlines {
         let waited = match state {
             BakeState::Requested | BakeState::Baked | BakeState::Validated => self.lease,
             BakeState::Baking => self.bake_build,
-            BakeState::Testing => self.test_build,
-            BakeState::Queued | BakeState::Promoted | BakeState::Failed => return None,
+            BakeState::Testing | BakeState::Validating => self.test_build,
+            BakeState::Queued
+            | BakeState::Promoted
+            | BakeState::Failed
+            | BakeState::Reported
+            | BakeState::Superseded => return None,
         };
         Some(waited + self.margin)
     }
@@ -157,10 +161,10 @@ pub fn look(record: &BakeRecord) -> Look {
             &record.build_id,
             "baked, but its test build was never started",
         ),
-        BakeState::Testing => match &record.test_build_id {
+        BakeState::Testing | BakeState::Validating => match &record.test_build_id {
             Some(build) => Look::Build(build.clone()),
             None => Look::Decided(Verdict::Wait {
-                why: "testing, but no test build is recorded".into(),
+                why: format!("{}, but no test build is recorded", record.state),
             }),
         },
         // The test passed; only the promotion is left. CodeBuild is still
@@ -174,7 +178,11 @@ pub fn look(record: &BakeRecord) -> Look {
                 "validated, but never promoted",
             ),
         },
-        BakeState::Queued | BakeState::Promoted | BakeState::Failed => {
+        BakeState::Queued
+        | BakeState::Promoted
+        | BakeState::Failed
+        | BakeState::Reported
+        | BakeState::Superseded => {
             Look::Decided(Verdict::Wait {
                 why: format!("{} bakes are not the reconciler's", record.state),
             })
@@ -190,14 +198,14 @@ pub fn judge(
     build: Option<&BuildStateChange>,
     projects: &Projects,
 ) -> Verdict {
-    let testing = record.state == BakeState::Testing;
+    let testing = matches!(record.state, BakeState::Testing | BakeState::Validating);
     if record.state == BakeState::Validated {
         // The record already says the test passed; CodeBuild's answer only
         // adds what it knows of the build (its log), never a verdict.
         return Verdict::Resume {
             completion: Completion::TestPassed,
             build_id: build_id.to_owned(),
-            why: "validated, but never promoted".into(),
+            why: "validated, but never promoted (or, for a candidate, reported)".into(),
         };
     }
     let Some(build) = build else {
@@ -253,6 +261,7 @@ pub fn finished(
         build_id: build_id.to_owned(),
         status: build.map_or_else(|| "NOT_REPORTED".into(), |b| b.status_text.clone()),
         family: Some(record.key.family.clone()),
+        trigger: Some(record.trigger),
         key: Some(record.key.clone()),
         image: record
             .image
@@ -261,6 +270,7 @@ pub fn finished(
         base_image: exported(completion::ENV_BASE_AMI),
         commit: record.commit.clone(),
         log_link: build.and_then(|b| b.log_link.clone()),
+        suites: exported(completion::ENV_TEST_SUITES),
         found: Some(format!("found by the reconciler: {why}")),
     }
 }

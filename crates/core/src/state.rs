@@ -5,6 +5,13 @@
 //! `requested → queued → baking` (see `queue`). The ledger item holds the
 //! current state and the AMI carries it as the `gild:state` tag.
 //!
+//! A pull request's candidate ([`Lane::Candidate`]) takes the same rows up
+//! to `validated`, and then `reported`: the table has no row that promotes
+//! a candidate, and none that reports a production bake. A candidate that
+//! only tests consumers against the promoted image goes `requested →
+//! validating → validated`; a newer head or a closed pull request ends any
+//! open candidate as `superseded`.
+//!
 //! [`TRANSITIONS`] is the law: a state changes only through a
 //! [`Transition`], and a `Transition` can only be made from a row of the
 //! table ([`Transition::of`]). The ledger's `advance` takes one, so an
@@ -28,10 +35,18 @@ pub enum BakeState {
     Validated,
     Promoted,
     Failed,
+    /// A candidate's test-only run: the consumers' tests on the family's
+    /// promoted image, no bake.
+    Validating,
+    /// A candidate's results went to the pull request. Terminal.
+    Reported,
+    /// A newer head of the pull request, or its closing, ended the
+    /// candidate. Terminal.
+    Superseded,
 }
 
 impl BakeState {
-    pub const ALL: [BakeState; 8] = [
+    pub const ALL: [BakeState; 11] = [
         BakeState::Requested,
         BakeState::Queued,
         BakeState::Baking,
@@ -40,6 +55,9 @@ impl BakeState {
         BakeState::Validated,
         BakeState::Promoted,
         BakeState::Failed,
+        BakeState::Validating,
+        BakeState::Reported,
+        BakeState::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +70,9 @@ impl BakeState {
             BakeState::Validated => "validated",
             BakeState::Promoted => "promoted",
             BakeState::Failed => "failed",
+            BakeState::Validating => "validating",
+            BakeState::Reported => "reported",
+            BakeState::Superseded => "superseded",
         }
     }
 
@@ -61,11 +82,41 @@ impl BakeState {
 
     /// No step leaves a terminal state.
     pub fn is_terminal(self) -> bool {
-        matches!(self, BakeState::Promoted | BakeState::Failed)
+        matches!(
+            self,
+            BakeState::Promoted | BakeState::Failed | BakeState::Reported | BakeState::Superseded
+        )
     }
 }
 
 impl fmt::Display for BakeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which road a bake takes through the state table. A production bake
+/// ends promoted; a candidate (a pull request's head) ends reported and
+/// never touches a parameter or the production topic. The lane follows
+/// from the trigger alone (`ledger::lane_of`), so nothing can make a
+/// candidate a production bake after it was claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    Production,
+    Candidate,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Production => "production",
+            Lane::Candidate => "candidate",
+        }
+    }
+}
+
+impl fmt::Display for Lane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -117,49 +168,71 @@ pub enum Step {
     /// The family's SSM parameter now points at the AMI.
     Promoted,
     Failed(Stage),
+    /// A candidate's test-only build was started against the promoted image.
+    ValidationStarted,
+    /// A candidate's results were posted to its pull request.
+    Reported,
+    /// A newer head or the closing of the pull request ended the candidate.
+    Superseded,
 }
 
-/// Every allowed transition. Anything not listed is a no-op.
-pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
-    (BakeState::Requested, Step::BakeStarted, BakeState::Baking),
-    (BakeState::Requested, Step::Queued, BakeState::Queued),
+/// Which bakes a row of the table applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    Both,
+    Only(Lane),
+}
+
+impl Lanes {
+    pub fn admits(self, lane: Lane) -> bool {
+        match self {
+            Lanes::Both => true,
+            Lanes::Only(only) => only == lane,
+        }
+    }
+}
+
+use Lanes::{Both, Only};
+const PRODUCTION: Lanes = Only(Lane::Production);
+const CANDIDATE: Lanes = Only(Lane::Candidate);
+
+/// Every allowed transition, and the lanes it is allowed in. Anything not
+/// listed is a no-op.
+pub const TRANSITIONS: &[(BakeState, Step, BakeState, Lanes)] = &[
+    (BakeState::Requested, Step::BakeStarted, BakeState::Baking, Both),
+    (BakeState::Requested, Step::Queued, BakeState::Queued, Both),
     // The claim was taken but no build was ever recorded (the trigger died
     // between claiming and starting, and its event is gone): the
     // reconciler ends it, so the bake is announced and can be asked again.
-    (
-        BakeState::Requested,
-        Step::Failed(Stage::Bake),
-        BakeState::Failed,
-    ),
-    (BakeState::Queued, Step::BakeStarted, BakeState::Baking),
-    (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked),
-    (
-        BakeState::Baking,
-        Step::Failed(Stage::Bake),
-        BakeState::Failed,
-    ),
-    (BakeState::Baked, Step::TestStarted, BakeState::Testing),
+    (BakeState::Requested, Step::Failed(Stage::Bake), BakeState::Failed, Both),
+    (BakeState::Queued, Step::BakeStarted, BakeState::Baking, Both),
+    (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked, Both),
+    (BakeState::Baking, Step::Failed(Stage::Bake), BakeState::Failed, Both),
+    (BakeState::Baked, Step::TestStarted, BakeState::Testing, Both),
     // Starting the test build can fail for good (project gone): the image
     // was never tested, so it must not linger.
-    (
-        BakeState::Baked,
-        Step::Failed(Stage::Test),
-        BakeState::Failed,
-    ),
-    (BakeState::Testing, Step::TestPassed, BakeState::Validated),
-    (
-        BakeState::Testing,
-        Step::Failed(Stage::Test),
-        BakeState::Failed,
-    ),
-    (BakeState::Validated, Step::Promoted, BakeState::Promoted),
+    (BakeState::Baked, Step::Failed(Stage::Test), BakeState::Failed, Both),
+    (BakeState::Testing, Step::TestPassed, BakeState::Validated, Both),
+    (BakeState::Testing, Step::Failed(Stage::Test), BakeState::Failed, Both),
+    (BakeState::Validated, Step::Promoted, BakeState::Promoted, PRODUCTION),
     // The parameter refused the image for good (access denied, a policy):
     // a tested image nobody can pick up is removed and the failure announced.
-    (
-        BakeState::Validated,
-        Step::Failed(Stage::Promote),
-        BakeState::Failed,
-    ),
+    (BakeState::Validated, Step::Failed(Stage::Promote), BakeState::Failed, PRODUCTION),
+    // A pull request that changes only consumers' tests: the tests run on
+    // the family's promoted image, nothing is baked.
+    (BakeState::Requested, Step::ValidationStarted, BakeState::Validating, CANDIDATE),
+    (BakeState::Validating, Step::TestPassed, BakeState::Validated, CANDIDATE),
+    (BakeState::Validating, Step::Failed(Stage::Test), BakeState::Failed, CANDIDATE),
+    (BakeState::Validated, Step::Reported, BakeState::Reported, CANDIDATE),
+    // A newer head makes every open candidate of the older one moot; its
+    // builds are stopped and its images removed before this row is taken.
+    (BakeState::Requested, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Queued, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Baking, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Baked, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Testing, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Validating, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (BakeState::Validated, Step::Superseded, BakeState::Superseded, CANDIDATE),
 ];
 
 /// One row of [`TRANSITIONS`]. The fields are private: the only way to get
@@ -167,23 +240,37 @@ pub const TRANSITIONS: &[(BakeState, Step, BakeState)] = &[
 /// row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    lane: Lane,
     from: BakeState,
     step: Step,
     to: BakeState,
 }
 
 impl Transition {
-    /// The row for `step` from `from`, or `None` when the step does not apply.
-    pub fn of(from: BakeState, step: Step) -> Option<Transition> {
+    /// The row for `step` from `from` in `lane`, or `None` when the step
+    /// does not apply.
+    pub fn of(lane: Lane, from: BakeState, step: Step) -> Option<Transition> {
         TRANSITIONS
             .iter()
-            .find(|(f, s, _)| *f == from && *s == step)
-            .map(|&(from, step, to)| Transition { from, step, to })
+            .find(|(f, s, _, lanes)| *f == from && *s == step && lanes.admits(lane))
+            .map(|&(from, step, to, _)| Transition {
+                lane,
+                from,
+                step,
+                to,
+            })
     }
 
-    /// The row for `step` from `from`, or the error that names the refusal.
-    pub fn require(from: BakeState, step: Step) -> Result<Transition, IllegalStep> {
-        Transition::of(from, step).ok_or(IllegalStep { from, step })
+    /// The row for `step` from `from` in `lane`, or the error that names
+    /// the refusal.
+    pub fn require(lane: Lane, from: BakeState, step: Step) -> Result<Transition, IllegalStep> {
+        Transition::of(lane, from, step).ok_or(IllegalStep { lane, from, step })
+    }
+
+    /// The lane the row was taken in: the ledger writes it only to a
+    /// record of that lane.
+    pub fn lane(self) -> Lane {
+        self.lane
     }
 
     pub fn from(self) -> BakeState {
@@ -201,26 +288,81 @@ impl Transition {
 
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} --{:?}--> {}", self.from, self.step, self.to)
+        write!(
+            f,
+            "{} --{:?}--> {} ({})",
+            self.from, self.step, self.to, self.lane
+        )
     }
 }
 
 /// A step the table has no row for from the bake's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the state table has no step {step:?} from {from}")]
+#[error("the state table has no step {step:?} from {from} for a {lane} bake")]
 pub struct IllegalStep {
+    pub lane: Lane,
     pub from: BakeState,
     pub step: Step,
 }
 
-/// The state after `step`, or `None` when the step does not apply.
-pub fn next(state: BakeState, step: Step) -> Option<BakeState> {
-    Transition::of(state, step).map(Transition::to)
+/// The state after `step` in `lane`, or `None` when the step does not apply.
+pub fn next(lane: Lane, state: BakeState, step: Step) -> Option<BakeState> {
+    Transition::of(lane, state, step).map(Transition::to)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const P: Lane = Lane::Production;
+    const C: Lane = Lane::Candidate;
+
+    #[test]
+    fn a_candidate_is_reported_and_never_promoted() {
+        let mut state = BakeState::Requested;
+        for step in [
+            Step::BakeStarted,
+            Step::BakeSucceeded,
+            Step::TestStarted,
+            Step::TestPassed,
+        ] {
+            state = next(C, state, step).expect("candidates share the road to validated");
+        }
+        assert_eq!(next(C, state, Step::Promoted), None);
+        assert_eq!(next(C, state, Step::Failed(Stage::Promote)), None);
+        assert_eq!(next(C, state, Step::Reported), Some(BakeState::Reported));
+        assert_eq!(next(P, state, Step::Reported), None);
+        for state in BakeState::ALL {
+            assert_eq!(next(C, state, Step::Promoted), None, "{state}");
+            assert_eq!(Transition::of(P, state, Step::Superseded), None, "{state}");
+            assert_eq!(Transition::of(P, state, Step::ValidationStarted), None);
+        }
+    }
+
+    #[test]
+    fn every_open_candidate_can_be_superseded_and_no_closed_one() {
+        for state in BakeState::ALL {
+            assert_eq!(
+                next(C, state, Step::Superseded).is_some(),
+                !state.is_terminal(),
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_test_only_run_goes_through_validating() {
+        let validating = next(C, BakeState::Requested, Step::ValidationStarted);
+        assert_eq!(validating, Some(BakeState::Validating));
+        assert_eq!(
+            next(C, BakeState::Validating, Step::TestPassed),
+            Some(BakeState::Validated)
+        );
+        assert_eq!(
+            next(C, BakeState::Validating, Step::Failed(Stage::Test)),
+            Some(BakeState::Failed)
+        );
+    }
 
     #[test]
     fn happy_path_walks_every_state_once() {
@@ -233,18 +375,18 @@ mod tests {
         ];
         let mut state = BakeState::Requested;
         for step in steps {
-            state = next(state, step).expect("allowed on the happy path");
+            state = next(P, state, step).expect("allowed on the happy path");
         }
         assert_eq!(state, BakeState::Promoted);
     }
 
     #[test]
     fn a_queued_bake_starts_later_and_only_once() {
-        let queued = next(BakeState::Requested, Step::Queued).expect("queue");
+        let queued = next(P, BakeState::Requested, Step::Queued).expect("queue");
         assert_eq!(queued, BakeState::Queued);
-        assert_eq!(next(queued, Step::Queued), None);
-        assert_eq!(next(queued, Step::BakeStarted), Some(BakeState::Baking));
-        assert_eq!(next(BakeState::Baking, Step::Queued), None);
+        assert_eq!(next(P, queued, Step::Queued), None);
+        assert_eq!(next(P, queued, Step::BakeStarted), Some(BakeState::Baking));
+        assert_eq!(next(P, BakeState::Baking, Step::Queued), None);
     }
 
     #[test]
@@ -259,20 +401,25 @@ mod tests {
             Step::Failed(Stage::Bake),
             Step::Failed(Stage::Test),
             Step::Failed(Stage::Promote),
+            Step::ValidationStarted,
+            Step::Reported,
+            Step::Superseded,
         ];
         for state in BakeState::ALL.into_iter().filter(|s| s.is_terminal()) {
             for step in steps {
-                assert_eq!(next(state, step), None, "{state} accepted {step:?}");
+                for lane in [P, C] {
+                    assert_eq!(next(lane, state, step), None, "{state} accepted {step:?}");
+                }
             }
         }
     }
 
     #[test]
     fn out_of_order_steps_are_refused() {
-        assert_eq!(next(BakeState::Baking, Step::TestPassed), None);
-        assert_eq!(next(BakeState::Requested, Step::BakeSucceeded), None);
-        assert_eq!(next(BakeState::Baked, Step::Promoted), None);
-        assert_eq!(next(BakeState::Testing, Step::Failed(Stage::Bake)), None);
+        assert_eq!(next(P, BakeState::Baking, Step::TestPassed), None);
+        assert_eq!(next(P, BakeState::Requested, Step::BakeSucceeded), None);
+        assert_eq!(next(P, BakeState::Baked, Step::Promoted), None);
+        assert_eq!(next(P, BakeState::Testing, Step::Failed(Stage::Bake)), None);
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub fn bake_build(record: &BakeRecord, finished: &Finished) -> String {
         .to_owned()
 }
 
+/// Whether the bake made images of its own to remove. A candidate that
+/// only ran consumers' tests on the promoted image has none: the image it
+/// tested is production's and is never removed on its account.
+pub fn owns_images(record: &BakeRecord) -> bool {
+    !(record.lane() == crate::state::Lane::Candidate && record.build_id.is_none())
+}
+
 /// Whether a failure at `stage` must also look for images the bake build
 /// registered before failing (it exported none, or never got to).
 pub fn looks_for_leftovers(stage: Stage) -> bool {
@@ -186,11 +193,13 @@ mod tests {
             build_id: format!("arn:aws:codebuild:us-east-1:1:build/{build}"),
             status: "FAILED".into(),
             family: Some("debian".into()),
+            trigger: None,
             key: Some(BakeKey::new("debian", "push:abc")),
             image: Some("ami-2".into()),
             base_image: None,
             commit: None,
             log_link: None,
+            suites: None,
             found: None,
         }
     }

@@ -43,11 +43,14 @@ pub mod defaults {
 /// What set a bake off. Part of the dedupe key, the build's environment and
 /// the AMI's tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
     Schedule,
     Push,
     Manual,
+    /// A pull request's head: a candidate, tested and reported, never
+    /// promoted (`state::Lane`).
+    PullRequest,
 }
 
 impl Trigger {
@@ -56,6 +59,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Push => "push",
             Trigger::Manual => "manual",
+            Trigger::PullRequest => "pull_request",
         }
     }
 
@@ -64,6 +68,7 @@ impl Trigger {
             "schedule" => Some(Trigger::Schedule),
             "push" => Some(Trigger::Push),
             "manual" => Some(Trigger::Manual),
+            "pull_request" => Some(Trigger::PullRequest),
             _ => None,
         }
     }
@@ -88,7 +93,8 @@ pub enum DiffBase {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BakeKey {
     pub family: String,
-    /// `push:<commit>`, `schedule:<YYYY-MM>` or `manual:<event id>`.
+    /// `push:<commit>`, `schedule:<YYYY-MM>`, `manual:<event id>` or
+    /// `pr:<repository>#<number>:<head sha>`.
     pub dedupe_key: String,
 }
 
@@ -163,7 +169,12 @@ mod tests {
 
     #[test]
     fn triggers_round_trip() {
-        for t in [Trigger::Schedule, Trigger::Push, Trigger::Manual] {
+        for t in [
+            Trigger::Schedule,
+            Trigger::Push,
+            Trigger::Manual,
+            Trigger::PullRequest,
+        ] {
             assert_eq!(Trigger::parse(t.as_str()), Some(t));
         }
         assert_eq!(Trigger::parse("cron"), None);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use gild_core::state::{BakeState, TRANSITIONS};
+use gild_core::state::{BakeState, Lanes, TRANSITIONS};
 
 /// `from --> to: Step` lines of the mermaid block under "The bake state
 /// machine" (the `[*]` start and end markers are not transitions).
@@ -32,7 +32,10 @@ fn diagram_edges() -> BTreeSet<String> {
 fn the_architecture_diagram_is_the_transition_table() {
     let table: BTreeSet<String> = TRANSITIONS
         .iter()
-        .map(|(from, step, to)| format!("{from} --> {to}: {step:?}"))
+        .map(|(from, step, to, lanes)| match lanes {
+            Lanes::Both => format!("{from} --> {to}: {step:?}"),
+            Lanes::Only(lane) => format!("{from} --> {to}: {step:?} ({lane} only)"),
+        })
         .collect();
     let diagram = diagram_edges();
     let missing: Vec<_> = table.difference(&diagram).collect();

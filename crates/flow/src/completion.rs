@@ -11,7 +11,9 @@
 use gild_core::completion::{self, Finished};
 use gild_core::event::{self, EventKind};
 use gild_core::ledger::{BakeKey, BakeRecord};
-use gild_core::ports::{BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Tests};
+use gild_core::ports::{
+    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
+};
 use gild_core::retry::Backoff;
 use gild_core::state::Transition;
 use gild_core::steps;
@@ -22,15 +24,15 @@ use tracing::{info, warn};
 use crate::steps::Context;
 use crate::{port, Accept, FlowError, FlowSettings, Ports, Report};
 
-pub struct Completions<L, I, B, T, P, N> {
-    pub(crate) ports: Ports<L, I, B, T, P, N>,
+pub struct Completions<L, I, B, T, P, N, V> {
+    pub(crate) ports: Ports<L, I, B, T, P, N, V>,
     pub(crate) settings: FlowSettings,
     pub(crate) backoff: Backoff,
 }
 
 pub use gild_core::steps::Origin;
 
-impl<L, I, B, T, P, N> Completions<L, I, B, T, P, N>
+impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
 where
     L: Ledger,
     I: Images,
@@ -38,8 +40,9 @@ where
     T: Tests,
     P: Parameters,
     N: Notifier,
+    V: Reviews,
 {
-    pub fn new(ports: Ports<L, I, B, T, P, N>, settings: FlowSettings) -> Self {
+    pub fn new(ports: Ports<L, I, B, T, P, N, V>, settings: FlowSettings) -> Self {
         Completions {
             ports,
             settings,
@@ -52,11 +55,11 @@ where
         self
     }
 
-    pub fn ports(&self) -> &Ports<L, I, B, T, P, N> {
+    pub fn ports(&self) -> &Ports<L, I, B, T, P, N, V> {
         &self.ports
     }
 
-    pub fn into_ports(self) -> Ports<L, I, B, T, P, N> {
+    pub fn into_ports(self) -> Ports<L, I, B, T, P, N, V> {
         self.ports
     }
 
@@ -142,7 +145,7 @@ where
             if let Err(reason) = steps::same_build(&record, finished, origin) {
                 return Ok(noop(report, reason));
             }
-            let Some((work, _)) = completion::work(record.state, finished.completion) else {
+            let Some((work, _)) = completion::work(record.lane(), record.state, finished.completion) else {
                 if report.reached.is_empty() {
                     let reason = format!(
                         "bake is {}: {:?} does not apply (duplicate or out-of-order event)",
@@ -179,7 +182,7 @@ where
             let performed = self
                 .perform(work, &context)
                 .await
-                .and_then(|(step, change)| Ok((Transition::require(record.state, step)?, change)));
+                .and_then(|(step, change)| Ok((Transition::require(record.lane(), record.state, step)?, change)));
             let (transition, change) = match performed {
                 Ok(done) => done,
                 Err(err) => {

@@ -3,6 +3,7 @@
 
 use gild_core::completion::Projects;
 use gild_core::ledger::DEFAULT_LEASE_SECS;
+use gild_core::pull_request::DEFAULT_CANDIDATE_TTL_HOURS;
 use gild_core::vocabulary::defaults;
 use gild_lambda::{optional, required, ConfigError};
 
@@ -31,6 +32,10 @@ impl CompletionConfig {
                     defaults::PARAMETER_PREFIX.to_owned(),
                 )?,
                 lease_secs: optional("GILD_LEASE_SECS", DEFAULT_LEASE_SECS)?,
+                candidate_ttl_hours: optional(
+                    "GILD_CANDIDATE_TTL_HOURS",
+                    DEFAULT_CANDIDATE_TTL_HOURS,
+                )?,
             },
         })
     }

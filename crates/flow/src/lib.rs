@@ -6,6 +6,8 @@
 //!   and the reconciler, one locked step at a time.
 //! - `steps`: the work of each step (tag, start the test, promote, clean up,
 //!   announce).
+//! - `candidate`: what a pull request's candidate does instead of promoting
+//!   and announcing: report to its pull request.
 //! - [`reconcile`]: finds bakes nobody moved past their deadline and drives
 //!   them through the same steps.
 //! - [`trigger`]: turns a schedule, push or request into bakes, and starts
@@ -15,6 +17,7 @@
 //! No `aws-sdk-*` here: the functions' `main.rs` build the clients and
 //! hand them in through `gild-aws`'s adapters.
 
+mod candidate;
 pub mod completion;
 pub mod config;
 pub mod reconcile;
@@ -44,6 +47,9 @@ pub struct FlowSettings {
     /// SSM prefix of the family parameters, `/gild` by default.
     pub parameter_prefix: String,
     pub lease_secs: i64,
+    /// How long a passed candidate's image is kept for people to launch;
+    /// 0 removes it once reported.
+    pub candidate_ttl_hours: i64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 
 use gild_core::completion::Finished;
 use gild_core::ledger::BakeRecord;
-use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Tests};
+use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Reviews, Tests};
 use gild_core::reconcile::{self, Deadlines, Look, Verdict};
 use gild_lambda::retry::{seed, with_backoff};
 use gild_lambda::Diagnostic;
@@ -75,14 +75,14 @@ pub struct Reconciled {
     pub report: Option<Report>,
 }
 
-pub struct Reconciler<L, I, B, T, P, N, QL, QB> {
-    completions: Completions<L, I, B, T, P, N>,
+pub struct Reconciler<L, I, B, T, P, N, V, QL, QB> {
+    completions: Completions<L, I, B, T, P, N, V>,
     launcher: Launcher<QL, QB>,
     deadlines: Deadlines,
     region: String,
 }
 
-impl<L, I, B, T, P, N, QL, QB> Reconciler<L, I, B, T, P, N, QL, QB>
+impl<L, I, B, T, P, N, V, QL, QB> Reconciler<L, I, B, T, P, N, V, QL, QB>
 where
     L: Ledger,
     I: Images,
@@ -90,11 +90,12 @@ where
     T: Tests,
     P: Parameters,
     N: Notifier,
+    V: Reviews,
     QL: Ledger,
     QB: Builds,
 {
     pub fn new(
-        completions: Completions<L, I, B, T, P, N>,
+        completions: Completions<L, I, B, T, P, N, V>,
         launcher: Launcher<QL, QB>,
         deadlines: Deadlines,
         region: impl Into<String>,
@@ -107,7 +108,7 @@ where
         }
     }
 
-    pub fn completions(&self) -> &Completions<L, I, B, T, P, N> {
+    pub fn completions(&self) -> &Completions<L, I, B, T, P, N, V> {
         &self.completions
     }
 
@@ -117,7 +118,7 @@ where
 
     /// The completion driver back, with its ports (tests deliver late
     /// events through it).
-    pub fn into_completions(self) -> Completions<L, I, B, T, P, N> {
+    pub fn into_completions(self) -> Completions<L, I, B, T, P, N, V> {
         self.completions
     }
 

@@ -7,13 +7,14 @@ use gild_core::completion::{
 };
 use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ports::{
-    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, TestRequest, Tests,
+    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, TestRequest, Tests,
 };
-use gild_core::state::{BakeState, Stage, Step};
+use gild_core::state::{BakeState, Lane, Stage, Step};
 use gild_core::steps;
 use gild_core::vocabulary::BuildId;
 use tracing::{info, warn};
 
+use crate::candidate::advanced;
 use crate::{port, Completions, FlowError};
 
 /// Everything a step needs to know about the completion and the bake.
@@ -25,7 +26,7 @@ pub(crate) struct Context<'a> {
     pub at: String,
 }
 
-impl<L, I, B, T, P, N> Completions<L, I, B, T, P, N>
+impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
 where
     L: Ledger,
     I: Images,
@@ -33,6 +34,7 @@ where
     T: Tests,
     P: Parameters,
     N: Notifier,
+    V: Reviews,
 {
     /// Does one piece of work; returns the step it amounts to and what to
     /// record. The driver turns the step into the table's transition.
@@ -70,19 +72,32 @@ where
                     Err(error) => return Err(retry("start test build")(error)),
                 };
                 self.tag_state(cx, &image, BakeState::Testing).await?;
+                let change = Change {
+                    test_build_id: Some(test_build),
+                    ..Change::default()
+                };
+                if cx.record.lane() == Lane::Candidate {
+                    let after = advanced(cx.record, BakeState::Testing, &change);
+                    self.report(cx, &after).await?;
+                }
+                Ok((Step::TestStarted, change))
+            }
+            Work::Validate => {
+                let image = cx.record.image.clone().unwrap_or_default();
+                // The promoted image a test-only run tested is production's:
+                // its tags are not the candidate's to change.
+                if steps::owns_images(cx.record) {
+                    self.tag_state(cx, &image, BakeState::Validated).await?;
+                }
                 Ok((
-                    Step::TestStarted,
+                    Step::TestPassed,
                     Change {
-                        test_build_id: Some(test_build),
+                        suites: cx.finished.suites.clone(),
                         ..Change::default()
                     },
                 ))
             }
-            Work::Validate => {
-                let image = cx.record.image.clone().unwrap_or_default();
-                self.tag_state(cx, &image, BakeState::Validated).await?;
-                Ok((Step::TestPassed, Change::default()))
-            }
+            Work::Report => self.report_passed(cx).await,
             Work::Promote => {
                 let image = cx.record.image.clone().unwrap_or_default();
                 let parameter = parameter_name(&self.settings.parameter_prefix, &key.family);
@@ -172,6 +187,7 @@ where
             .base_image
             .clone()
             .or_else(|| image.tags.get(tags::BASE_AMI).cloned());
+        let candidate_tag = cx.record.pull_request.as_ref().map(|pr| pr.candidate_tag());
         let provenance = provenance_tags(&Provenance {
             family: &key.family,
             trigger,
@@ -184,6 +200,7 @@ where
             build_log: cx.finished.log_link.as_deref(),
             base_image: base_image.as_deref(),
             created_at: &cx.at,
+            candidate: candidate_tag.as_deref(),
         });
         let mut resources = vec![image.id.clone()];
         resources.extend(image.snapshots.iter().cloned());
@@ -222,6 +239,18 @@ where
     ) -> Result<(Step, Change), FlowError> {
         let key = &cx.record.key;
         let build = steps::bake_build(cx.record, cx.finished);
+        let change = Change {
+            failed_stage: Some(stage),
+            reason: Some(reason.clone()),
+            suites: cx.finished.suites.clone(),
+            ..Change::default()
+        };
+        if !steps::owns_images(cx.record) {
+            // A test-only run: nothing of its own to remove.
+            let after = advanced(cx.record, BakeState::Failed, &change);
+            self.report(cx, &after).await?;
+            return Ok((Step::Failed(stage), change));
+        }
         let leftovers = if steps::looks_for_leftovers(stage) {
             self.retrying(key, || {
                 self.ports.images.find_by_tag(tags::BUILD_ID, &build)
@@ -236,27 +265,29 @@ where
             self.remove(key, &image_id, &build).await?;
         }
         self.remove_orphan_snapshots(key, &build).await?;
-        self.announce(
-            cx,
-            Outcome::Failed {
-                stage,
-                reason: reason.clone(),
-            },
-        )
-        .await?;
-        Ok((
-            Step::Failed(stage),
-            Change {
-                failed_stage: Some(stage),
-                reason: Some(reason),
-                ..Change::default()
-            },
-        ))
+        match cx.record.lane() {
+            Lane::Production => {
+                self.announce(cx, Outcome::Failed { stage, reason })
+                    .await?
+            }
+            // A candidate's failure belongs to its pull request, never to
+            // the production topic.
+            Lane::Candidate => {
+                let after = advanced(cx.record, BakeState::Failed, &change);
+                self.report(cx, &after).await?;
+            }
+        }
+        Ok((Step::Failed(stage), change))
     }
 
     /// Deregisters a gild image of this build and deletes its snapshots;
     /// anything else is left alone.
-    async fn remove(&self, key: &BakeKey, image_id: &str, build: &str) -> Result<(), FlowError> {
+    pub(crate) async fn remove(
+        &self,
+        key: &BakeKey,
+        image_id: &str,
+        build: &str,
+    ) -> Result<(), FlowError> {
         let image = self
             .retrying(key, || self.ports.images.describe(image_id))
             .await

@@ -171,7 +171,8 @@ fn push_plan_dedupes_on_commit() {
             family: "win2022-iis".into(),
             trigger: Trigger::Push,
             dedupe_key: "push:c0ffee1234567".into(),
-            commit: Some("c0ffee1234567".into())
+            commit: Some("c0ffee1234567".into()),
+            promote: true,
         }]
     );
     assert!(plan.reason.contains("1 of 3"), "{}", plan.reason);

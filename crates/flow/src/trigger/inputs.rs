@@ -16,7 +16,9 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         changed: Option<Vec<String>>,
     ) -> Result<Inputs, TriggerError> {
         match triage {
-            Triage::Ignore(_) | Triage::Completion(_) => Ok(Inputs::default()),
+            Triage::Ignore(_) | Triage::Completion(_) | Triage::PullRequest(_) => {
+                Ok(Inputs::default())
+            }
             Triage::Push { commit, base, .. } => {
                 let catalog = self.catalog_at(commit).await?;
                 let changed = match changed {

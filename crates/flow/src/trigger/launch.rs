@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::stream::{self, StreamExt};
 use gild_core::ledger::{BakeKey, BakeRecord, Change};
+use gild_core::ledger::lane_of;
 use gild_core::ports::{BakeRequest, Builds, Ledger, PortError};
 use gild_core::queue;
 use gild_core::retry::Backoff;
@@ -224,7 +225,7 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
         };
         match started {
             Ok(Some(build_id)) => {
-                self.record_start(&request.key, from, &build_id, now)
+                self.record_start(request, from, &build_id, now)
                     .await?;
                 Ok(Some(build_id))
             }
@@ -276,7 +277,7 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
     /// the error makes it visible.
     async fn record_start(
         &self,
-        key: &BakeKey,
+        request: &BakeRequest,
         from: BakeState,
         build_id: &str,
         now: i64,
@@ -285,7 +286,8 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
             build_id: Some(build_id.to_owned()),
             ..Change::default()
         };
-        let started = Transition::require(from, Step::BakeStarted)?;
+        let key = &request.key;
+        let started = Transition::require(lane_of(request.trigger), from, Step::BakeStarted)?;
         let recorded = with_backoff(&self.backoff, seed(&key.family), || {
             self.ledger.advance(key, started, &change, now)
         })

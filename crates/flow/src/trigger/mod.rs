@@ -17,8 +17,8 @@ pub mod launch;
 mod outcome;
 
 use gild_core::event::{self, EventKind};
-use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
-use gild_core::plan::{self, Action, Settings, Triage};
+use gild_core::ledger::{lane_of, BakeKey, BakeRecord, Change, Claim};
+use gild_core::plan::{self, Action, Settings, Trigger, Triage};
 use gild_core::ports::{BakeRequest, Builds, Ledger, PortError, Repository};
 use gild_core::queue;
 use gild_core::retry::Backoff;
@@ -149,6 +149,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             trigger,
             dedupe_key,
             commit,
+            ..
         } = action
         else {
             // The trigger's plans hold nothing else; refuse rather than guess.
@@ -201,7 +202,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             .launch(&request, BakeState::Requested, slots, now)
             .await?
         else {
-            return self.enqueue(key, now).await;
+            return self.enqueue(key, trigger, now).await;
         };
         info!(family = %key.family, dedupe_key = %key.dedupe_key, build_id, trigger = %trigger, "bake started");
         Ok(Done::Started(Started {
@@ -213,9 +214,9 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     /// Puts a claimed bake in the queue. The write is what makes it durable:
     /// until it lands, the live claim makes redeliveries retry (InFlight).
-    async fn enqueue(&self, key: BakeKey, now: i64) -> Result<Done, StartError> {
+    async fn enqueue(&self, key: BakeKey, trigger: Trigger, now: i64) -> Result<Done, StartError> {
         let nothing = Change::default();
-        let queue = Transition::require(BakeState::Requested, Step::Queued)?;
+        let queue = Transition::require(lane_of(trigger), BakeState::Requested, Step::Queued)?;
         let queued = with_backoff(&self.launcher.backoff, seed(&key.family), || {
             self.launcher.ledger.advance(&key, queue, &nothing, now)
         })

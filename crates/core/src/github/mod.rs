@@ -8,6 +8,8 @@ use sha2::Sha256;
 
 use crate::plan::{DiffBase, Settings, Triage};
 
+pub mod pull_request;
+
 /// The `detail-type`-like name GitHub pushes carry in plans and logs.
 pub const PUSH_EVENT: &str = "GitHub push";
 
@@ -198,7 +200,7 @@ pub fn triage_push(
 mod tests {
     use super::*;
 
-    const BODY: &[u8] = include_bytes!("../../../tests/events/github-push.body.json");
+    const BODY: &[u8] = include_bytes!("../../../../tests/events/github-push.body.json");
     const SIGNATURE: &str =
         "sha256=1fe84bdaff65c51a36b71dfa62a49e6a95e0ffe6cbc2c4d6a5a8b870f58651b1";
 

@@ -1,0 +1,117 @@
+use super::*;
+use crate::ledger::BakeKey;
+use crate::pull_request::Host;
+use crate::vocabulary::Trigger;
+
+fn pr() -> PullRequest {
+    PullRequest {
+        host: Host::GitHub,
+        repository: "acme/images".into(),
+        number: 17,
+        head: "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
+        destination: "3f2d1c0b9a8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c".into(),
+        merge_base: None,
+        revision: None,
+        url: None,
+    }
+}
+
+fn candidate(family: &str, state: BakeState) -> BakeRecord {
+    let mut record = BakeRecord::requested(
+        BakeKey::new(family, pr().dedupe_key()),
+        Trigger::PullRequest,
+        Some(pr().head),
+        0,
+        0,
+        "t",
+    );
+    record.state = state;
+    record.pull_request = Some(pr());
+    record
+}
+
+const FAILING_CONSUMER: &str = r#"[{"suite":"family","name":"win2022-iis","owner":null,"tests":12,"failures":0,"skipped":0,"seconds":41,"failed":[]},{"suite":"consumer","name":"payments-api","owner":"team-payments","tests":5,"failures":1,"skipped":0,"seconds":20,"failed":["dotnet framework 4.7.2 or later"]}]"#;
+
+#[test]
+fn a_failing_consumer_is_named_with_its_owner_in_the_status_and_comment() {
+    let mut record = candidate("win2022-iis", BakeState::Failed);
+    record.failed_stage = Some(Stage::Test);
+    record.image = Some("ami-0123456789abcdef0".into());
+    record.suites = Some(FAILING_CONSUMER.into());
+    let status = status(&record, None);
+    assert_eq!(status.context, "gild/win2022-iis");
+    assert_eq!(status.state, StatusState::Failure);
+    assert_eq!(
+        status.description,
+        "payments-api (team-payments) failed: dotnet framework 4.7.2 or later"
+    );
+    let text = comment(&pr(), &[record], &|_| None);
+    assert!(text.starts_with(COMMENT_MARKER), "{text}");
+    assert!(text.contains("| win2022-iis | ❌ failed | `ami-0123456789abcdef0` |"), "{text}");
+    assert!(text.contains("❌ payments-api (team-payments): 4/5 passed, 20 s"), "{text}");
+    assert!(text.contains("✅ win2022-iis: 12/12 passed, 41 s"), "{text}");
+}
+
+#[test]
+fn statuses_follow_the_candidate_through_its_states() {
+    let cases = [
+        (BakeState::Requested, StatusState::Pending),
+        (BakeState::Baking, StatusState::Pending),
+        (BakeState::Testing, StatusState::Pending),
+        (BakeState::Validating, StatusState::Pending),
+        (BakeState::Reported, StatusState::Success),
+        (BakeState::Superseded, StatusState::Error),
+    ];
+    for (state, expected) in cases {
+        assert_eq!(status(&candidate("d", state), None).state, expected, "{state}");
+    }
+    let mut never = candidate("d", BakeState::Failed);
+    never.failed_stage = Some(Stage::Bake);
+    never.reason = Some("packer exited 1".into());
+    let s = status(&never, Some("https://example.invalid/log".into()));
+    assert_eq!(s.state, StatusState::Failure);
+    assert_eq!(s.description, "bake failed: packer exited 1");
+    assert_eq!(s.target_url.as_deref(), Some("https://example.invalid/log"));
+}
+
+#[test]
+fn descriptions_fit_github_and_hostile_text_stays_inert() {
+    let mut record = candidate("d", BakeState::Failed);
+    record.failed_stage = Some(Stage::Test);
+    let hostile = format!(
+        r#"[{{"suite":"consumer","name":"x|y<script>","owner":"t","tests":1,"failures":1,"failed":["{}` | <img src=x>\n## h"]}}]"#,
+        "a".repeat(300)
+    );
+    record.suites = Some(hostile);
+    let s = status(&record, None);
+    assert!(s.description.chars().count() <= DESCRIPTION_LIMIT, "{}", s.description);
+    let text = comment(&pr(), &[record], &|_| None);
+    let row = text.lines().find(|l| l.starts_with("| d |")).expect("a row");
+    assert!(!row.contains("<script>") && !row.contains("<img"), "{row}");
+    assert_eq!(row.matches(" | ").count(), 3, "table cells stay four: {row}");
+    assert!(!text.contains("\n## h"), "{text}");
+}
+
+#[test]
+fn unreadable_suites_are_not_shown_rather_than_failing() {
+    assert!(parse_suites(Some("not json")).is_empty());
+    assert!(parse_suites(Some(r#"{"suite":"family"}"#)).is_empty());
+    assert!(parse_suites(None).is_empty());
+}
+
+#[test]
+fn codecommit_approves_only_when_every_candidate_passed() {
+    let passed = candidate("a", BakeState::Reported);
+    let running = candidate("b", BakeState::Testing);
+    let failed = candidate("c", BakeState::Failed);
+    assert_eq!(approval(&[passed.clone()]), Some(true));
+    assert_eq!(approval(&[passed.clone(), running.clone()]), None);
+    assert_eq!(approval(&[passed, running, failed]), Some(false));
+    assert_eq!(approval(&[]), None);
+}
+
+#[test]
+fn a_change_that_touches_nothing_says_so() {
+    let text = comment(&pr(), &[], &|_| None);
+    assert!(text.contains("nothing to validate"), "{text}");
+}
