@@ -204,3 +204,39 @@ def test_cli_refuses_a_bad_consumer_and_writes_nothing(tmp_path):
     assert done.returncode == 1
     assert "gild: consumer 'app': owner" in done.stderr
     assert not out.exists() and not marker.exists()
+
+
+def test_the_catalog_consumers_are_read_for_their_families():
+    """gild.toml's own consumers: one per family, with its owner and a test
+    script that exists (read from the repository root, as the buildspec)."""
+    path = str(REPO / "gild.toml")
+    found = {
+        name: family.read(name, path)["consumers"]
+        for name in ("debian13-base", "win2022-core-dotnet", "win2022-iis")
+    }
+    assert found == {
+        "debian13-base": [
+            {
+                "name": "billing-worker",
+                "owner": "team-billing",
+                "test_script": "consumers/billing-worker/run.sh",
+            }
+        ],
+        "win2022-core-dotnet": [
+            {
+                "name": "orders-service",
+                "owner": "team-orders",
+                "test_script": "consumers/orders-service/run.ps1",
+            }
+        ],
+        "win2022-iis": [
+            {
+                "name": "payments-api",
+                "owner": "team-payments",
+                "test_script": "consumers/payments-api/run.ps1",
+            }
+        ],
+    }
+    for consumers in found.values():
+        for entry in consumers:
+            assert (REPO / entry["test_script"]).is_file(), entry
