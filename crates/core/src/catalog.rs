@@ -221,7 +221,10 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
             if uses.contains(family.get_ref()) {
                 return Err(at(
                     family.span(),
-                    format!("consumer `{name}`: family `{}` is listed twice", family.get_ref()),
+                    format!(
+                        "consumer `{name}`: family `{}` is listed twice",
+                        family.get_ref()
+                    ),
                 ));
             }
             uses.push(family.into_inner());
@@ -229,7 +232,9 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
         if uses.is_empty() {
             return Err(at(
                 list_span,
-                format!("consumer `{name}`: `families` names no family, so its tests would never run"),
+                format!(
+                    "consumer `{name}`: `families` names no family, so its tests would never run"
+                ),
             ));
         }
         let tests = normalise_path(consumer.tests.get_ref()).ok_or_else(|| {
@@ -238,7 +243,10 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
                 format!("consumer `{name}`: tests `{}` must be a relative folder inside the repository: segments of A-Z, a-z, 0-9, `.`, `_` and `-`, no `..`, no leading `/`", consumer.tests.get_ref()),
             )
         })?;
-        if let Some(family) = families.values().find(|f| under(&f.path, &tests) || under(&tests, &f.path)) {
+        if let Some(family) = families
+            .values()
+            .find(|f| under(&f.path, &tests) || under(&tests, &f.path))
+        {
             return Err(at(
                 consumer.tests.span(),
                 format!("consumer `{name}`: tests `{tests}` overlap family `{}`'s folder `{}`: a consumer's tests live in their own folder", family.name, family.path),
@@ -272,9 +280,9 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
 fn valid_owner(owner: &str) -> bool {
     !owner.trim().is_empty()
         && owner.len() <= 100
-        && owner
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'_' | b'@' | b'/' | b'-'))
+        && owner.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'_' | b'@' | b'/' | b'-')
+        })
 }
 
 /// The one family-name rule: 1-64 of a-z, 0-9 and `-`, starting with a

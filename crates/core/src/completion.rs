@@ -363,16 +363,28 @@ mod tests {
             vec![Work::Validate, Work::Report]
         );
         assert_eq!(
-            work(Lane::Candidate, BakeState::Validating, Completion::TestPassed),
+            work(
+                Lane::Candidate,
+                BakeState::Validating,
+                Completion::TestPassed
+            ),
             Some((Work::Validate, Step::TestPassed))
         );
         assert_eq!(
-            work(Lane::Candidate, BakeState::Validating, Completion::TestFailed),
+            work(
+                Lane::Candidate,
+                BakeState::Validating,
+                Completion::TestFailed
+            ),
             Some((Work::Cleanup(Stage::Test), Step::Failed(Stage::Test)))
         );
         // A production bake never validates without a test build of its own.
         assert_eq!(
-            work(Lane::Production, BakeState::Validating, Completion::TestPassed),
+            work(
+                Lane::Production,
+                BakeState::Validating,
+                Completion::TestPassed
+            ),
             None
         );
         for state in BakeState::ALL {
@@ -384,7 +396,10 @@ mod tests {
                 Completion::NeverStarted,
             ] {
                 let found = work(Lane::Candidate, state, completion);
-                assert!(!matches!(found, Some((Work::Promote, _))), "{state} {completion:?}");
+                assert!(
+                    !matches!(found, Some((Work::Promote, _))),
+                    "{state} {completion:?}"
+                );
             }
         }
     }
@@ -393,13 +408,34 @@ mod tests {
     fn late_and_early_completions_find_no_work() {
         // A bake completion for a bake already promoted or failed.
         for state in [BakeState::Promoted, BakeState::Failed, BakeState::Testing] {
-            assert_eq!(work(Lane::Production, state, Completion::BakeSucceeded), None, "{state}");
-            assert_eq!(work(Lane::Production, state, Completion::BakeFailed), None, "{state}");
+            assert_eq!(
+                work(Lane::Production, state, Completion::BakeSucceeded),
+                None,
+                "{state}"
+            );
+            assert_eq!(
+                work(Lane::Production, state, Completion::BakeFailed),
+                None,
+                "{state}"
+            );
         }
         // A test result before the bake result.
-        assert_eq!(work(Lane::Production, BakeState::Baking, Completion::TestPassed), None);
-        assert_eq!(work(Lane::Production, BakeState::Baked, Completion::TestFailed), None);
-        assert_eq!(work(Lane::Production, BakeState::Requested, Completion::TestPassed), None);
+        assert_eq!(
+            work(Lane::Production, BakeState::Baking, Completion::TestPassed),
+            None
+        );
+        assert_eq!(
+            work(Lane::Production, BakeState::Baked, Completion::TestFailed),
+            None
+        );
+        assert_eq!(
+            work(
+                Lane::Production,
+                BakeState::Requested,
+                Completion::TestPassed
+            ),
+            None
+        );
     }
 
     #[test]

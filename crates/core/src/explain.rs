@@ -95,7 +95,9 @@ impl Action {
     /// The family acted on; empty for what concerns a whole pull request.
     pub fn family(&self) -> &str {
         match self {
-            Action::Supersede { .. } | Action::RemoveCandidates { .. } | Action::Refuse { .. } => "",
+            Action::Supersede { .. } | Action::RemoveCandidates { .. } | Action::Refuse { .. } => {
+                ""
+            }
             Action::StartBake { family, .. }
             | Action::StartValidation { family, .. }
             | Action::Report { family, .. }

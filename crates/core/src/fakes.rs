@@ -9,9 +9,8 @@ use std::sync::Mutex;
 use crate::event::BuildStateChange;
 use crate::ledger::{BakeKey, BakeRecord, Change, Claim};
 use crate::ports::{
-    BakeRequest, BuildControl, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier,
-    Parameters, PortError, PortResult, Publication, Repository, Reviews, SnapshotInfo,
-    TestRequest, Tests,
+    BakeRequest, BuildControl, BuildInfo, Builds, ImageInfo, Images, Ledger, Notifier, Parameters,
+    PortError, PortResult, Publication, Repository, Reviews, SnapshotInfo, TestRequest, Tests,
 };
 use crate::pull_request::{PullRequest, DEDUPE_PREFIX};
 use crate::review::Status;
@@ -175,7 +174,9 @@ impl RecordingReviews {
     }
 
     pub fn comment(&self, pull_request: &str) -> Option<String> {
-        lock(&self.comments).get(pull_request).map(|(c, _)| c.clone())
+        lock(&self.comments)
+            .get(pull_request)
+            .map(|(c, _)| c.clone())
     }
 
     fn fault(&self) -> PortResult<()> {
@@ -187,7 +188,11 @@ impl RecordingReviews {
 }
 
 impl Reviews for RecordingReviews {
-    async fn set_statuses(&self, pull_request: &PullRequest, statuses: &[Status]) -> PortResult<()> {
+    async fn set_statuses(
+        &self,
+        pull_request: &PullRequest,
+        statuses: &[Status],
+    ) -> PortResult<()> {
         self.fault()?;
         let mut recorded = lock(&self.statuses);
         for status in statuses {

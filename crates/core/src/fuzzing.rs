@@ -25,7 +25,10 @@ pub fn eventbridge(data: &[u8]) {
     if let event::EventKind::BuildStateChange(change) = &event.kind {
         if let Ok(finished) = completion::classify(change, &Projects::default()) {
             // Every completion names the state it expects and a chain of work from it.
-            for lane in [crate::state::Lane::Production, crate::state::Lane::Candidate] {
+            for lane in [
+                crate::state::Lane::Production,
+                crate::state::Lane::Candidate,
+            ] {
                 let _ = completion::work_chain(lane, finished.completion);
             }
         }

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::{Catalog, CATALOG_FILE};
-use crate::pull_request::{self, PullRequest, PullRequestTriage, ReviewPolicy};
 use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
+use crate::pull_request::{self, PullRequest, PullRequestTriage, ReviewPolicy};
 
 pub use crate::vocabulary::{DiffBase, Trigger};
 
@@ -447,7 +447,9 @@ pub fn consumer_changes(
 ) -> BTreeMap<String, Vec<String>> {
     let mut touched: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for consumer in catalog.consumers.values() {
-        let entry_changed = changed.iter().any(|p| p.trim_start_matches('/') == CATALOG_FILE)
+        let entry_changed = changed
+            .iter()
+            .any(|p| p.trim_start_matches('/') == CATALOG_FILE)
             && previous.is_none_or(|p| p.consumers.get(&consumer.name) != Some(consumer));
         let tests_changed = changed
             .iter()

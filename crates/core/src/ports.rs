@@ -402,3 +402,122 @@ pub trait Secrets: Send + Sync {
         stage: SecretStage,
     ) -> impl Future<Output = PortResult<Option<String>>> + Send;
 }
+
+/// One fake or adapter shared by the trigger and the completion steps of
+/// one world (the tests' "same AWS"), as `Arc<T>` is for the ledger.
+impl<T: Reviews> Reviews for std::sync::Arc<T> {
+    fn set_statuses(
+        &self,
+        pull_request: &PullRequest,
+        statuses: &[Status],
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).set_statuses(pull_request, statuses)
+    }
+    fn upsert_comment(
+        &self,
+        pull_request: &PullRequest,
+        body: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).upsert_comment(pull_request, body)
+    }
+    fn approve(
+        &self,
+        pull_request: &PullRequest,
+        approve: bool,
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).approve(pull_request, approve)
+    }
+    fn changed_paths(
+        &self,
+        pull_request: &PullRequest,
+    ) -> impl Future<Output = PortResult<Vec<String>>> + Send {
+        (**self).changed_paths(pull_request)
+    }
+}
+
+impl<T: Images> Images for std::sync::Arc<T> {
+    fn describe(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = PortResult<Option<ImageInfo>>> + Send {
+        (**self).describe(image_id)
+    }
+    fn find_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = PortResult<Vec<ImageInfo>>> + Send {
+        (**self).find_by_tag(key, value)
+    }
+    fn tag(
+        &self,
+        resources: &[String],
+        tags: &[(String, String)],
+    ) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).tag(resources, tags)
+    }
+    fn deregister(&self, image_id: &str) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).deregister(image_id)
+    }
+    fn delete_snapshot(&self, snapshot_id: &str) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).delete_snapshot(snapshot_id)
+    }
+    fn snapshots_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = PortResult<Vec<SnapshotInfo>>> + Send {
+        (**self).snapshots_by_tag(key, value)
+    }
+}
+
+impl<T: Parameters> Parameters for std::sync::Arc<T> {
+    fn promote(&self, name: &str, image_id: &str) -> impl Future<Output = PortResult<i64>> + Send {
+        (**self).promote(name, image_id)
+    }
+    fn current(&self, name: &str) -> impl Future<Output = PortResult<Option<String>>> + Send {
+        (**self).current(name)
+    }
+}
+
+impl<T: Tests> Tests for std::sync::Arc<T> {
+    fn start_test(&self, request: &TestRequest) -> impl Future<Output = PortResult<String>> + Send {
+        (**self).start_test(request)
+    }
+}
+
+impl<T: BuildInfo> BuildInfo for std::sync::Arc<T> {
+    fn exported_variables(
+        &self,
+        build_id: &str,
+    ) -> impl Future<Output = PortResult<BTreeMap<String, String>>> + Send {
+        (**self).exported_variables(build_id)
+    }
+    fn build(
+        &self,
+        build_id: &str,
+    ) -> impl Future<Output = PortResult<Option<BuildStateChange>>> + Send {
+        (**self).build(build_id)
+    }
+}
+
+impl<T: Notifier> Notifier for std::sync::Arc<T> {
+    fn publish(
+        &self,
+        publication: &Publication,
+    ) -> impl Future<Output = PortResult<String>> + Send {
+        (**self).publish(publication)
+    }
+}
+
+impl<T: BuildControl> BuildControl for std::sync::Arc<T> {
+    fn stop(&self, build_id: &str) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).stop(build_id)
+    }
+}
+
+impl<T: Builds> Builds for std::sync::Arc<T> {
+    fn start_bake(&self, request: &BakeRequest) -> impl Future<Output = PortResult<String>> + Send {
+        (**self).start_bake(request)
+    }
+}

@@ -85,7 +85,13 @@ impl PullRequest {
 
 impl fmt::Display for PullRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}#{} at {}", self.repository, self.number, self.short_head())
+        write!(
+            f,
+            "{}#{} at {}",
+            self.repository,
+            self.number,
+            self.short_head()
+        )
     }
 }
 
@@ -130,7 +136,10 @@ pub enum PullRequestTriage {
     /// supersede older heads and start candidates.
     Validate(PullRequest),
     /// Build nothing and say why on the head (a fork without the label).
-    Refuse { pull_request: PullRequest, reason: String },
+    Refuse {
+        pull_request: PullRequest,
+        reason: String,
+    },
     /// The pull request was closed or merged: remove what it made.
     Close(PullRequest),
 }
@@ -155,8 +164,7 @@ pub fn valid_repository(name: &str) -> bool {
             && s != "."
             && s != ".."
             && s.len() <= 100
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     };
     match name.split_once('/') {
@@ -196,10 +204,12 @@ pub fn triage_codecommit(
             name.escape_debug()
         ));
     }
-    let number: u64 = change
-        .pull_request_id
-        .parse()
-        .map_err(|_| format!("pullRequestId `{}` is not a number", change.pull_request_id.escape_debug()))?;
+    let number: u64 = change.pull_request_id.parse().map_err(|_| {
+        format!(
+            "pullRequestId `{}` is not a number",
+            change.pull_request_id.escape_debug()
+        )
+    })?;
     let into = change
         .destination_reference
         .strip_prefix("refs/heads/")

@@ -182,11 +182,9 @@ pub fn look(record: &BakeRecord) -> Look {
         | BakeState::Promoted
         | BakeState::Failed
         | BakeState::Reported
-        | BakeState::Superseded => {
-            Look::Decided(Verdict::Wait {
-                why: format!("{} bakes are not the reconciler's", record.state),
-            })
-        }
+        | BakeState::Superseded => Look::Decided(Verdict::Wait {
+            why: format!("{} bakes are not the reconciler's", record.state),
+        }),
     }
 }
 

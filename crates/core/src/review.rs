@@ -137,7 +137,10 @@ pub fn status(record: &BakeRecord, target_url: Option<String>) -> Status {
             StatusState::Pending,
             "waiting for a CodeBuild slot".to_owned(),
         ),
-        BakeState::Baking => (StatusState::Pending, "baking the candidate image".to_owned()),
+        BakeState::Baking => (
+            StatusState::Pending,
+            "baking the candidate image".to_owned(),
+        ),
         BakeState::Baked | BakeState::Testing => (
             StatusState::Pending,
             format!("testing {image} with its consumers"),
@@ -210,7 +213,11 @@ pub fn approval(records: &[BakeRecord]) -> Option<bool> {
 
 /// The comment: one row per family of the head, its image, and each suite
 /// with its counts and duration. `records` are the head's candidates.
-pub fn comment(pr: &PullRequest, records: &[BakeRecord], links: &dyn Fn(&BakeRecord) -> Option<String>) -> String {
+pub fn comment(
+    pr: &PullRequest,
+    records: &[BakeRecord],
+    links: &dyn Fn(&BakeRecord) -> Option<String>,
+) -> String {
     let mut rows: Vec<&BakeRecord> = records.iter().collect();
     rows.sort_by(|a, b| a.key.family.cmp(&b.key.family));
     let mut out = format!(
@@ -218,7 +225,9 @@ pub fn comment(pr: &PullRequest, records: &[BakeRecord], links: &dyn Fn(&BakeRec
         md(pr.short_head())
     );
     if rows.is_empty() {
-        out.push_str("This change touches no image family and no consumer's tests: nothing to validate.\n");
+        out.push_str(
+            "This change touches no image family and no consumer's tests: nothing to validate.\n",
+        );
         return out;
     }
     out.push_str("| family | result | image | suites |\n|---|---|---|---|\n");
@@ -243,7 +252,11 @@ pub fn comment(pr: &PullRequest, records: &[BakeRecord], links: &dyn Fn(&BakeRec
                 .iter()
                 .map(|s| {
                     let who = if s.is_consumer() {
-                        format!("{} ({})", md(&s.name), md(s.owner.as_deref().unwrap_or("?")))
+                        format!(
+                            "{} ({})",
+                            md(&s.name),
+                            md(s.owner.as_deref().unwrap_or("?"))
+                        )
                     } else {
                         md(&s.name)
                     };

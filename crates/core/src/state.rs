@@ -199,40 +199,157 @@ const CANDIDATE: Lanes = Only(Lane::Candidate);
 /// Every allowed transition, and the lanes it is allowed in. Anything not
 /// listed is a no-op.
 pub const TRANSITIONS: &[(BakeState, Step, BakeState, Lanes)] = &[
-    (BakeState::Requested, Step::BakeStarted, BakeState::Baking, Both),
+    (
+        BakeState::Requested,
+        Step::BakeStarted,
+        BakeState::Baking,
+        Both,
+    ),
     (BakeState::Requested, Step::Queued, BakeState::Queued, Both),
     // The claim was taken but no build was ever recorded (the trigger died
     // between claiming and starting, and its event is gone): the
     // reconciler ends it, so the bake is announced and can be asked again.
-    (BakeState::Requested, Step::Failed(Stage::Bake), BakeState::Failed, Both),
-    (BakeState::Queued, Step::BakeStarted, BakeState::Baking, Both),
-    (BakeState::Baking, Step::BakeSucceeded, BakeState::Baked, Both),
-    (BakeState::Baking, Step::Failed(Stage::Bake), BakeState::Failed, Both),
-    (BakeState::Baked, Step::TestStarted, BakeState::Testing, Both),
+    (
+        BakeState::Requested,
+        Step::Failed(Stage::Bake),
+        BakeState::Failed,
+        Both,
+    ),
+    (
+        BakeState::Queued,
+        Step::BakeStarted,
+        BakeState::Baking,
+        Both,
+    ),
+    (
+        BakeState::Baking,
+        Step::BakeSucceeded,
+        BakeState::Baked,
+        Both,
+    ),
+    (
+        BakeState::Baking,
+        Step::Failed(Stage::Bake),
+        BakeState::Failed,
+        Both,
+    ),
+    (
+        BakeState::Baked,
+        Step::TestStarted,
+        BakeState::Testing,
+        Both,
+    ),
     // Starting the test build can fail for good (project gone): the image
     // was never tested, so it must not linger.
-    (BakeState::Baked, Step::Failed(Stage::Test), BakeState::Failed, Both),
-    (BakeState::Testing, Step::TestPassed, BakeState::Validated, Both),
-    (BakeState::Testing, Step::Failed(Stage::Test), BakeState::Failed, Both),
-    (BakeState::Validated, Step::Promoted, BakeState::Promoted, PRODUCTION),
+    (
+        BakeState::Baked,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+        Both,
+    ),
+    (
+        BakeState::Testing,
+        Step::TestPassed,
+        BakeState::Validated,
+        Both,
+    ),
+    (
+        BakeState::Testing,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+        Both,
+    ),
+    (
+        BakeState::Validated,
+        Step::Promoted,
+        BakeState::Promoted,
+        PRODUCTION,
+    ),
     // The parameter refused the image for good (access denied, a policy):
     // a tested image nobody can pick up is removed and the failure announced.
-    (BakeState::Validated, Step::Failed(Stage::Promote), BakeState::Failed, PRODUCTION),
+    (
+        BakeState::Validated,
+        Step::Failed(Stage::Promote),
+        BakeState::Failed,
+        PRODUCTION,
+    ),
     // A pull request that changes only consumers' tests: the tests run on
     // the family's promoted image, nothing is baked.
-    (BakeState::Requested, Step::ValidationStarted, BakeState::Validating, CANDIDATE),
-    (BakeState::Validating, Step::TestPassed, BakeState::Validated, CANDIDATE),
-    (BakeState::Validating, Step::Failed(Stage::Test), BakeState::Failed, CANDIDATE),
-    (BakeState::Validated, Step::Reported, BakeState::Reported, CANDIDATE),
+    (
+        BakeState::Requested,
+        Step::ValidationStarted,
+        BakeState::Validating,
+        CANDIDATE,
+    ),
+    // No promoted image to test on, or its test build refused for good.
+    (
+        BakeState::Requested,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Validating,
+        Step::TestPassed,
+        BakeState::Validated,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Validating,
+        Step::Failed(Stage::Test),
+        BakeState::Failed,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Validated,
+        Step::Reported,
+        BakeState::Reported,
+        CANDIDATE,
+    ),
     // A newer head makes every open candidate of the older one moot; its
     // builds are stopped and its images removed before this row is taken.
-    (BakeState::Requested, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Queued, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Baking, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Baked, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Testing, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Validating, Step::Superseded, BakeState::Superseded, CANDIDATE),
-    (BakeState::Validated, Step::Superseded, BakeState::Superseded, CANDIDATE),
+    (
+        BakeState::Requested,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Queued,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Baking,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Baked,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Testing,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Validating,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
+    (
+        BakeState::Validated,
+        Step::Superseded,
+        BakeState::Superseded,
+        CANDIDATE,
+    ),
 ];
 
 /// One row of [`TRANSITIONS`]. The fields are private: the only way to get

@@ -95,7 +95,10 @@ fn bakes(plan: &plan::Plan) -> Vec<(String, String, bool)> {
 
 #[test]
 fn an_opened_pull_request_bakes_candidates_of_what_it_touches() {
-    let plan = github("github-pull-request.body.json", &["ansible/roles/dotnet/tasks/main.yml"]);
+    let plan = github(
+        "github-pull-request.body.json",
+        &["ansible/roles/dotnet/tasks/main.yml"],
+    );
     assert_eq!(
         bakes(&plan),
         vec![
@@ -111,7 +114,9 @@ fn an_opened_pull_request_bakes_candidates_of_what_it_touches() {
             ),
         ]
     );
-    assert!(matches!(&plan.actions[0], Action::Supersede { keep, .. } if keep.starts_with("8c1e5a7")));
+    assert!(
+        matches!(&plan.actions[0], Action::Supersede { keep, .. } if keep.starts_with("8c1e5a7"))
+    );
     let json = serde_json::to_value(&plan.actions[1]).expect("serialises");
     assert_eq!(json["action"], "start_bake");
     assert_eq!(json["trigger"], "pull_request");
@@ -131,7 +136,9 @@ fn new_heads_and_force_pushes_supersede_the_older_head() {
         );
         let baked = bakes(&plan);
         assert_eq!(baked.len(), 1, "{name}");
-        assert!(baked[0].1.ends_with(&format!(":{}", &baked[0].1[baked[0].1.len() - 40..])));
+        assert!(baked[0]
+            .1
+            .ends_with(&format!(":{}", &baked[0].1[baked[0].1.len() - 40..])));
         assert!(baked[0].1.contains(head), "{name}: {baked:?}");
     }
 }
@@ -153,28 +160,46 @@ fn a_consumer_only_change_validates_without_baking() {
             _ => None,
         })
         .collect();
-    assert_eq!(validations, vec![("win2022-iis", vec!["payments-api".to_owned()])]);
+    assert_eq!(
+        validations,
+        vec![("win2022-iis", vec!["payments-api".to_owned()])]
+    );
     let json = serde_json::to_value(plan.actions.last().expect("one")).expect("serialises");
     assert_eq!(json["action"], "start_validation");
     // A family baked anyway runs its consumers in its own test build.
     let both = github(
         "github-pull-request.body.json",
-        &["consumers/payments-api/run.ps1", "images/win2022-iis/x.pkr.hcl"],
+        &[
+            "consumers/payments-api/run.ps1",
+            "images/win2022-iis/x.pkr.hcl",
+        ],
     );
     assert_eq!(bakes(&both).len(), 1);
-    assert!(!both.actions.iter().any(|a| matches!(a, Action::StartValidation { .. })));
+    assert!(!both
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::StartValidation { .. })));
 }
 
 #[test]
 fn forks_are_refused_unless_labelled_and_drafts_skipped() {
-    let refused = github("github-pull-request-fork.body.json", &["images/win2022-iis/x"]);
+    let refused = github(
+        "github-pull-request-fork.body.json",
+        &["images/win2022-iis/x"],
+    );
     assert!(
         matches!(refused.actions.as_slice(), [Action::Refuse { reason, .. }] if reason.contains("mallory/images") && reason.contains("gild:validate")),
         "{refused:?}"
     );
-    let labelled = github("github-pull-request-fork-labeled.body.json", &["images/win2022-iis/x"]);
+    let labelled = github(
+        "github-pull-request-fork-labeled.body.json",
+        &["images/win2022-iis/x"],
+    );
     assert_eq!(bakes(&labelled).len(), 1, "{labelled:?}");
-    let draft = github("github-pull-request-draft.body.json", &["images/win2022-iis/x"]);
+    let draft = github(
+        "github-pull-request-draft.body.json",
+        &["images/win2022-iis/x"],
+    );
     assert!(draft.actions.is_empty());
     assert!(draft.reason.contains("draft"), "{}", draft.reason);
 }
@@ -217,9 +242,17 @@ fn codecommit_pull_request_events_plan_like_github_ones() {
             "{name}"
         );
     }
-    let (_, updated) = codecommit("codecommit-pull-request-source-updated.json", &["images/win2022-iis/x"]);
-    assert!(bakes(&updated)[0].1.ends_with("6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e"));
-    for name in ["codecommit-pull-request-closed.json", "codecommit-pull-request-merged.json"] {
+    let (_, updated) = codecommit(
+        "codecommit-pull-request-source-updated.json",
+        &["images/win2022-iis/x"],
+    );
+    assert!(bakes(&updated)[0]
+        .1
+        .ends_with("6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e"));
+    for name in [
+        "codecommit-pull-request-closed.json",
+        "codecommit-pull-request-merged.json",
+    ] {
         let (_, plan) = codecommit(name, &[]);
         assert!(
             matches!(plan.actions.as_slice(), [Action::RemoveCandidates { .. }]),
@@ -239,9 +272,15 @@ fn codecommit_quirks_and_bad_values_are_read_or_refused_clearly() {
     value["detail"]["sourceCommit"] = "$(reboot)".into();
     let event = event::parse(value.clone()).expect("parses");
     let triage = plan::triage(&event, &settings("platform-images"));
-    assert!(matches!(&triage, Triage::Ignore(r) if r.contains("sourceCommit")), "{triage:?}");
+    assert!(
+        matches!(&triage, Triage::Ignore(r) if r.contains("sourceCommit")),
+        "{triage:?}"
+    );
     value["detail"]["destinationReference"] = "refs/heads/release".into();
     let event = event::parse(value).expect("parses");
     let triage = plan::triage(&event, &settings("platform-images"));
-    assert!(matches!(&triage, Triage::Ignore(r) if r.contains("tracked branch")), "{triage:?}");
+    assert!(
+        matches!(&triage, Triage::Ignore(r) if r.contains("tracked branch")),
+        "{triage:?}"
+    );
 }

@@ -41,7 +41,10 @@ where
             if self.settings.candidate_ttl_hours > 0 {
                 let until = timestamp(cx.now + self.settings.candidate_ttl_hours * 3600);
                 let tag = vec![
-                    (tags::STATE.to_owned(), BakeState::Reported.as_str().to_owned()),
+                    (
+                        tags::STATE.to_owned(),
+                        BakeState::Reported.as_str().to_owned(),
+                    ),
                     (tags::EXPIRES_AT.to_owned(), until),
                 ];
                 let resources = [image.to_owned()];
@@ -118,7 +121,9 @@ where
                 info!(family = %key.family, pull_request = %pr, state = %after.state, "reported");
                 Ok(())
             }
-            Err(error) if error.is_transient() => Err(port("report to the pull request", key, error)),
+            Err(error) if error.is_transient() => {
+                Err(port("report to the pull request", key, error))
+            }
             Err(error) => {
                 warn!(family = %key.family, pull_request = %pr, %error, "the pull request refused the report; the ledger keeps the result");
                 Ok(())

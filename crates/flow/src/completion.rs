@@ -145,7 +145,9 @@ where
             if let Err(reason) = steps::same_build(&record, finished, origin) {
                 return Ok(noop(report, reason));
             }
-            let Some((work, _)) = completion::work(record.lane(), record.state, finished.completion) else {
+            let Some((work, _)) =
+                completion::work(record.lane(), record.state, finished.completion)
+            else {
                 if report.reached.is_empty() {
                     let reason = format!(
                         "bake is {}: {:?} does not apply (duplicate or out-of-order event)",
@@ -182,7 +184,12 @@ where
             let performed = self
                 .perform(work, &context)
                 .await
-                .and_then(|(step, change)| Ok((Transition::require(record.lane(), record.state, step)?, change)));
+                .and_then(|(step, change)| {
+                    Ok((
+                        Transition::require(record.lane(), record.state, step)?,
+                        change,
+                    ))
+                });
             let (transition, change) = match performed {
                 Ok(done) => done,
                 Err(err) => {

@@ -21,6 +21,7 @@ mod candidate;
 pub mod completion;
 pub mod config;
 pub mod reconcile;
+mod removal;
 mod steps;
 pub mod trigger;
 

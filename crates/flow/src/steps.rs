@@ -12,9 +12,10 @@ use gild_core::ports::{
 use gild_core::state::{BakeState, Lane, Stage, Step};
 use gild_core::steps;
 use gild_core::vocabulary::BuildId;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::candidate::advanced;
+use crate::removal::remove_image;
 use crate::{port, Completions, FlowError};
 
 /// Everything a step needs to know about the completion and the bake.
@@ -266,10 +267,7 @@ where
         }
         self.remove_orphan_snapshots(key, &build).await?;
         match cx.record.lane() {
-            Lane::Production => {
-                self.announce(cx, Outcome::Failed { stage, reason })
-                    .await?
-            }
+            Lane::Production => self.announce(cx, Outcome::Failed { stage, reason }).await?,
             // A candidate's failure belongs to its pull request, never to
             // the production topic.
             Lane::Candidate => {
@@ -288,34 +286,9 @@ where
         image_id: &str,
         build: &str,
     ) -> Result<(), FlowError> {
-        let image = self
-            .retrying(key, || self.ports.images.describe(image_id))
+        remove_image(&self.ports.images, &self.backoff, key, image_id, build)
             .await
-            .map_err(|error| port("describe image", key, error))?;
-        let Some(image) = image else {
-            return Ok(());
-        };
-        if !steps::made_by(&image, build) {
-            warn!(
-                image = image_id,
-                build, "not removing an image this build did not make"
-            );
-            return Ok(());
-        }
-        self.retrying(key, || self.ports.images.deregister(image_id))
-            .await
-            .map_err(|error| port("deregister image", key, error))?;
-        for snapshot in &image.snapshots {
-            self.retrying(key, || self.ports.images.delete_snapshot(snapshot))
-                .await
-                .map_err(|error| port("delete snapshot", key, error))?;
-        }
-        info!(
-            image = image_id,
-            snapshots = image.snapshots.len(),
-            "removed"
-        );
-        Ok(())
+            .map_err(|(what, error)| port(what, key, error))
     }
 
     /// Deletes the snapshots of `build` an earlier try of this step left: it

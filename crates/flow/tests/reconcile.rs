@@ -18,6 +18,7 @@ type Rec = Reconciler<
     RecordingTests,
     MemoryParameters,
     RecordingNotifier,
+    RecordingReviews,
     Arc<MemoryLedger>,
     ScriptedBuilds,
 >;
@@ -190,7 +191,7 @@ async fn a_validated_bake_is_promoted_with_its_test_log() {
         .ledger
         .advance(
             &key(),
-            Transition::of(BakeState::Testing, Step::TestPassed).expect("a row"),
+            Transition::of(Lane::Production, BakeState::Testing, Step::TestPassed).expect("a row"),
             &Change::default(),
             20,
         )
@@ -366,7 +367,7 @@ async fn a_slot_freed_without_a_build_ending_goes_to_the_queue() {
         .ledger
         .advance(
             &waiting,
-            Transition::of(BakeState::Requested, Step::Queued).expect("row"),
+            Transition::of(Lane::Production, BakeState::Requested, Step::Queued).expect("row"),
             &Change::default(),
             2
         )

@@ -75,7 +75,11 @@ pub fn triage_pull_request(
 ) -> Triage {
     let ignore = |reason: String| Triage::Ignore(reason);
     let body = &payload.pull_request;
-    if !payload.repository.full_name.eq_ignore_ascii_case(repository) {
+    if !payload
+        .repository
+        .full_name
+        .eq_ignore_ascii_case(repository)
+    {
         return ignore(format!(
             "repository `{}` is not the images repository `{repository}`",
             payload.repository.full_name
@@ -250,7 +254,8 @@ mod tests {
 
     #[test]
     fn other_actions_branches_and_odd_values_build_nothing() {
-        let cases: [(&str, fn(&mut serde_json::Value)); 5] = [
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 5] = [
             ("edited", |v| v["action"] = "edited".into()),
             ("not the tracked", |v| {
                 v["pull_request"]["base"]["ref"] = "release".into()
@@ -268,7 +273,10 @@ mod tests {
         ];
         for (why, edit) in cases {
             let t = triage(&payload(edit));
-            assert!(matches!(&t, Triage::Ignore(r) if r.contains(why)), "{why}: {t:?}");
+            assert!(
+                matches!(&t, Triage::Ignore(r) if r.contains(why)),
+                "{why}: {t:?}"
+            );
         }
     }
 }

@@ -47,9 +47,18 @@ fn a_failing_consumer_is_named_with_its_owner_in_the_status_and_comment() {
     );
     let text = comment(&pr(), &[record], &|_| None);
     assert!(text.starts_with(COMMENT_MARKER), "{text}");
-    assert!(text.contains("| win2022-iis | ❌ failed | `ami-0123456789abcdef0` |"), "{text}");
-    assert!(text.contains("❌ payments-api (team-payments): 4/5 passed, 20 s"), "{text}");
-    assert!(text.contains("✅ win2022-iis: 12/12 passed, 41 s"), "{text}");
+    assert!(
+        text.contains("| win2022-iis | ❌ failed | `ami-0123456789abcdef0` |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("❌ payments-api (team-payments): 4/5 passed, 20 s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✅ win2022-iis: 12/12 passed, 41 s"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -63,7 +72,11 @@ fn statuses_follow_the_candidate_through_its_states() {
         (BakeState::Superseded, StatusState::Error),
     ];
     for (state, expected) in cases {
-        assert_eq!(status(&candidate("d", state), None).state, expected, "{state}");
+        assert_eq!(
+            status(&candidate("d", state), None).state,
+            expected,
+            "{state}"
+        );
     }
     let mut never = candidate("d", BakeState::Failed);
     never.failed_stage = Some(Stage::Bake);
@@ -84,11 +97,22 @@ fn descriptions_fit_github_and_hostile_text_stays_inert() {
     );
     record.suites = Some(hostile);
     let s = status(&record, None);
-    assert!(s.description.chars().count() <= DESCRIPTION_LIMIT, "{}", s.description);
+    assert!(
+        s.description.chars().count() <= DESCRIPTION_LIMIT,
+        "{}",
+        s.description
+    );
     let text = comment(&pr(), &[record], &|_| None);
-    let row = text.lines().find(|l| l.starts_with("| d |")).expect("a row");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| d |"))
+        .expect("a row");
     assert!(!row.contains("<script>") && !row.contains("<img"), "{row}");
-    assert_eq!(row.matches(" | ").count(), 3, "table cells stay four: {row}");
+    assert_eq!(
+        row.matches(" | ").count(),
+        3,
+        "table cells stay four: {row}"
+    );
     assert!(!text.contains("\n## h"), "{text}");
 }
 
@@ -104,7 +128,7 @@ fn codecommit_approves_only_when_every_candidate_passed() {
     let passed = candidate("a", BakeState::Reported);
     let running = candidate("b", BakeState::Testing);
     let failed = candidate("c", BakeState::Failed);
-    assert_eq!(approval(&[passed.clone()]), Some(true));
+    assert_eq!(approval(std::slice::from_ref(&passed)), Some(true));
     assert_eq!(approval(&[passed.clone(), running.clone()]), None);
     assert_eq!(approval(&[passed, running, failed]), Some(false));
     assert_eq!(approval(&[]), None);

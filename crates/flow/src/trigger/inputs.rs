@@ -9,7 +9,7 @@ use tracing::warn;
 
 use super::{Handler, TriggerError};
 
-impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
+impl<R: Repository, L: Ledger, B: Builds, X> Handler<R, L, B, X> {
     pub(super) async fn read_inputs(
         &self,
         triage: &Triage,
@@ -56,7 +56,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         }
     }
 
-    async fn catalog_at(&self, commit: &str) -> Result<Catalog, TriggerError> {
+    pub(super) async fn catalog_at(&self, commit: &str) -> Result<Catalog, TriggerError> {
         let text = self
             .retrying(commit, || self.repo.read_file(commit, CATALOG_FILE))
             .await
@@ -69,7 +69,10 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
 
     /// The catalog before a push. When it is missing or invalid, every family
     /// counts as changed by the push's edit of the catalog.
-    async fn previous_catalog(&self, commit: &str) -> Result<Option<Catalog>, TriggerError> {
+    pub(super) async fn previous_catalog(
+        &self,
+        commit: &str,
+    ) -> Result<Option<Catalog>, TriggerError> {
         let text = self
             .retrying(commit, || self.repo.read_file(commit, CATALOG_FILE))
             .await
@@ -83,7 +86,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         }))
     }
 
-    async fn retrying<T, F, Fut>(&self, what: &str, call: F) -> Result<T, PortError>
+    pub(super) async fn retrying<T, F, Fut>(&self, what: &str, call: F) -> Result<T, PortError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, PortError>>,

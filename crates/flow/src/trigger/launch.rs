@@ -5,8 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use futures::stream::{self, StreamExt};
-use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ledger::lane_of;
+use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ports::{BakeRequest, Builds, Ledger, PortError};
 use gild_core::queue;
 use gild_core::retry::Backoff;
@@ -225,8 +225,7 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
         };
         match started {
             Ok(Some(build_id)) => {
-                self.record_start(request, from, &build_id, now)
-                    .await?;
+                self.record_start(request, from, &build_id, now).await?;
                 Ok(Some(build_id))
             }
             Ok(None) => Ok(None),

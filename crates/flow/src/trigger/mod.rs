@@ -15,11 +15,13 @@ mod config;
 mod inputs;
 pub mod launch;
 mod outcome;
+pub mod review;
 
 use gild_core::event::{self, EventKind};
 use gild_core::ledger::{lane_of, BakeKey, BakeRecord, Change, Claim};
-use gild_core::plan::{self, Action, Settings, Trigger, Triage};
+use gild_core::plan::{self, Action, Settings, Triage, Trigger};
 use gild_core::ports::{BakeRequest, Builds, Ledger, PortError, Repository};
+use gild_core::pull_request::PullRequest;
 use gild_core::queue;
 use gild_core::retry::Backoff;
 use gild_core::state::{BakeState, Step, Transition};
@@ -31,12 +33,17 @@ pub use config::StartConfig;
 pub use launch::Launcher;
 use launch::Slots;
 use outcome::Done;
-pub use outcome::{Duplicate, Outcome, Queued, StartError, StartFailure, Started, TriggerError};
+pub use outcome::{
+    Duplicate, Outcome, Queued, StartError, StartFailure, Started, Superseded, TriggerError,
+};
+pub use review::{NoPullRequests, PullRequestSide, ReviewPorts};
 
-pub struct Handler<R, L, B> {
+pub struct Handler<R, L, B, X = NoPullRequests> {
     settings: Settings,
     repo: R,
     launcher: Launcher<L, B>,
+    /// What pull-request events are handled with ([`ReviewPorts`]).
+    pull_requests: X,
 }
 
 impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
@@ -52,9 +59,22 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             settings,
             repo,
             launcher: Launcher::new(ledger, builds, concurrency, lease_secs),
+            pull_requests: NoPullRequests,
         }
     }
 
+    /// Handles pull requests with these ports.
+    pub fn with_pull_requests<X: PullRequestSide>(self, pull_requests: X) -> Handler<R, L, B, X> {
+        Handler {
+            settings: self.settings,
+            repo: self.repo,
+            launcher: self.launcher,
+            pull_requests,
+        }
+    }
+}
+
+impl<R: Repository, L: Ledger, B: Builds, X: PullRequestSide> Handler<R, L, B, X> {
     /// How many of gild's builds may run at once; more bakes are queued.
     pub fn with_max_parallel(mut self, max_parallel: usize) -> Self {
         self.launcher = self.launcher.with_max_parallel(max_parallel);
@@ -107,6 +127,9 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
         changed: Option<Vec<String>>,
         now: i64,
     ) -> Result<Outcome, TriggerError> {
+        if let Triage::PullRequest(pull_request) = &triage {
+            return X::handle(self, detail_type, pull_request, now).await;
+        }
         let inputs = self.read_inputs(&triage, changed).await?;
         let plan = plan::plan_triaged(detail_type, &triage, &inputs)?;
         let outcome = Outcome::new(plan.event, plan.reason);
@@ -128,7 +151,10 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             .launcher
             .fan_out(plan.actions, |action| async move {
                 let family = action.family().to_owned();
-                (family, self.start_once(action, now, owner, slots).await)
+                (
+                    family,
+                    self.start_once(action, None, now, owner, slots).await,
+                )
             })
             .await;
         outcome.settle(results)
@@ -140,6 +166,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
     async fn start_once(
         &self,
         action: Action,
+        pull_request: Option<&PullRequest>,
         now: i64,
         owner: &str,
         slots: &Slots,
@@ -165,7 +192,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             message: format!("no commit to bake for {family}"),
         })?;
         let key = BakeKey::new(family, dedupe_key);
-        let record = BakeRecord::requested(
+        let mut record = BakeRecord::requested(
             key.clone(),
             trigger,
             Some(commit.clone()),
@@ -173,6 +200,7 @@ impl<R: Repository, L: Ledger, B: Builds> Handler<R, L, B> {
             self.launcher.lease_secs,
             owner,
         );
+        record.pull_request = pull_request.cloned();
         let claim = with_backoff(&self.launcher.backoff, seed(&key.family), || {
             self.launcher.ledger.claim(&record, now)
         })

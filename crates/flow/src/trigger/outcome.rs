@@ -23,6 +23,16 @@ pub enum TriggerError {
     Repository(PortError),
     #[error("reading the bake queue: {0}")]
     Ledger(PortError),
+    /// Reporting to, or reading, the pull request failed; or cleaning up
+    /// what an older head left.
+    #[error("pull request: {0}")]
+    Review(PortError),
+    /// An older head's candidate is mid-step; the event is retried once
+    /// the step is done.
+    #[error(
+        "candidate {family} {dedupe_key} is mid-step and cannot be superseded yet; retry later"
+    )]
+    Superseding { family: String, dedupe_key: String },
     #[error("{} of {} bakes did not start, the event will be retried ({}); bakes already started will not start again", failures.len(), failures.len() + started, failures.iter().map(|f| format!("{}: {}", f.family, f.error)).collect::<Vec<_>>().join("; "))]
     StartFailed {
         failures: Vec<StartFailure>,
@@ -60,6 +70,8 @@ impl TriggerError {
             TriggerError::Repository(_) => "RepositoryUnavailable",
             TriggerError::Ledger(_) => "LedgerUnavailable",
             TriggerError::StartFailed { .. } => "StartFailed",
+            TriggerError::Review(_) => "PullRequestUnavailable",
+            TriggerError::Superseding { .. } => "SupersedeBusy",
         }
     }
 }
@@ -80,6 +92,16 @@ pub struct Outcome {
     pub queued: Vec<Queued>,
     /// Bakes an earlier delivery already claimed.
     pub duplicates: Vec<Duplicate>,
+    /// A pull request's candidates ended by a newer head or its closing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Superseded>,
+}
+
+/// A candidate ended by a newer head or by its pull request closing.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Superseded {
+    pub family: String,
+    pub dedupe_key: String,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -120,6 +142,7 @@ impl Outcome {
             started: Vec::new(),
             queued: Vec::new(),
             duplicates: Vec::new(),
+            superseded: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Fakes and sample events shared by the completion and reconciler tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use std::collections::BTreeMap;
 pub use std::sync::Arc;
@@ -7,13 +7,14 @@ pub use std::time::Duration;
 
 pub use gild_core::completion::{tags, Projects};
 pub use gild_core::fakes::{
-    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingTests,
+    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingReviews,
+    RecordingTests,
 };
 pub use gild_core::ledger::{BakeKey, BakeRecord, Change};
 pub use gild_core::plan::Trigger;
 pub use gild_core::ports::{Ledger, PortError};
 pub use gild_core::retry::Backoff;
-pub use gild_core::state::{BakeState, Stage, Step, Transition};
+pub use gild_core::state::{BakeState, Lane, Stage, Step, Transition};
 pub use gild_flow::{Accept, Completions, FlowSettings, Ports};
 pub use serde_json::Value;
 
@@ -24,6 +25,7 @@ pub type Flow = Completions<
     RecordingTests,
     MemoryParameters,
     RecordingNotifier,
+    RecordingReviews,
 >;
 
 pub const BAKE_BUILD: &str = "gild-bake:3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7";
@@ -43,6 +45,7 @@ pub type AllPorts = Ports<
     RecordingTests,
     MemoryParameters,
     RecordingNotifier,
+    RecordingReviews,
 >;
 
 pub fn empty_ports() -> AllPorts {
@@ -53,6 +56,7 @@ pub fn empty_ports() -> AllPorts {
         tests: RecordingTests::default(),
         parameters: MemoryParameters::default(),
         notifier: RecordingNotifier::default(),
+        reviews: RecordingReviews::default(),
     }
 }
 
@@ -62,6 +66,7 @@ pub fn flow_with(ports: AllPorts, accept: Accept) -> Flow {
         projects: Projects::default(),
         parameter_prefix: "/gild".into(),
         lease_secs: 60,
+        candidate_ttl_hours: 0,
     };
     Completions::new(ports, settings).with_backoff(fast())
 }
@@ -136,7 +141,8 @@ pub async fn seed_baking(f: &Flow) {
         .ledger
         .advance(
             &key(),
-            Transition::of(BakeState::Requested, Step::BakeStarted).expect("a row"),
+            Transition::of(Lane::Production, BakeState::Requested, Step::BakeStarted)
+                .expect("a row"),
             &started,
             1
         )
