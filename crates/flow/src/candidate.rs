@@ -130,6 +130,30 @@ where
             }
         }
     }
+
+    /// Removes what a superseded candidate's bake made after all.
+    pub(crate) async fn remove_late_images(
+        &self,
+        record: &BakeRecord,
+        finished: &gild_core::completion::Finished,
+    ) -> Result<(), FlowError> {
+        if !steps::owns_images(record) {
+            return Ok(());
+        }
+        let key = &record.key;
+        let build = steps::bake_build(record, finished);
+        let found = self
+            .retrying(key, || {
+                self.ports.images.find_by_tag(tags::BUILD_ID, &build)
+            })
+            .await
+            .map_err(|error| port("find images of the build", key, error))?;
+        let leftovers = steps::cleanup_candidates(record, finished, &found);
+        for image in leftovers {
+            self.remove(key, &image, &build).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The record as the step about to be taken leaves it, for the report

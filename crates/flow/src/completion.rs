@@ -15,7 +15,7 @@ use gild_core::ports::{
     BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
 };
 use gild_core::retry::Backoff;
-use gild_core::state::Transition;
+use gild_core::state::{BakeState, Transition};
 use gild_core::steps;
 use gild_lambda::retry::{seed, with_backoff};
 use serde_json::Value;
@@ -148,6 +148,12 @@ where
             let Some((work, _)) =
                 completion::work(record.lane(), record.state, finished.completion)
             else {
+                if record.state == BakeState::Superseded && finished.completion.is_bake() {
+                    // Its bake ended after a newer head superseded it (the
+                    // stop came too late): what it made is removed all the
+                    // same, and the state stays where the table left it.
+                    self.remove_late_images(&record, finished).await?;
+                }
                 if report.reached.is_empty() {
                     let reason = format!(
                         "bake is {}: {:?} does not apply (duplicate or out-of-order event)",

@@ -334,6 +334,32 @@ async fn a_new_head_supersedes_the_older_one_and_passes_without_promoting() {
 }
 
 #[tokio::test]
+async fn a_bake_that_ends_after_its_head_was_superseded_leaves_no_image() {
+    let w = world(&["images/win2022-iis/win2022-iis.pkr.hcl"]);
+    deliver(&w, HEAD, "opened", 1).await;
+    deliver(&w, NEW_HEAD, "synchronize", 2).await;
+    assert_eq!(w.builds.stopped.lock().expect("lock").len(), 1);
+    // The stop came too late: the older head's bake registered its image.
+    bake_succeeds(&w, "win2022-iis", HEAD, "ami-0dddddddddddddddd").await;
+    assert!(
+        w.images.get("ami-0dddddddddddddddd").is_none(),
+        "a superseded candidate's late image stays"
+    );
+    assert_eq!(
+        w.ledger
+            .get(&candidate_key("win2022-iis", HEAD))
+            .await
+            .expect("get")
+            .map(|r| r.state),
+        Some(BakeState::Superseded)
+    );
+    assert!(
+        w.tests.started.lock().expect("lock").is_empty(),
+        "no test for it"
+    );
+}
+
+#[tokio::test]
 async fn a_consumer_only_change_tests_the_promoted_image_without_baking() {
     let w = world(&["consumers/payments-api/run.ps1"]);
     let outcome = deliver(&w, HEAD, "opened", 1).await;
