@@ -53,33 +53,11 @@ impl Repository for CodeCommitRepository {
     }
 
     async fn changed_paths(&self, base: &DiffBase, commit: &str) -> PortResult<Vec<String>> {
-        let mut request = self
-            .client
-            .get_differences()
-            .repository_name(&self.repository)
-            .after_commit_specifier(commit);
-        if let DiffBase::Commit(before) = base {
-            request = request.before_commit_specifier(before);
-        }
-        let mut pages = request.into_paginator().send();
-        let mut paths = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| classify(SERVICE, "GetDifferences", e))?;
-            for difference in page.differences() {
-                // A rename touches both folders: either side may belong to a family.
-                for blob in [difference.before_blob(), difference.after_blob()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(path) = blob.path() {
-                        if !paths.iter().any(|p: &String| p == path) {
-                            paths.push(path.to_owned());
-                        }
-                    }
-                }
-            }
-        }
-        Ok(paths)
+        let before = match base {
+            DiffBase::Commit(before) => Some(before.as_str()),
+            DiffBase::EmptyTree => None,
+        };
+        changed_paths(&self.client, &self.repository, before, commit).await
     }
 
     async fn branch_tip(&self, branch: &str) -> PortResult<String> {
@@ -99,4 +77,40 @@ impl Repository for CodeCommitRepository {
                 message: format!("branch `{branch}` has no commitId"),
             })
     }
+}
+
+/// Every path changed from `before` (`None`: the empty tree) to `after`,
+/// every page of `GetDifferences`, both sides of renames, each once.
+pub(crate) async fn changed_paths(
+    client: &Client,
+    repository: &str,
+    before: Option<&str>,
+    after: &str,
+) -> PortResult<Vec<String>> {
+    let mut request = client
+        .get_differences()
+        .repository_name(repository)
+        .after_commit_specifier(after);
+    if let Some(before) = before {
+        request = request.before_commit_specifier(before);
+    }
+    let mut pages = request.into_paginator().send();
+    let mut paths = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| classify(SERVICE, "GetDifferences", e))?;
+        for difference in page.differences() {
+            // A rename touches both folders: either side may belong to a family.
+            for blob in [difference.before_blob(), difference.after_blob()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(path) = blob.path() {
+                    if !paths.iter().any(|p: &String| p == path) {
+                        paths.push(path.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(paths)
 }

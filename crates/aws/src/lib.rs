@@ -8,10 +8,12 @@ mod error;
 
 pub mod codebuild;
 pub mod codecommit;
+pub mod codecommit_reviews;
 pub mod config;
 pub mod dynamodb;
 pub mod ec2;
 pub mod eventbridge;
+pub mod reviews;
 pub mod secretsmanager;
 pub mod sns;
 pub mod ssm;
