@@ -1,11 +1,14 @@
-//! Starting bake and test builds on CodeBuild, and reading what they exported.
+//! Starting bake and test builds on CodeBuild, reading what they exported,
+//! and stopping the ones a pull request no longer needs.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_codebuild::Client;
 use gild_core::event::{BuildStateChange, BuildStatus};
-use gild_core::ports::{BakeRequest, BuildInfo, Builds, PortError, PortResult, TestRequest, Tests};
+use gild_core::ports::{
+    BakeRequest, BuildControl, BuildInfo, Builds, PortError, PortResult, TestRequest, Tests,
+};
 use gild_core::vocabulary::env;
 
 use crate::classify;
@@ -136,6 +139,52 @@ impl BuildInfo for TestBuilds {
 
     async fn build(&self, build_id: &str) -> PortResult<Option<BuildStateChange>> {
         describe_build(&self.client, build_id).await
+    }
+}
+
+impl BuildControl for CodeBuildBuilds {
+    async fn stop(&self, build_id: &str) -> PortResult<()> {
+        stop_build(&self.client, build_id).await
+    }
+}
+
+impl BuildControl for TestBuilds {
+    async fn stop(&self, build_id: &str) -> PortResult<()> {
+        stop_build(&self.client, build_id).await
+    }
+}
+
+/// `StopBuild`; a build that has already ended is not an error. The API
+/// reference names only `InvalidInputException` and
+/// `ResourceNotFoundException` and does not say which a finished build
+/// gets; CodeBuild refuses to stop one. So an `InvalidInputException` is
+/// checked with `BatchGetBuilds`: a build that ended is as stopped as it
+/// will be. An unknown build stays `NotFound`.
+async fn stop_build(client: &Client, build_id: &str) -> PortResult<()> {
+    let refused = match client.stop_build().id(build_id).send().await {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_invalid_input_exception()) =>
+        {
+            e
+        }
+        Err(e) => return Err(classify(SERVICE, "StopBuild", e)),
+    };
+    match describe_build(client, build_id).await? {
+        Some(build) if ended(build.status) => Ok(()),
+        _ => Err(classify(SERVICE, "StopBuild", refused)),
+    }
+}
+
+fn ended(status: BuildStatus) -> bool {
+    match status {
+        BuildStatus::Succeeded
+        | BuildStatus::Failed
+        | BuildStatus::Fault
+        | BuildStatus::Stopped
+        | BuildStatus::TimedOut => true,
+        BuildStatus::InProgress | BuildStatus::Other => false,
     }
 }
 
