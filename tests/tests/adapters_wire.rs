@@ -42,7 +42,7 @@ use gild_core::event::{self, BuildTarget, EventKind, BUILD_REQUESTED, GILD_SOURC
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::Trigger;
 use gild_core::ports::{Bus, Ledger, PortError};
-use gild_core::state::{BakeState, IllegalStep, Stage, Step, Transition};
+use gild_core::state::{BakeState, IllegalStep, Lane, Stage, Step, Transition};
 use gild_tests::aws::REGION;
 use gild_tests::pipeline::Pipeline;
 use serde_json::{json, Value};
@@ -86,7 +86,7 @@ fn requested(family: &str, owner: &str, now: i64) -> BakeRecord {
 }
 
 fn row(from: BakeState, step: Step) -> Transition {
-    Transition::of(from, step).expect("a row of the state table")
+    Transition::of(Lane::Production, from, step).expect("a row of the state table")
 }
 
 fn keys(records: &[BakeRecord]) -> Vec<(String, BakeState)> {
@@ -211,8 +211,9 @@ async fn ledger_refuses_what_its_conditions_forbid_on_the_deployed_table() {
     assert_eq!(stored(&pipeline, &key).await, Some(baking.clone()));
     // A step the table has no row for cannot even be handed to the ledger.
     assert_eq!(
-        Transition::require(BakeState::Baking, Step::Promoted),
+        Transition::require(Lane::Production, BakeState::Baking, Step::Promoted),
         Err(IllegalStep {
+            lane: Lane::Production,
             from: BakeState::Baking,
             step: Step::Promoted
         })
@@ -296,6 +297,74 @@ async fn ledger_refuses_what_its_conditions_forbid_on_the_deployed_table() {
             other => panic!("{what} read an unknown state as {other:?}"),
         }
     }
+}
+
+/// A candidate's record takes only candidate rows, on the deployed table
+/// (the lane is in `advance`'s condition), and the sparse `pull_request`
+/// index finds every head's candidates of one pull request and nothing else.
+#[tokio::test]
+async fn a_candidate_takes_only_candidate_rows_and_its_pull_request_finds_it() {
+    let Some(pipeline) = deployed(false).await else {
+        return;
+    };
+    let ledger = DynamoLedger::new(
+        aws_sdk_dynamodb::Client::new(&pipeline.aws),
+        pipeline.ledger_table(),
+    );
+    let pr = gild_core::pull_request::PullRequest {
+        host: gild_core::pull_request::Host::GitHub,
+        repository: "acme/images".into(),
+        number: 17,
+        head: "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
+        destination: "3f2d1c0b9a8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c".into(),
+        merge_base: None,
+        revision: None,
+        url: None,
+    };
+    let key = BakeKey::new("win2022-iis", pr.dedupe_key());
+    let mut record = BakeRecord::requested(
+        key.clone(),
+        Trigger::PullRequest,
+        Some(pr.head.clone()),
+        1_000,
+        90,
+        "invocation-a",
+    );
+    record.pull_request = Some(pr.clone());
+    assert_eq!(ledger.claim(&record, 1_000).await, Ok(Claim::Claimed));
+    ledger
+        .claim(&requested("debian12-base", "invocation-b", 1_000), 1_000)
+        .await
+        .expect("a production claim");
+    // A production row is refused for the candidate, and writes nothing.
+    let production = row(BakeState::Requested, Step::BakeStarted);
+    assert_eq!(
+        ledger
+            .advance(&key, production, &Change::default(), 1_001)
+            .await,
+        Ok(false)
+    );
+    assert_eq!(
+        ledger.get(&key).await.expect("get").map(|r| r.state),
+        Some(BakeState::Requested)
+    );
+    let candidate = Transition::of(Lane::Candidate, BakeState::Requested, Step::Superseded)
+        .expect("a candidate row");
+    assert_eq!(
+        ledger
+            .advance(&key, candidate, &Change::default(), 1_002)
+            .await,
+        Ok(true)
+    );
+    let found = ledger.pull_request(&pr.id()).await.expect("Query");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].pull_request.as_ref(), Some(&pr));
+    assert_eq!(found[0].state, BakeState::Superseded);
+    assert!(ledger
+        .pull_request("acme/images#18")
+        .await
+        .expect("Query")
+        .is_empty());
 }
 
 // -------------------------------------------------------------- EventBridge

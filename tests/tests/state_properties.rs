@@ -15,14 +15,15 @@ use std::sync::{Arc, Mutex};
 use gild_core::completion::{self, tags, Projects};
 use gild_core::event::{BuildStateChange, BuildStatus};
 use gild_core::fakes::{
-    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingTests, ScriptedBuilds,
+    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingReviews,
+    RecordingTests, ScriptedBuilds,
 };
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::Trigger;
 use gild_core::ports::{Ledger, PortResult};
 use gild_core::reconcile::Deadlines;
 use gild_core::retry::Backoff;
-use gild_core::state::{BakeState, Step, Transition, TRANSITIONS};
+use gild_core::state::{BakeState, Lane, Step, Transition, TRANSITIONS};
 use gild_flow::completion::Origin;
 use gild_flow::reconcile::Reconciler;
 use gild_flow::trigger::Launcher;
@@ -93,6 +94,9 @@ impl<L: Ledger> Ledger for Observed<L> {
     async fn list(&self) -> PortResult<Vec<BakeRecord>> {
         self.inner.list().await
     }
+    async fn pull_request(&self, pull_request: &str) -> PortResult<Vec<BakeRecord>> {
+        self.inner.pull_request(pull_request).await
+    }
 }
 
 type World<L> = Reconciler<
@@ -102,6 +106,7 @@ type World<L> = Reconciler<
     RecordingTests,
     MemoryParameters,
     RecordingNotifier,
+    RecordingReviews,
     Arc<Observed<L>>,
     ScriptedBuilds,
 >;
@@ -215,6 +220,7 @@ impl<L: Ledger> Case<L> {
             tests: RecordingTests::default(),
             parameters: MemoryParameters::default(),
             notifier: RecordingNotifier::default(),
+            reviews: RecordingReviews::default(),
         };
         let mut keys = Vec::new();
         let mut amis = Vec::new();
@@ -234,7 +240,9 @@ impl<L: Ledger> Case<L> {
                 build_id: Some(build.clone()),
                 ..Change::default()
             };
-            let to_baking = Transition::of(BakeState::Requested, Step::BakeStarted).expect("row");
+            let to_baking =
+                Transition::of(Lane::Production, BakeState::Requested, Step::BakeStarted)
+                    .expect("row");
             assert!(observed
                 .advance(&key, to_baking, &started, 1)
                 .await
@@ -259,6 +267,7 @@ impl<L: Ledger> Case<L> {
             projects: Projects::default(),
             parameter_prefix: "/gild".into(),
             lease_secs: 60,
+            candidate_ttl_hours: 0,
         };
         let completions = Completions::new(ports, settings).with_backoff(fast());
         let launcher = Launcher::new(Arc::clone(&observed), ScriptedBuilds::default(), 2, 60)
@@ -282,6 +291,7 @@ impl<L: Ledger> Case<L> {
         RecordingTests,
         MemoryParameters,
         RecordingNotifier,
+        RecordingReviews,
     > {
         self.world.completions().ports()
     }
@@ -392,7 +402,7 @@ impl<L: Ledger> Case<L> {
     async fn check(&self) -> Result<(), TestCaseError> {
         for (key, from, to) in self.observed.changes.lock().expect("lock").iter() {
             prop_assert!(
-                TRANSITIONS.iter().any(|(f, _, t)| f == from && t == to),
+                TRANSITIONS.iter().any(|(f, _, t, _)| f == from && t == to),
                 "{} went {from} -> {to}: not a row of the table",
                 key.family
             );

@@ -21,4 +21,7 @@ mod wiring;
 
 pub use config::{load_cli_sdk_config, load_sdk_config, prologue};
 pub use error::classify;
-pub use wiring::{bake_builds, completion_ports, start_ports, AwsCompletionPorts};
+pub use wiring::{
+    bake_builds, completion_ports, host_reviews, review_adapters, secrets, start_ports,
+    AwsCompletionPorts,
+};

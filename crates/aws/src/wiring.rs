@@ -1,12 +1,17 @@
 //! The adapters the functions' `main.rs` hand to `gild-flow`, built from one
 //! SDK configuration at cold start.
 
+use std::time::Duration;
+
 use gild_core::completion::Projects;
-use gild_core::ports::CompletionPorts;
+use gild_core::ports::{CompletionPorts, PortResult};
 
 use crate::codebuild::{CodeBuildBuilds, TestBuilds};
+use crate::codecommit_reviews::CodeCommitReviews;
 use crate::dynamodb::DynamoLedger;
 use crate::ec2::Ec2Images;
+use crate::reviews::HostReviews;
+use crate::secretsmanager::SecretsManager;
 use crate::sns::SnsNotifier;
 use crate::ssm::SsmParameters;
 
@@ -56,4 +61,50 @@ pub fn start_ports(
 /// The bake project alone, for a caller that already has its ledger.
 pub fn bake_builds(aws: &aws_config::SdkConfig, bake_project: &str) -> CodeBuildBuilds {
     CodeBuildBuilds::new(aws_sdk_codebuild::Client::new(aws), bake_project)
+}
+
+/// How long a secret read from Secrets Manager is reused: rotation takes
+/// effect within this, and a busy function reads each secret once per period.
+pub const SECRET_CACHE: Duration = Duration::from_secs(300);
+
+/// A Secrets Manager reader with gild's cache.
+pub fn secrets(aws: &aws_config::SdkConfig) -> SecretsManager {
+    SecretsManager::new(aws_sdk_secretsmanager::Client::new(aws), SECRET_CACHE)
+}
+
+/// Where candidates report: CodeCommit's pull requests, or GitHub's when
+/// `github` names the API root and the token's secret; `make_github`
+/// builds that adapter (it lives in `gild-github`).
+pub fn host_reviews<G>(
+    aws: &aws_config::SdkConfig,
+    github: Option<(&str, &str)>,
+    make_github: impl FnOnce(String, SecretsManager, String) -> PortResult<G>,
+) -> PortResult<HostReviews<G>> {
+    Ok(match github {
+        None => {
+            HostReviews::CodeCommit(CodeCommitReviews::new(aws_sdk_codecommit::Client::new(aws)))
+        }
+        Some((api, token_secret)) => HostReviews::GitHub(make_github(
+            api.to_owned(),
+            secrets(aws),
+            token_secret.to_owned(),
+        )?),
+    })
+}
+
+/// What validating pull requests acts through besides the host: the test
+/// project (test-only runs), the family parameters, the images and the
+/// builds an older head leaves (stopped through the bake project's client).
+pub fn review_adapters(
+    aws: &aws_config::SdkConfig,
+    bake_project: &str,
+    test_project: &str,
+) -> (TestBuilds, SsmParameters, Ec2Images, CodeBuildBuilds) {
+    let codebuild = aws_sdk_codebuild::Client::new(aws);
+    (
+        TestBuilds::new(codebuild.clone(), test_project),
+        SsmParameters::new(aws_sdk_ssm::Client::new(aws)),
+        Ec2Images::new(aws_sdk_ec2::Client::new(aws)),
+        CodeBuildBuilds::new(codebuild, bake_project),
+    )
 }

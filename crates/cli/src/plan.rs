@@ -5,7 +5,12 @@ use gild_core::catalog::{self, Catalog, CATALOG_FILE};
 use gild_core::completion::Projects;
 use gild_core::event;
 use gild_core::explain::{self, Snapshot};
+use gild_core::github::pull_request::{
+    triage_pull_request, PullRequestPayload, PULL_REQUEST_EVENT,
+};
+use gild_core::github::{triage_push, PushPayload, PUSH_EVENT};
 use gild_core::plan::{self, Inputs, Settings, Triage};
+use gild_core::pull_request::{ReviewPolicy, DEFAULT_TRUSTED_LABEL};
 use gild_core::reconcile::Deadlines;
 use gild_core::vocabulary::defaults;
 
@@ -13,9 +18,20 @@ use crate::{read, CliError};
 
 #[derive(Args)]
 pub struct PlanArgs {
-    /// The event as EventBridge delivers it (JSON file).
+    /// The event as EventBridge delivers it (JSON file), or a GitHub
+    /// delivery's body with --github-event.
     #[arg(long, required_unless_present = "ledger", conflicts_with = "ledger")]
     event: Option<PathBuf>,
+    /// The file is a GitHub webhook delivery body of this event type
+    /// (`push` or `pull_request`), not an EventBridge event.
+    #[arg(long, value_name = "TYPE", requires = "event")]
+    github_event: Option<GitHubEvent>,
+    /// The label that lets a fork's pull request be validated.
+    #[arg(long, default_value = DEFAULT_TRUSTED_LABEL, env = "GILD_TRUSTED_LABEL")]
+    trusted_label: String,
+    /// Validate draft pull requests too.
+    #[arg(long, env = "GILD_VALIDATE_DRAFTS")]
+    validate_drafts: bool,
     /// Instead of an event: a ledger snapshot (JSON: `{"bakes": [...],
     /// "builds": {"project:uuid": {"status": "SUCCEEDED"}}}`); prints what
     /// the reconciler would do with it.
@@ -29,13 +45,15 @@ pub struct PlanArgs {
     /// The catalog before the push; without it a change to gild.toml counts for every family.
     #[arg(long)]
     previous_catalog: Option<PathBuf>,
-    /// A path the push changed (repeat); stands in for CodeCommit GetDifferences.
+    /// A path the push or pull request changed (repeat); stands in for
+    /// CodeCommit GetDifferences and GitHub's compare and pull-request files APIs.
     #[arg(long = "changed", value_name = "PATH")]
     changed: Vec<String>,
     /// The branch whose pushes build images.
     #[arg(long, default_value = defaults::TRACKED_BRANCH, env = "GILD_TRACKED_BRANCH")]
     tracked_branch: String,
-    /// Only pushes to this repository build (default: any).
+    /// Only pushes and pull requests of this repository build (default:
+    /// any; for a GitHub delivery, the delivery's own).
     #[arg(long, env = "GILD_REPOSITORY")]
     repository: Option<String>,
     /// The CodeBuild project that bakes images.
@@ -44,6 +62,14 @@ pub struct PlanArgs {
     /// The CodeBuild project that tests them.
     #[arg(long, default_value = defaults::TEST_PROJECT, env = "GILD_TEST_PROJECT")]
     test_project: String,
+}
+
+/// GitHub webhook event types `gild plan` reads.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GitHubEvent {
+    Push,
+    #[value(name = "pull_request")]
+    PullRequest,
 }
 
 /// The reconciler's clock and deadlines, as the stack sets them.
@@ -110,13 +136,24 @@ pub fn run(args: &PlanArgs) -> Result<String, CliError> {
         (Some(event), None) => event,
         (None, None) => return Err(CliError::Usage("give --event or --ledger".into())),
     };
-    let event = event::parse_bytes(read(event_path)?.as_bytes())?;
+    let text = read(event_path)?;
     let settings = Settings {
         tracked_branch: args.tracked_branch.clone(),
         repository: args.repository.clone(),
         projects: projects(args),
+        review: ReviewPolicy {
+            trusted_label: args.trusted_label.clone(),
+            validate_drafts: args.validate_drafts,
+        },
     };
-    let triage = plan::triage(&event, &settings);
+    let (name, triage) = match args.github_event {
+        None => {
+            let event = event::parse_bytes(text.as_bytes())?;
+            let triage = plan::triage(&event, &settings);
+            (event.envelope.detail_type, triage)
+        }
+        Some(kind) => github(kind, &text, &settings, event_path)?,
+    };
     let inputs = match &triage {
         // Ignored events need no catalog: explain them even without one.
         Triage::Ignore(_) | Triage::Completion(_) => Inputs::default(),
@@ -131,6 +168,40 @@ pub fn run(args: &PlanArgs) -> Result<String, CliError> {
             commit: None,
         },
     };
-    let plan = plan::plan(&event, &triage, &inputs)?;
+    let plan = plan::plan_triaged(&name, &triage, &inputs)?;
     serde_json::to_string_pretty(&plan).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// A GitHub delivery body, triaged as the webhook does (its signature is
+/// the webhook's to check; here the file is trusted).
+fn github(
+    kind: GitHubEvent,
+    text: &str,
+    settings: &Settings,
+    path: &std::path::Path,
+) -> Result<(String, Triage), CliError> {
+    let bad = |e: serde_json::Error, what: &str| {
+        CliError::Usage(format!("{}: not a GitHub {what} body: {e}", path.display()))
+    };
+    match kind {
+        GitHubEvent::Push => {
+            let push: PushPayload = serde_json::from_str(text).map_err(|e| bad(e, "push"))?;
+            let repository = settings
+                .repository
+                .clone()
+                .unwrap_or_else(|| push.repository.full_name.clone());
+            let (triage, _) = triage_push(&push, settings, &repository);
+            Ok((PUSH_EVENT.to_owned(), triage))
+        }
+        GitHubEvent::PullRequest => {
+            let payload: PullRequestPayload =
+                serde_json::from_str(text).map_err(|e| bad(e, "pull_request"))?;
+            let repository = settings
+                .repository
+                .clone()
+                .unwrap_or_else(|| payload.repository.full_name.clone());
+            let triage = triage_pull_request(&payload, settings, &settings.review, &repository);
+            Ok((PULL_REQUEST_EVENT.to_owned(), triage))
+        }
+    }
 }

@@ -375,3 +375,103 @@ fn a_ledger_snapshot_shows_what_the_reconciler_would_do() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(early["bakes"], serde_json::json!([]));
 }
+
+/// The images repository's own catalog (families and their consumers).
+fn gild_toml() -> String {
+    root().join("gild.toml").display().to_string()
+}
+
+fn actions(plan: &Value) -> Vec<Value> {
+    plan["actions"].as_array().expect("actions").clone()
+}
+
+#[test]
+fn github_pull_requests_plan_candidates_never_promoted() {
+    let p = plan(&[
+        "--event",
+        &event("github-pull-request.body.json"),
+        "--github-event",
+        "pull_request",
+        "--catalog",
+        &catalog(),
+        "--changed",
+        "images/win2022-core/win2022-core.pkr.hcl",
+    ])
+    .expect("plan");
+    assert_eq!(p["event"], "GitHub pull_request");
+    let acts = actions(&p);
+    assert_eq!(acts[0]["action"], "supersede", "{p}");
+    assert_eq!(acts[1]["action"], "start_bake");
+    assert_eq!(acts[1]["family"], "win2022-core");
+    assert_eq!(acts[1]["trigger"], "pull_request");
+    assert_eq!(acts[1]["promote"], false);
+    assert_eq!(
+        acts[1]["dedupe_key"],
+        "pr:acme-platform/images#17:8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e"
+    );
+    for (file, action, why) in [
+        (
+            "github-pull-request-fork.body.json",
+            Some("refuse"),
+            "gild:validate",
+        ),
+        ("github-pull-request-draft.body.json", None, "draft"),
+        (
+            "github-pull-request-closed.body.json",
+            Some("remove_candidates"),
+            "closed",
+        ),
+        (
+            "github-pull-request-merged.body.json",
+            Some("remove_candidates"),
+            "closed",
+        ),
+    ] {
+        let p = plan(&[
+            "--event",
+            &event(file),
+            "--github-event",
+            "pull_request",
+            "--catalog",
+            &catalog(),
+            "--changed",
+            "images/win2022-core/x",
+        ])
+        .expect("plan");
+        let acts = actions(&p);
+        match action {
+            Some(action) => assert_eq!(acts[0]["action"], action, "{file}: {p}"),
+            None => assert!(acts.is_empty(), "{file}: {p}"),
+        }
+        assert!(
+            p["reason"].as_str().expect("reason").contains(why),
+            "{file}: {p}"
+        );
+    }
+}
+
+#[test]
+fn a_consumer_only_change_plans_a_test_only_run() {
+    let p = plan(&[
+        "--event",
+        &event("codecommit-pull-request-created.json"),
+        "--catalog",
+        &gild_toml(),
+        "--changed",
+        "consumers/payments-api/run.ps1",
+    ])
+    .expect("plan");
+    let acts = actions(&p);
+    assert!(acts.iter().all(|a| a["action"] != "start_bake"), "{p}");
+    let validation = acts
+        .iter()
+        .find(|a| a["action"] == "start_validation")
+        .expect("a test-only run");
+    assert_eq!(validation["family"], "win2022-iis");
+    assert_eq!(validation["consumers"], serde_json::json!(["payments-api"]));
+    assert_eq!(validation["promote"], false);
+    assert_eq!(
+        validation["dedupe_key"],
+        "pr:platform-images#7:5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d"
+    );
+}

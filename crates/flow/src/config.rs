@@ -14,6 +14,68 @@ pub struct CompletionConfig {
     pub ledger_table: String,
     pub topic_arn: String,
     pub settings: FlowSettings,
+    /// Where the pull requests candidates report to live.
+    pub host: RepositoryHost,
+}
+
+/// CodeCommit (default) or GitHub: where the images repository and its
+/// pull requests live. Read by every function that reads the repository or
+/// reports on a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryHost {
+    /// The CodeCommit repository's name (`GILD_REPOSITORY`).
+    CodeCommit { repository: String },
+    GitHub {
+        /// `owner/name` (`GILD_GITHUB_REPOSITORY`).
+        repository: String,
+        /// Secrets Manager name of the API token, read at run time.
+        token_secret: String,
+        api_url: String,
+    },
+}
+
+/// GitHub's public API root, unless `GILD_GITHUB_API_URL` names an
+/// Enterprise one.
+pub const GITHUB_API_URL: &str = "https://api.github.com";
+
+impl RepositoryHost {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
+            "codecommit" => Ok(RepositoryHost::CodeCommit {
+                repository: required("GILD_REPOSITORY")?,
+            }),
+            "github" => Ok(RepositoryHost::GitHub {
+                repository: required("GILD_GITHUB_REPOSITORY")?,
+                token_secret: required("GILD_GITHUB_TOKEN_SECRET")?,
+                api_url: optional("GILD_GITHUB_API_URL", GITHUB_API_URL.to_owned())?,
+            }),
+            other => Err(ConfigError::Invalid {
+                name: "GILD_REPOSITORY_HOST",
+                value: other.to_owned(),
+                problem: "must be `codecommit` or `github`".into(),
+            }),
+        }
+    }
+
+    /// GitHub's API root and the token's secret name; `None` on CodeCommit.
+    pub fn github(&self) -> Option<(&str, &str)> {
+        match self {
+            RepositoryHost::GitHub {
+                api_url,
+                token_secret,
+                ..
+            } => Some((api_url, token_secret)),
+            RepositoryHost::CodeCommit { .. } => None,
+        }
+    }
+
+    /// The repository's name as events and pull requests carry it.
+    pub fn repository(&self) -> &str {
+        match self {
+            RepositoryHost::CodeCommit { repository }
+            | RepositoryHost::GitHub { repository, .. } => repository,
+        }
+    }
 }
 
 impl CompletionConfig {
@@ -21,6 +83,7 @@ impl CompletionConfig {
         Ok(CompletionConfig {
             ledger_table: required("GILD_LEDGER_TABLE")?,
             topic_arn: required("GILD_TOPIC_ARN")?,
+            host: RepositoryHost::from_env()?,
             settings: FlowSettings {
                 accept,
                 projects: Projects {

@@ -172,6 +172,7 @@ fn trigger_text(notice: &Notice) -> String {
         ),
         Some(Trigger::Push) => "push".into(),
         Some(Trigger::Manual) => "manual request".into(),
+        Some(Trigger::PullRequest) => "pull request candidate".into(),
         None => notice.trigger.clone(),
     }
 }

@@ -6,17 +6,20 @@
 
 use gild_flow::config::CompletionConfig;
 use gild_flow::{Accept, Completions};
+use gild_github::GitHubReviews;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (config, aws) = gild_aws::prologue(|| CompletionConfig::from_env(Accept::Bake)).await?;
+    let reviews = gild_aws::host_reviews(&aws, config.host.github(), GitHubReviews::new)?;
     let ports = gild_aws::completion_ports(
         &aws,
         &config.ledger_table,
         &config.topic_arn,
         &config.settings.projects,
+        reviews,
     );
     let completions = Completions::new(ports, config.settings);
     let completions = &completions;

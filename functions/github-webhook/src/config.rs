@@ -1,6 +1,7 @@
 use gild_core::plan::Settings;
 use gild_core::vocabulary::defaults;
-use gild_flow::trigger::StartConfig;
+use gild_flow::config::GITHUB_API_URL;
+use gild_flow::trigger::{ReviewConfig, StartConfig};
 use gild_lambda::{optional, required, ConfigError};
 
 /// Read once at cold start; a missing variable stops the function at init.
@@ -16,6 +17,8 @@ pub struct Config {
     pub tracked_branch: String,
     /// Ledger, bake project and fan-out, as the trigger reads them.
     pub start: StartConfig,
+    /// Pull requests: the test project, the parameters, forks and drafts.
+    pub review: ReviewConfig,
     /// Larger bodies are refused before they are hashed.
     pub max_body_bytes: usize,
 }
@@ -26,9 +29,10 @@ impl Config {
             webhook_secret: required("GILD_WEBHOOK_SECRET")?,
             token_secret: required("GILD_GITHUB_TOKEN_SECRET")?,
             repository: required("GILD_GITHUB_REPOSITORY")?,
-            api_url: optional("GILD_GITHUB_API_URL", "https://api.github.com".to_owned())?,
+            api_url: optional("GILD_GITHUB_API_URL", GITHUB_API_URL.to_owned())?,
             tracked_branch: optional("GILD_TRACKED_BRANCH", defaults::TRACKED_BRANCH.to_owned())?,
             start: StartConfig::from_env()?,
+            review: ReviewConfig::from_env()?,
             max_body_bytes: optional("GILD_MAX_BODY_BYTES", 1024 * 1024usize)?,
         })
     }
@@ -37,6 +41,7 @@ impl Config {
         Settings {
             tracked_branch: self.tracked_branch.clone(),
             repository: Some(self.repository.clone()),
+            review: self.review.policy.clone(),
             ..Settings::default()
         }
     }

@@ -2,11 +2,14 @@ use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use base64::Engine;
+use gild_core::github::pull_request::{
+    triage_pull_request, PullRequestPayload, PULL_REQUEST_EVENT,
+};
 use gild_core::github::{self, PushPayload, SignatureError, PUSH_EVENT};
 use gild_core::plan::Triage;
 use gild_core::ports::{Builds, Ledger, Repository, SecretStage, Secrets};
 use gild_core::retry::Backoff;
-use gild_flow::trigger::{Handler, TriggerError};
+use gild_flow::trigger::{Handler, NoPullRequests, Outcome, PullRequestSide, TriggerError};
 use gild_lambda::retry::{seed, with_backoff};
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
@@ -41,10 +44,10 @@ fn message(status: u16, text: &str) -> Value {
     respond(status, json!({ "message": text }))
 }
 
-pub struct Webhook<S, R, L, B> {
+pub struct Webhook<S, R, L, B, X = NoPullRequests> {
     config: Config,
     secrets: S,
-    starter: Handler<R, L, B>,
+    starter: Handler<R, L, B, X>,
 }
 
 /// The parts of a Function URL request the webhook reads, from
@@ -75,14 +78,15 @@ impl Request {
     }
 }
 
-impl<S, R, L, B> Webhook<S, R, L, B>
+impl<S, R, L, B, X> Webhook<S, R, L, B, X>
 where
     S: Secrets,
     R: Repository,
     L: Ledger,
     B: Builds,
+    X: PullRequestSide,
 {
-    pub fn new(config: Config, secrets: S, starter: Handler<R, L, B>) -> Self {
+    pub fn new(config: Config, secrets: S, starter: Handler<R, L, B, X>) -> Self {
         Webhook {
             config,
             secrets,
@@ -90,7 +94,7 @@ where
         }
     }
 
-    pub fn starter(&self) -> &Handler<R, L, B> {
+    pub fn starter(&self) -> &Handler<R, L, B, X> {
         &self.starter
     }
 
@@ -170,14 +174,43 @@ where
         match request.header("x-github-event").unwrap_or("") {
             "ping" => message(200, "pong"),
             "push" => self.push(&body, delivery, now).await,
+            "pull_request" => self.pull_request(&body, delivery, now).await,
             other => {
                 info!(delivery, event = other, "event type ignored");
                 message(
                     202,
-                    &format!("ignored: gild acts on push events, not `{other}`"),
+                    &format!("ignored: gild acts on push and pull_request events, not `{other}`"),
                 )
             }
         }
+    }
+
+    /// A pull request opened, updated, labelled or closed: its candidates
+    /// (never promoted), a refusal for a fork, or the clean-up.
+    async fn pull_request(&self, body: &[u8], delivery: &str, now: i64) -> Value {
+        let payload: PullRequestPayload = match serde_json::from_slice(body) {
+            Ok(payload) => payload,
+            Err(err) => {
+                warn!(delivery, error = %err, "malformed pull_request payload");
+                return message(400, &format!("malformed pull_request payload: {err}"));
+            }
+        };
+        let settings = self.config.settings();
+        let triage = triage_pull_request(
+            &payload,
+            &settings,
+            &settings.review,
+            &self.config.repository,
+        );
+        if let Triage::Ignore(reason) = &triage {
+            info!(delivery, reason = %reason, "pull request ignored");
+            return message(202, reason);
+        }
+        let result = self
+            .starter
+            .start(PULL_REQUEST_EVENT, triage, None, now)
+            .await;
+        self.answer_outcome(delivery, "pull request", result)
     }
 
     async fn push(&self, body: &[u8], delivery: &str, now: i64) -> Value {
@@ -194,18 +227,30 @@ where
             info!(delivery, reason = %reason, "push ignored");
             return message(202, reason);
         }
-        match self.starter.start(PUSH_EVENT, triage, changed, now).await {
+        let result = self.starter.start(PUSH_EVENT, triage, changed, now).await;
+        self.answer_outcome(delivery, "push", result)
+    }
+
+    fn answer_outcome(
+        &self,
+        delivery: &str,
+        what: &str,
+        result: Result<Outcome, TriggerError>,
+    ) -> Value {
+        match result {
             Ok(outcome) => {
                 info!(
                     delivery,
                     started = outcome.started.len(),
                     queued = outcome.queued.len(),
                     duplicates = outcome.duplicates.len(),
-                    "push handled"
+                    superseded = outcome.superseded.len(),
+                    "{what} handled"
                 );
                 let status = if outcome.started.is_empty()
                     && outcome.queued.is_empty()
                     && outcome.duplicates.is_empty()
+                    && outcome.superseded.is_empty()
                 {
                     202
                 } else {
@@ -214,13 +259,15 @@ where
                 respond(status, json!(outcome))
             }
             Err(err) => {
-                error!(delivery, error = %err, kind = err.name(), "push not handled");
+                error!(delivery, error = %err, kind = err.name(), "{what} not handled");
                 let status = match err {
                     // The pusher broke the catalog: tell them, retrying won't help.
                     TriggerError::Catalog(_) | TriggerError::CatalogMissing { .. } => 422,
                     TriggerError::Plan(_) | TriggerError::BadEvent(_) => 400,
                     TriggerError::Repository(_)
                     | TriggerError::Ledger(_)
+                    | TriggerError::Review(_)
+                    | TriggerError::Superseding { .. }
                     | TriggerError::StartFailed { .. } => 503,
                 };
                 respond(
@@ -268,6 +315,11 @@ mod tests {
                 concurrency: 2,
                 lease_secs: 60,
                 max_parallel: 20,
+            },
+            review: gild_flow::trigger::ReviewConfig {
+                test_project: "gild-test".into(),
+                parameter_prefix: "/gild".into(),
+                policy: Default::default(),
             },
             max_body_bytes: 64 * 1024,
         }

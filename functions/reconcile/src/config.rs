@@ -2,9 +2,11 @@
 
 use gild_core::completion::Projects;
 use gild_core::ledger::DEFAULT_LEASE_SECS;
+use gild_core::pull_request::DEFAULT_CANDIDATE_TTL_HOURS;
 use gild_core::queue::DEFAULT_MAX_PARALLEL_BUILDS;
 use gild_core::reconcile::Deadlines;
 use gild_core::vocabulary::defaults;
+use gild_flow::config::RepositoryHost;
 use gild_flow::{Accept, FlowSettings};
 use gild_lambda::{optional, required, ConfigError};
 
@@ -16,6 +18,8 @@ pub struct Config {
     pub deadlines: Deadlines,
     pub max_parallel: usize,
     pub region: String,
+    /// Where candidates report.
+    pub host: RepositoryHost,
 }
 
 impl Config {
@@ -36,6 +40,10 @@ impl Config {
                     defaults::PARAMETER_PREFIX.to_owned(),
                 )?,
                 lease_secs,
+                candidate_ttl_hours: optional(
+                    "GILD_CANDIDATE_TTL_HOURS",
+                    DEFAULT_CANDIDATE_TTL_HOURS,
+                )?,
             },
             deadlines: Deadlines::from_timeouts(
                 optional(
@@ -61,6 +69,7 @@ impl Config {
             ),
             max_parallel: optional("GILD_MAX_PARALLEL_BUILDS", DEFAULT_MAX_PARALLEL_BUILDS)?,
             region: optional("AWS_REGION", "us-east-1".to_owned())?,
+            host: RepositoryHost::from_env()?,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use gild_flow::reconcile::Reconciler;
 use gild_flow::trigger::Launcher;
 use gild_flow::{Completions, Ports};
+use gild_github::GitHubReviews;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
@@ -20,7 +21,14 @@ const START_CONCURRENCY: usize = 4;
 async fn main() -> Result<(), Error> {
     let (config, aws) = gild_aws::prologue(config::Config::from_env).await?;
     let projects = &config.flow.projects;
-    let ports = gild_aws::completion_ports(&aws, &config.ledger_table, &config.topic_arn, projects);
+    let reviews = gild_aws::host_reviews(&aws, config.host.github(), GitHubReviews::new)?;
+    let ports = gild_aws::completion_ports(
+        &aws,
+        &config.ledger_table,
+        &config.topic_arn,
+        projects,
+        reviews,
+    );
     // The completion steps and the queue share one ledger client.
     let ledger = Arc::new(ports.ledger);
     let bake_builds = gild_aws::bake_builds(&aws, &projects.bake);
@@ -32,6 +40,7 @@ async fn main() -> Result<(), Error> {
             tests: ports.tests,
             parameters: ports.parameters,
             notifier: ports.notifier,
+            reviews: ports.reviews,
         },
         config.flow.clone(),
     );

@@ -6,6 +6,7 @@
 mod config;
 
 use gild_core::ports::Repository;
+use gild_github::GitHubReviews;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 
@@ -20,7 +21,11 @@ pub async fn serve<R: Repository>(
 ) -> Result<(), Error> {
     let start = &config.start;
     let (ledger, builds) = gild_aws::start_ports(aws, &start.ledger_table, &start.bake_project);
-    let handler = start.handler(config.settings(), repo, ledger, builds);
+    let reviews = gild_aws::host_reviews(aws, config.host.github(), GitHubReviews::new)?;
+    let adapters = gild_aws::review_adapters(aws, &start.bake_project, &config.review.test_project);
+    let handler = start
+        .handler(config.settings(), repo, ledger, builds)
+        .with_pull_requests(config.review.ports(reviews, adapters));
     let handler = &handler;
     // Boxed: the handler's future is deep enough to overflow rustc's layout depth.
     gild_lambda::run(move |event: LambdaEvent<Value>| {

@@ -2,7 +2,9 @@
 
 use gild_core::plan::Settings;
 use gild_core::ports::{Builds, Ledger, Repository};
+use gild_core::pull_request::{ReviewPolicy, DEFAULT_TRUSTED_LABEL};
 use gild_core::queue;
+use gild_core::vocabulary::defaults;
 use gild_lambda::{optional, required, ConfigError};
 
 use super::Handler;
@@ -19,6 +21,48 @@ pub struct StartConfig {
     pub lease_secs: i64,
     /// gild's builds at once; more bakes wait in the ledger's queue.
     pub max_parallel: usize,
+}
+
+/// What validating pull requests needs beyond starting bakes: the test
+/// project (test-only runs), the family parameters (the images they test
+/// on), and the stack's policy for forks and drafts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewConfig {
+    pub test_project: String,
+    pub parameter_prefix: String,
+    pub policy: ReviewPolicy,
+}
+
+impl ReviewConfig {
+    /// The pull-request ports over the given adapters.
+    pub fn ports<V, T, P, I, S>(
+        &self,
+        reviews: V,
+        (tests, parameters, images, control): (T, P, I, S),
+    ) -> super::ReviewPorts<V, T, P, I, S> {
+        super::ReviewPorts {
+            reviews,
+            tests,
+            parameters,
+            images,
+            control,
+            parameter_prefix: self.parameter_prefix.clone(),
+        }
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(ReviewConfig {
+            test_project: required("GILD_TEST_PROJECT")?,
+            parameter_prefix: optional(
+                "GILD_PARAMETER_PREFIX",
+                defaults::PARAMETER_PREFIX.to_owned(),
+            )?,
+            policy: ReviewPolicy {
+                trusted_label: optional("GILD_TRUSTED_LABEL", DEFAULT_TRUSTED_LABEL.to_owned())?,
+                validate_drafts: optional("GILD_VALIDATE_DRAFTS", false)?,
+            },
+        })
+    }
 }
 
 impl StartConfig {

@@ -29,7 +29,7 @@ use gild_lambda::retry::{seed, with_backoff};
 use serde_json::Value;
 use tracing::{info, warn};
 
-pub use config::StartConfig;
+pub use config::{ReviewConfig, StartConfig};
 pub use launch::Launcher;
 use launch::Slots;
 use outcome::Done;
