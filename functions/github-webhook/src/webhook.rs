@@ -430,6 +430,96 @@ mod tests {
         assert!(hook.starter().builds().started_families().is_empty());
     }
 
+    const PR_BODY: &str = include_str!("../../../tests/events/github-pull-request.body.json");
+
+    type PrHook = Webhook<
+        FixedSecrets,
+        MemoryRepository,
+        MemoryLedger,
+        ScriptedBuilds,
+        gild_flow::trigger::ReviewPorts<
+            gild_core::fakes::RecordingReviews,
+            gild_core::fakes::RecordingTests,
+            gild_core::fakes::MemoryParameters,
+            gild_core::fakes::MemoryImages,
+            ScriptedBuilds,
+        >,
+    >;
+
+    /// A webhook for the sample pull request's repository, with the
+    /// pull-request ports over fakes; the change touches family `win`.
+    fn pull_request_webhook() -> PrHook {
+        let config = Config {
+            repository: "acme-platform/images".into(),
+            ..config()
+        };
+        let mut repo = MemoryRepository::default();
+        repo.files.insert(
+            (
+                "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
+                "gild.toml".into(),
+            ),
+            CATALOG.into(),
+        );
+        let reviews = gild_core::fakes::RecordingReviews::default();
+        *reviews.changed.lock().expect("lock") = vec!["images/win/win.pkr.hcl".into()];
+        let starter = Handler::new(
+            config.settings(),
+            repo,
+            MemoryLedger::default(),
+            ScriptedBuilds::default(),
+            2,
+            60,
+        )
+        .with_pull_requests(config.review.ports(
+            reviews,
+            (
+                gild_core::fakes::RecordingTests::default(),
+                gild_core::fakes::MemoryParameters::default(),
+                gild_core::fakes::MemoryImages::default(),
+                ScriptedBuilds::default(),
+            ),
+        ));
+        Webhook::new(config, FixedSecrets(Some("gild-sample-secret"), None), starter)
+    }
+
+    #[tokio::test]
+    async fn a_signed_pull_request_starts_a_candidate_and_a_forged_one_nothing() {
+        let hook = pull_request_webhook();
+        for forged in [
+            request(
+                PR_BODY,
+                "pull_request",
+                Some(sign("forged", PR_BODY.as_bytes())),
+                "application/json",
+            ),
+            request(PR_BODY, "pull_request", None, "application/json"),
+        ] {
+            let got = hook.handle(forged, 1).await.expect("infallible");
+            assert_eq!(status(&got), 401, "{got}");
+        }
+        assert!(hook.starter().builds().started.lock().expect("lock").is_empty());
+        let signed = request(
+            PR_BODY,
+            "pull_request",
+            Some(sign("gild-sample-secret", PR_BODY.as_bytes())),
+            "application/json",
+        );
+        let got = hook.handle(signed.clone(), 1).await.expect("infallible");
+        assert_eq!(status(&got), 200, "{got}");
+        let started = hook.starter().builds().started.lock().expect("lock").clone();
+        assert_eq!(started.len(), 1);
+        assert_eq!(started[0].trigger, gild_core::plan::Trigger::PullRequest);
+        assert_eq!(
+            started[0].key.dedupe_key,
+            "pr:acme-platform/images#17:8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e"
+        );
+        // The same delivery again (GitHub's redelivery) starts nothing more.
+        let again = hook.handle(signed, 2).await.expect("infallible");
+        assert_eq!(status(&again), 200, "{again}");
+        assert_eq!(hook.starter().builds().started.lock().expect("lock").len(), 1);
+    }
+
     #[tokio::test]
     async fn forged_unsigned_oversized_and_misdeclared_requests_are_refused() {
         let hook = webhook(FixedSecrets(Some("gild-sample-secret"), None));
