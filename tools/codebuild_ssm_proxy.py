@@ -2,7 +2,7 @@
 """A loopback proxy in front of moto that stands in for SSM Run Command's far end.
 
     codebuild_ssm_proxy.py --moto http://127.0.0.1:PORT --source DIR \\
-        [--fail FAMILY=CHECK]... [--lose RunInstances] --port-file F
+        [--fail NAME=CHECK]... [--lose RunInstances] --port-file F
 
 Why: moto records SendCommand but runs nothing, has no SSM agent, and does
 not implement DescribeInstanceInformation. test.yml needs all three to
@@ -19,12 +19,15 @@ are answered here, with AWS's response shapes:
 - SendCommand: forwarded to moto (which records it and picks the
   CommandId); the script is taken out of the document's parameters the way
   the instance would (base64 of gzip, test.yml's encoding) and must be
-  byte-identical to a family's tests/run.sh or run.ps1 in --source;
+  byte-identical to a test script of the catalog in --source (gild.toml):
+  a family's `<path>/tests/run.sh` or `run.ps1`, or a consumer's
+  `<tests>/run.sh` or `run.ps1`;
 - GetCommandInvocation / ListCommandInvocations: that script's result. The
   script itself does NOT run (no instance exists): its output is one TAP
   line per check name the script declares (`check "..."`, `ok "..."`,
-  `Test-Check "..."`, ...), each `ok` unless --fail FAMILY=CHECK names it,
-  then `not ok - CHECK: ...`, Status Failed and ResponseCode 1.
+  `Test-Check "..."`, ...), each `ok` unless --fail NAME=CHECK names it,
+  NAME being the family or the consumer whose script it is, then
+  `not ok - CHECK: ...`, Status Failed and ResponseCode 1.
 
 --lose RunInstances forwards RunInstances (the instance is created) but
 answers 500, as a lost response would: the launch "fails" with an instance
@@ -51,7 +54,7 @@ HANDLED = {
     "GetCommandInvocation",
     "ListCommandInvocations",
 }
-# Check names as the family scripts declare them (literal strings only).
+# Check names as the test scripts declare them (literal strings only).
 CHECK = re.compile(
     r"""\b(?:check|ok|not_ok|skip|Test-Check|Write-Pass|Write-Fail|Write-Skip)\s+(["'])([^"'$`]+)\1"""
 )
@@ -59,24 +62,29 @@ PAYLOAD = re.compile(r"[A-Za-z0-9+/]{40,}={0,2}")
 INSTANCE_ID = re.compile(rb"<instanceId>(i-[0-9a-f]+)</instanceId>")
 STATE = re.compile(rb"<instanceState>\s*<code>\d+</code>\s*<name>([a-z-]+)</name>")
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
+# A test script's file name by OS (buildspecs/bootstrap/family.py's SCRIPTS).
+SCRIPT_NAMES = {"linux": "run.sh", "windows": "run.ps1"}
 
 
-def family_scripts(source):
-    """{script bytes: (family, os)} for every family in the catalog."""
+def test_scripts(source):
+    """{script bytes: (family or consumer name, os)} for every test script
+    of the catalog: each family's, then each consumer's (a family's wins
+    should two be the same bytes)."""
     with open(Path(source) / "gild.toml", "rb") as f:
-        families = tomllib.load(f).get("families", {})
+        catalog = tomllib.load(f)
     scripts = {}
-    for name, family in families.items():
+    for name, family in catalog.get("families", {}).items():
         path = str(family.get("path", "")).rstrip("/")
         os_name = family.get("os")
-        script = (
-            Path(source)
-            / path
-            / "tests"
-            / ("run.sh" if os_name == "linux" else "run.ps1")
-        )
+        script = Path(source) / path / "tests" / SCRIPT_NAMES.get(os_name, "run.ps1")
         if script.is_file():
-            scripts[script.read_bytes()] = (name, os_name)
+            scripts.setdefault(script.read_bytes(), (name, os_name))
+    for name, consumer in catalog.get("consumers", {}).items():
+        tests = str(consumer.get("tests", "")).rstrip("/")
+        for os_name, file_name in SCRIPT_NAMES.items():
+            script = Path(source) / tests / file_name
+            if tests and script.is_file():
+                scripts.setdefault(script.read_bytes(), (name, os_name))
     return scripts
 
 
@@ -95,11 +103,11 @@ class State:
 
     def __init__(self, args):
         self.moto = args.moto.rstrip("/")
-        self.scripts = family_scripts(args.source)
+        self.scripts = test_scripts(args.source)
         self.fail = {}
         for item in args.fail:
-            family, _, check = item.partition("=")
-            self.fail.setdefault(family, set()).add(check)
+            name, _, check = item.partition("=")
+            self.fail.setdefault(name, set()).add(check)
         self.lose = set(args.lose)
         self.online = set()
         self.invocations = {}
@@ -120,10 +128,10 @@ class State:
                 "Status": "Failed",
                 "ResponseCode": 1,
                 "StandardOutputContent": "",
-                "StandardErrorContent": "ssm stand-in: the command carries no family test script",
+                "StandardErrorContent": "ssm stand-in: the command carries no test script of the catalog",
             }
-        family, _ = self.scripts[script]
-        failing = self.fail.get(family, set())
+        whose, _ = self.scripts[script]
+        failing = self.fail.get(whose, set())
         lines = []
         for number, name in enumerate(check_names(script), 1):
             if name in failing:
@@ -296,7 +304,7 @@ def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--moto", required=True)
     p.add_argument("--source", required=True)
-    p.add_argument("--fail", action="append", default=[], metavar="FAMILY=CHECK")
+    p.add_argument("--fail", action="append", default=[], metavar="NAME=CHECK")
     p.add_argument("--lose", action="append", default=[], choices=["RunInstances"])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)
