@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "gild-artifacts-twin"
 REPORT_GROUP = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:report-group/gild-test"
+# The base-amis.json image each family's bake starts from.
+BASE_AMI = {
+    "debian13-base": "ami-0d3b1a0c0000de13a",
+    "win2022-core-dotnet": "ami-0a2022c0000b45e01",
+    "win2022-iis": "ami-0a2022c0000b45e01",
+}
 # The tests import the code they test: the SSM proxy's check-name reader
 # (tools/) and the buildspecs' family reader (buildspecs/bootstrap/).
 sys.path[:0] = [str(REPO / "tools"), str(REPO / "buildspecs" / "bootstrap")]
@@ -252,3 +259,39 @@ def exported(result, name):
         if item["name"] == name:
             return item["value"]
     return None
+
+
+def suites_exported(result):
+    """test.yml's GILD_TEST_SUITES, parsed (it must be exported and JSON)."""
+    value = exported(result, "GILD_TEST_SUITES")
+    assert value, (
+        f"GILD_TEST_SUITES not exported: {result.get('exportedEnvironmentVariables')}"
+    )
+    return json.loads(value)
+
+
+def baked_image(twin, family):
+    """An image as a bake leaves it (the bake itself is test_bake's job)."""
+    ec2 = twin.client("ec2", direct=True)
+    builder = ec2.run_instances(
+        ImageId=BASE_AMI[family], MinCount=1, MaxCount=1, InstanceType="t3.small"
+    )["Instances"][0]["InstanceId"]
+    image = ec2.create_image(InstanceId=builder, Name=f"gild-{family}-twin")["ImageId"]
+    ec2.terminate_instances(InstanceIds=[builder])
+    return image
+
+
+def junit(result):
+    """The report group's JUnit file as CodeBuild collected it: (the
+    report's entry in the result, the parsed <testsuites> root)."""
+    report = result["reports"][REPORT_GROUP]
+    (path,) = report["files"]
+    return report, ET.parse(path).getroot()
+
+
+def assert_all_terminated(twin, result):
+    """Every instance this build launched is terminated (at least one was)."""
+    instances = twin.instances(result["id"])
+    assert instances, "the build launched no instance"
+    states = {i: v["State"]["Name"] for i, v in instances.items()}
+    assert set(states.values()) == {"terminated"}, states

@@ -13,7 +13,7 @@ the refused action.
 import re
 
 import pytest
-from cbtwin import stop
+from cbtwin import stop, suites_exported
 from codebuild_ssm_proxy import check_names
 from gated import (
     REPO,
@@ -105,7 +105,15 @@ def test_test_succeeds_under_the_test_role(world, baked):
     )
     assert_all_allowed(result, "TestRole")
     (report,) = result["reports"].values()
-    assert [c["name"] for c in report["testCases"]] == LINUX_CHECKS
+    family = [
+        c["name"] for c in report["testCases"] if c["prefix"] == "gild.debian13-base"
+    ]
+    assert family == LINUX_CHECKS
+    # billing-worker's suite ran too, on the same instance, under the same role.
+    assert {c["prefix"] for c in report["testCases"]} == {
+        "gild.debian13-base",
+        "consumer.billing-worker",
+    }
     assert {c["status"] for c in report["testCases"]} == {"SUCCEEDED"}
     assert result["reportArns"] == [world.output("TestReportGroupArn")]
     for action in (
@@ -248,3 +256,13 @@ def test_a_missing_permission_fails_the_build_and_the_gate_names_it(
     assert {i["State"]["Name"] for r in instances for i in r["Instances"]} <= {
         "terminated"
     }
+    if case == "test-send-command":
+        # The family's script could not be sent: billing-worker's is not
+        # tried (one refusal, above) and its suite is skipped, not failed.
+        family, consumer = suites_exported(result)
+        assert (family["failures"], family["failed"]) == (1, ["test run"])
+        assert (consumer["name"], consumer["skipped"], consumer["failures"]) == (
+            "billing-worker",
+            1,
+            0,
+        )

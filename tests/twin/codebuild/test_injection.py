@@ -7,6 +7,11 @@ through the runner on a copy of the repository whose gild.toml has such a
 path, and checks that the marker file was never created and that the build
 failed in pre_build without launching anything.
 
+The same holds for a consumer's name, `tests` and `owner` (issue 13): a
+consumer of debian13-base carrying a payload fails test.yml in pre_build
+(family.py refuses it), nothing is launched, and GILD_TEST_SUITES still
+reports the family's suite failing.
+
 GILD_TWIN_BUILDSPECS_REV=<git revision> runs the same tests on that
 revision's buildspecs (e.g. the commit before the fix, to see them fail).
 """
@@ -17,7 +22,7 @@ import shutil
 import subprocess
 
 import pytest
-from cbtwin import REPO
+from cbtwin import REPO, suites_exported
 
 # Each payload creates the file named by MARKER when a shell evaluates it.
 PAYLOADS = {
@@ -30,8 +35,9 @@ PAYLOADS = {
 }
 
 
-def hostile_source(tmp_path, path_value):
-    """A copy of the repository with one more family, `evil`, at path_value."""
+def hostile_source(tmp_path, path_value=None, consumer=None):
+    """A copy of the repository with one more family, `evil`, at path_value,
+    or one more consumer of debian13-base: {name, tests, owner}."""
     source = tmp_path / "source"
     shutil.copytree(
         REPO,
@@ -49,9 +55,17 @@ def hostile_source(tmp_path, path_value):
             (source / "buildspecs" / name).write_bytes(old)
     with open(source / "gild.toml", "a", encoding="utf-8") as f:
         # json.dumps gives a TOML basic string: same escapes for these.
-        f.write(
-            f'\n[families.evil]\npath = {json.dumps(path_value)}\nos = "linux"\nroles = []\n'
-        )
+        if path_value is not None:
+            f.write(
+                f'\n[families.evil]\npath = {json.dumps(path_value)}\nos = "linux"\nroles = []\n'
+            )
+        if consumer is not None:
+            f.write(
+                f"\n[consumers.{json.dumps(consumer['name'])}]\n"
+                'families = ["debian13-base"]\n'
+                f"tests = {json.dumps(consumer['tests'])}\n"
+                f"owner = {json.dumps(consumer['owner'])}\n"
+            )
     return source
 
 
@@ -74,3 +88,43 @@ def test_catalog_path_is_never_executed(module_twin, tmp_path, buildspec, payloa
     assert phases["PRE_BUILD"] == "FAILED", result["log"][-3000:]
     assert "must be a relative folder" in result["log"]
     assert twin.instances(result["id"]) == {}
+
+
+# A consumer of debian13-base with one hostile field; the rest valid.
+CONSUMER_PAYLOADS = {
+    "name": {"name": "evil$(touch MARKER)", "tests": "consumers/evil", "owner": "team"},
+    "tests": {"name": "evil", "tests": "consumers/x`touch MARKER`", "owner": "team"},
+    "owner": {
+        "name": "evil",
+        "tests": "consumers/evil",
+        "owner": "team';touch MARKER;'",
+    },
+}
+
+
+@pytest.mark.parametrize("field", sorted(CONSUMER_PAYLOADS))
+def test_consumer_fields_are_never_executed(module_twin, tmp_path, field):
+    """test.yml with such a consumer: no marker, pre_build fails naming the
+    consumer, no instance, and the summary reports the family's failure."""
+    marker = tmp_path / "pwned"
+    consumer = {
+        k: v.replace("MARKER", str(marker)) for k, v in CONSUMER_PAYLOADS[field].items()
+    }
+    source = hostile_source(tmp_path, consumer=consumer)
+    result = module_twin.run(
+        "buildspecs/test.yml",
+        "debian13-base",
+        env={"GILD_AMI_ID": "ami-0123456789abcdef0"},
+        source=source,
+        expect="FAILED",
+    )
+    assert not marker.exists(), f"test.yml executed the consumer's {field}"
+    phases = {p["phaseType"]: p["phaseStatus"] for p in result["phases"]}
+    assert phases["PRE_BUILD"] == "FAILED", result["log"][-3000:]
+    assert (
+        "gild: bad consumer name" in result["log"]
+        or "gild: consumer 'evil'" in result["log"]
+    )
+    assert module_twin.instances(result["id"]) == {}
+    (family,) = suites_exported(result)
+    assert (family["name"], family["failed"]) == ("debian13-base", ["test run"])

@@ -6,54 +6,36 @@ the pinned AWS CLI, moto's EC2. Stand-in: SSM Run Command's far end
 command the buildspec sent, but not run.
 """
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cbtwin import REPO, REPORT_GROUP
+from cbtwin import (
+    REPO,
+    REPORT_GROUP,
+    assert_all_terminated,
+    baked_image,
+    junit,
+    suites_exported,
+)
 from codebuild_ssm_proxy import check_names
 
-BASE_AMI = {
-    "debian13-base": "ami-0d3b1a0c0000de13a",
-    "win2022-iis": "ami-0a2022c0000b45e01",
-}
 SCRIPT = {
     "debian13-base": "images/debian13-base/tests/run.sh",
     "win2022-iis": "images/win2022-iis/tests/run.ps1",
 }
 
 
-def baked_image(twin, family):
-    """An image as a bake leaves it (the bake itself is test_bake's job)."""
-    ec2 = twin.client("ec2", direct=True)
-    builder = ec2.run_instances(
-        ImageId=BASE_AMI[family], MinCount=1, MaxCount=1, InstanceType="t3.small"
-    )["Instances"][0]["InstanceId"]
-    image = ec2.create_image(InstanceId=builder, Name=f"gild-{family}-twin")["ImageId"]
-    ec2.terminate_instances(InstanceIds=[builder])
-    return image
-
-
-def junit(result):
-    """The report group's JUnit file as CodeBuild collected it."""
-    report = result["reports"][REPORT_GROUP]
-    (path,) = report["files"]
-    return report, ET.parse(path).getroot()
-
-
-def assert_all_terminated(twin, result):
-    """Every instance this build launched is terminated (at least one was)."""
-    instances = twin.instances(result["id"])
-    assert instances, "the build launched no instance"
-    states = {i: v["State"]["Name"] for i, v in instances.items()}
-    assert set(states.values()) == {"terminated"}, states
+def family_cases(report, family):
+    """The report's test cases of the family's own suite (consumers' aside)."""
+    return [c for c in report["testCases"] if c["prefix"] == f"gild.{family}"]
 
 
 def test_linux_image_passes(twin):
     """All checks pass: SUCCEEDED, one JUnit case per check of run.sh in the
-    stack's report group (CodeBuild expands the variable in the group's
-    name), nothing exported, and the instance launched as test.yml says
-    (IMDSv2, no public address, tagged) is terminated."""
+    family's suite of the stack's report group (CodeBuild expands the
+    variable in the group's name), GILD_TEST_SUITES the only export, and
+    the instance launched as test.yml says (IMDSv2, no public address,
+    tagged) is terminated."""
     ami = baked_image(twin, "debian13-base")
     result = twin.run(
         "buildspecs/test.yml",
@@ -62,10 +44,13 @@ def test_linux_image_passes(twin):
         expect="SUCCEEDED",
     )
     assert result["reportArns"] == [REPORT_GROUP]
-    assert result["exportedEnvironmentVariables"] == []
+    assert [v["name"] for v in result["exportedEnvironmentVariables"]] == [
+        "GILD_TEST_SUITES"
+    ]
+    assert suites_exported(result)[0]["failures"] == 0
     report, _ = junit(result)
     assert Path(report["files"][0]).name == "junit.xml"
-    names = [c["name"] for c in report["testCases"]]
+    names = [c["name"] for c in family_cases(report, "debian13-base")]
     assert names == check_names((REPO / SCRIPT["debian13-base"]).read_bytes())
     assert {c["status"] for c in report["testCases"]} == {"SUCCEEDED"}
     (instance,) = twin.instances(result["id"]).values()
@@ -104,8 +89,8 @@ def test_windows_image_fails_and_names_the_test(twin_factory, failing_check):
 
 def test_lost_launch_is_still_terminated(twin_factory):
     """RunInstances created the instance but its answer was lost: the build
-    fails with a JUnit case saying so, and the instance, found by its
-    gild:build-id tag, is terminated anyway."""
+    fails with a JUnit case of the family's suite saying so, and the
+    instance, found by its gild:build-id tag, is terminated anyway."""
     twin = twin_factory("--lose", "RunInstances")
     ami = baked_image(twin, "debian13-base")
     result = twin.run(
@@ -118,7 +103,7 @@ def test_lost_launch_is_still_terminated(twin_factory):
     assert phases["PRE_BUILD"] == "FAILED"
     assert phases["BUILD"] == "FAILED"
     report, _ = junit(result)
-    (case,) = report["testCases"]
+    (case,) = family_cases(report, "debian13-base")
     assert case["status"] == "FAILED"
     assert "no test instance was launched" in case["message"]
     assert_all_terminated(twin, result)
