@@ -18,6 +18,47 @@ pub fn sample(name: &str) -> Result<Value, HarnessError> {
     })
 }
 
+/// A CodeCommit pull-request event (`pullRequestCreated`,
+/// `pullRequestSourceBranchUpdated`, `pullRequestStatusChanged`,
+/// `pullRequestMergeStatusUpdated`) of pull request `number` in
+/// `repository` (in the emulator's account), its head at `source`.
+pub fn pull_request(
+    repository: &str,
+    event: &str,
+    number: u64,
+    source: &str,
+    destination: &str,
+    revision: &str,
+) -> Result<Value, HarnessError> {
+    let mut sample = sample("codecommit-pull-request-opened.json")?;
+    sample["id"] = Value::String(format!("pr-{number}-{event}-{source}"));
+    sample["account"] = aws::ACCOUNT_ID.into();
+    sample["resources"] = serde_json::json!([format!(
+        "arn:aws:codecommit:{}:{}:{repository}",
+        aws::REGION,
+        aws::ACCOUNT_ID
+    )]);
+    let detail = &mut sample["detail"];
+    detail["event"] = event.into();
+    detail["pullRequestId"] = number.to_string().into();
+    detail["repositoryNames"] = serde_json::json!([repository]);
+    detail["sourceCommit"] = source.into();
+    detail["destinationCommit"] = destination.into();
+    detail["revisionId"] = revision.into();
+    let closed =
+        matches!(event, "pullRequestMergeStatusUpdated") || detail["pullRequestStatus"] == "Closed";
+    detail["isMerged"] = if event == "pullRequestMergeStatusUpdated" {
+        "True"
+    } else {
+        "False"
+    }
+    .into();
+    if closed {
+        detail["pullRequestStatus"] = "Closed".into();
+    }
+    Ok(sample)
+}
+
 /// `CodeCommit Repository State Change`: branch `branch` of `repository`
 /// (in the emulator's account) moved `old → new`.
 pub fn push(

@@ -26,6 +26,7 @@ pub mod runtime_api;
 pub mod scenario;
 pub mod stack;
 pub mod standin;
+pub mod suites;
 
 mod http_client;
 mod process;

@@ -6,7 +6,8 @@
 //! - bake: what Packer does in EC2 (launch an instance from the base image,
 //!   create an image tagged at creation, tag its snapshot, terminate), then
 //!   a real-shaped `CodeBuild Build State Change` exporting `GILD_AMI_ID`;
-//! - test: a completion event that passed, or failed for families told to.
+//! - test: a completion event that passed, or failed for families told to,
+//!   exporting the family's and its consumers' suites (`suites`).
 //!
 //! Packer, Ansible and the test scripts themselves do not run here.
 
@@ -23,6 +24,7 @@ use serde_json::{json, Value};
 use crate::codebuild::StartedBuild;
 use crate::events::sample;
 use crate::pipeline::Pipeline;
+use crate::suites::{suites, Failing};
 use crate::{aws, HarnessError};
 
 fn ec2_error(what: &str, err: impl std::fmt::Display) -> HarnessError {
@@ -111,6 +113,9 @@ pub struct BuildStandIn {
     base_image: String,
     fail_bake: BTreeSet<String>,
     fail_test: BTreeSet<String>,
+    /// Checks that fail in test builds (see `suites`).
+    failing: Failing,
+    repo: std::path::PathBuf,
     done: RunOnce,
     sequence: Mutex<u32>,
     bake_project: String,
@@ -127,6 +132,8 @@ impl BuildStandIn {
             base_image: base_image.into(),
             fail_bake: BTreeSet::new(),
             fail_test: BTreeSet::new(),
+            failing: Failing::new(),
+            repo: pipeline.repo.path().to_path_buf(),
             done: RunOnce::default(),
             sequence: Mutex::new(0),
         }
@@ -141,6 +148,17 @@ impl BuildStandIn {
     /// This family's tests fail.
     pub fn fail_test(mut self, family: &str) -> Self {
         self.fail_test.insert(family.to_owned());
+        self
+    }
+
+    /// `check` of the suite `suite` (a family or a consumer) fails in test
+    /// builds of `commit` (of every commit when `None`).
+    pub fn fail_check(mut self, commit: Option<&str>, suite: &str, check: &str) -> Self {
+        self.failing.insert((
+            commit.map(str::to_owned),
+            suite.to_owned(),
+            check.to_owned(),
+        ));
         self
     }
 
@@ -166,13 +184,22 @@ impl BuildStandIn {
                 image: Some(image),
             })
         } else if build.project_name == self.test_project {
-            let status = if self.fail_test.contains(&family) {
+            // The family's and its consumers' suites, as test.yml exports
+            // them, when the build names its commit.
+            let (exported, failed) = match build.env_value("GILD_SOURCE_COMMIT") {
+                Some(commit) => {
+                    let (json, failed) = suites(&self.repo, commit, &family, &self.failing)?;
+                    (vec![("GILD_TEST_SUITES", json)], failed)
+                }
+                None => (Vec::new(), false),
+            };
+            let status = if failed || self.fail_test.contains(&family) {
                 "FAILED"
             } else {
                 "SUCCEEDED"
             };
             Ok(Completed {
-                event: self.event(build, status, &[])?,
+                event: self.event(build, status, &exported)?,
                 project: build.project_name.clone(),
                 image: build.env_value("GILD_AMI_ID").map(str::to_owned),
                 family,

@@ -38,7 +38,32 @@ async fn events_reach_exactly_the_functions_the_deployed_rules_target() {
         .expect("schedule");
     other_account_schedule["resources"] =
         serde_json::json!(["arn:aws:events:us-east-1:123456789012:rule/another-rule"]);
+    let pull_request = |event: &str, repository: &str| {
+        gild_tests::events::pull_request(repository, event, 7, &first, &first, "rev-1")
+            .expect("pull request")
+    };
+    let repository = pipeline.repository().to_owned();
     let cases: Vec<(&str, Value, Vec<&str>)> = vec![
+        (
+            "a pull request opened",
+            pull_request("pullRequestCreated", &repository),
+            vec!["trigger"],
+        ),
+        (
+            "a pull request merged",
+            pull_request("pullRequestMergeStatusUpdated", &repository),
+            vec!["trigger"],
+        ),
+        (
+            "a pull request of another repository",
+            pull_request("pullRequestCreated", "someone-elses-repo"),
+            vec![],
+        ),
+        (
+            "a comment on a pull request",
+            pull_request("commentOnPullRequestCreated", &repository),
+            vec![],
+        ),
         (
             "push to the tracked branch",
             pipeline

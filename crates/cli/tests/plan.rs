@@ -454,7 +454,7 @@ fn github_pull_requests_plan_candidates_never_promoted() {
 fn a_consumer_only_change_plans_a_test_only_run() {
     let p = plan(&[
         "--event",
-        &event("codecommit-pull-request-created.json"),
+        &event("codecommit-pull-request-opened.json"),
         "--catalog",
         &gild_toml(),
         "--changed",

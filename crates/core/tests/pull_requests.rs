@@ -221,7 +221,7 @@ fn closed_and_merged_pull_requests_remove_their_candidates() {
 #[test]
 fn codecommit_pull_request_events_plan_like_github_ones() {
     for name in [
-        "codecommit-pull-request-created.json",
+        "codecommit-pull-request-opened.json",
         "codecommit-pull-request-detail-type-variant.json",
         "codecommit-pull-request-reopened.json",
     ] {
@@ -264,7 +264,7 @@ fn codecommit_pull_request_events_plan_like_github_ones() {
 #[test]
 fn codecommit_quirks_and_bad_values_are_read_or_refused_clearly() {
     let mut value: serde_json::Value =
-        serde_json::from_slice(&events("codecommit-pull-request-created.json")).expect("json");
+        serde_json::from_slice(&events("codecommit-pull-request-opened.json")).expect("json");
     value["detail"]["isMerged"] = "Maybe".into();
     let err = event::parse(value.clone()).expect_err("isMerged must be True or False");
     assert!(err.to_string().contains("isMerged"), "{err}");

@@ -49,7 +49,16 @@ EXPECTED: dict[str, set[str]] = {
     "codecommit-malformed.json": set(),
     "codecommit-unreferenced-merge-commit.json": set(),
     "codecommit-other-repository.json": set(),
+    # Pull requests, told by source and detail.event whatever the
+    # detail-type's spelling (PullRequestRule).
+    "codecommit-pull-request-opened.json": {"Trigger"},
+    # The shared sample is from another account: no rule of this stack's.
     "codecommit-pull-request-created.json": set(),
+    "codecommit-pull-request-source-updated.json": {"Trigger"},
+    "codecommit-pull-request-closed.json": {"Trigger"},
+    "codecommit-pull-request-reopened.json": {"Trigger"},
+    "codecommit-pull-request-merged.json": {"Trigger"},
+    "codecommit-pull-request-detail-type-variant.json": {"Trigger"},
     "manual-build.json": {"Trigger"},
     "manual-build-all.json": {"Trigger"},
     "manual-build-unknown.json": {"Trigger"},
