@@ -1,7 +1,9 @@
 //! A stand-in for GitHub's REST API over a real git repository: the
-//! endpoints the GitHub adapter reads (contents, compare, trees, branches),
-//! with their documented response shapes, bearer-token checks, and a count
-//! of calls per endpoint.
+//! endpoints the GitHub adapters call (contents, compare, trees, branches;
+//! and for pull requests: commit statuses, issue comments, the pull
+//! request's files, the token's user), with their documented response
+//! shapes, bearer-token checks, and a count of calls per endpoint. The
+//! pull-request endpoints (`reviews`) record what was written.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -18,11 +20,24 @@ use tokio::task::JoinHandle;
 
 use crate::HarnessError;
 
+mod reviews;
+
+pub use reviews::TOKEN_USER;
+
 struct StubState {
     repo: PathBuf,
     repository: String,
     token: String,
     calls: Mutex<HashMap<&'static str, usize>>,
+    reviews: reviews::Reviews,
+}
+
+impl StubState {
+    fn count(&self, name: &'static str) {
+        if let Ok(mut calls) = self.calls.lock() {
+            *calls.entry(name).or_insert(0) += 1;
+        }
+    }
 }
 
 pub struct GitHubStub {
@@ -44,6 +59,7 @@ impl GitHubStub {
             repository: repository.to_owned(),
             token: token.to_owned(),
             calls: Mutex::new(HashMap::new()),
+            reviews: reviews::Reviews::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -66,7 +82,8 @@ impl GitHubStub {
         format!("http://{}", self.address)
     }
 
-    /// Calls so far to an endpoint: `contents`, `compare`, `trees`, `branches`.
+    /// Calls so far to an endpoint: `contents`, `compare`, `trees`,
+    /// `branches`, `statuses`, `comments` (any method), `files`, `user`.
     pub fn calls(&self, endpoint: &str) -> usize {
         self.state
             .calls
@@ -104,33 +121,37 @@ async fn git(state: &StubState, args: &[&str]) -> Option<Vec<u8>> {
 }
 
 async fn handle(State(state): State<Arc<StubState>>, request: Request<Body>) -> Response {
-    let authorized = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    let authorized = parts
+        .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         == Some(format!("Bearer {}", state.token).as_str());
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
-    let path = request.uri().path().to_owned();
-    let query: HashMap<String, String> = request
-        .uri()
+    let path = parts.uri.path().to_owned();
+    let query: HashMap<String, String> = parts
+        .uri
         .query()
         .unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    if parts.method != Method::GET || path == "/user" || reviews::handles(&path, &state) {
+        let body = match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(body) => body,
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+        };
+        return reviews::handle(&state, &parts, &path, &query, &body).await;
+    }
     let prefix = format!("/repos/{}/", state.repository);
     let Some(rest) = path.strip_prefix(&prefix) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
     let (endpoint, arg) = rest.split_once('/').unwrap_or((rest, ""));
-    let count = |name: &'static str| {
-        if let Ok(mut calls) = state.calls.lock() {
-            *calls.entry(name).or_insert(0) += 1;
-        }
-    };
+    let count = |name: &'static str| state.count(name);
     match endpoint {
         "contents" => {
             count("contents");
