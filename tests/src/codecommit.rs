@@ -1,7 +1,9 @@
 //! A CodeCommit endpoint for the read operations moto lacks (GetFile,
-//! GetDifferences, GetBranch), speaking the service's real AWS JSON 1.1
-//! protocol so the unmodified `aws-sdk-codecommit` client works against it.
-//! It is backed by a real git repository through the `git` CLI.
+//! GetDifferences, GetBranch) and the pull-request operations gild's review
+//! adapter calls (`pull_requests`: GetPullRequest, comments, approvals),
+//! speaking the service's real AWS JSON 1.1 protocol so the unmodified
+//! `aws-sdk-codecommit` client works against it. It is backed by a real git
+//! repository through the `git` CLI.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +26,10 @@ use tokio::task::JoinHandle;
 use crate::git::GIT_ENV;
 use crate::{new_uuid, HarnessError};
 
+mod pull_requests;
+
+pub use pull_requests::StubPullRequest;
+
 const TARGET_PREFIX: &str = "CodeCommit_20150413.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const DEFAULT_MAX_RESULTS: usize = 100;
@@ -40,6 +46,7 @@ struct StubState {
     repo_dir: PathBuf,
     repository_name: String,
     calls: Mutex<HashMap<String, usize>>,
+    pulls: pull_requests::PullRequests,
 }
 
 impl StubState {
@@ -70,6 +77,7 @@ impl CodeCommitStub {
             repo_dir,
             repository_name: repository_name.to_string(),
             calls: Mutex::new(HashMap::new()),
+            pulls: pull_requests::PullRequests::default(),
         });
         let app = Router::new()
             .route("/", post(handle))
@@ -160,10 +168,18 @@ async fn handle(State(state): State<Arc<StubState>>, headers: HeaderMap, body: B
         .unwrap_or_default()
         .to_string();
     *state.calls().entry(operation.clone()).or_insert(0) += 1;
+    let caller = pull_requests::caller(headers.get("authorization").and_then(|v| v.to_str().ok()));
     let result = match operation.as_str() {
         "GetFile" => get_file(&state, &body).await,
         "GetDifferences" => get_differences(&state, &body).await,
         "GetBranch" => get_branch(&state, &body).await,
+        "GetPullRequest" => pull_requests::get_pull_request(&state, &body).await,
+        "GetCommentsForPullRequest" => pull_requests::get_comments(&state, &body).await,
+        "PostCommentForPullRequest" => pull_requests::post_comment(&state, &body, &caller).await,
+        "UpdateComment" => pull_requests::update_comment(&state, &body, &caller).await,
+        "UpdatePullRequestApprovalState" => {
+            pull_requests::update_approval_state(&state, &body, &caller).await
+        }
         "" => Err(ApiError::client(
             "UnknownOperationException",
             format!("missing or malformed X-Amz-Target (expected {TARGET_PREFIX}<Operation>)"),
