@@ -24,6 +24,12 @@
 //! input). Neither reaches moto. The token is scoped to the account, the
 //! stricter reading: the documentation does not say per project.
 //!
+//! `StopBuild` of a build that has ended (reported through
+//! [`CodeBuildProxy::ended`], or stopped before) is refused with
+//! `InvalidInputException`, as CodeBuild refuses to stop a finished build;
+//! moto would mark it `STOPPED` again. A running build is stopped by moto
+//! and from then on ends `STOPPED` here too ([`CodeBuildProxy::stopped`]).
+//!
 //! With [`Limits`] it also behaves like CodeBuild under load: a latency per
 //! call, `ThrottlingException` above a request rate (a token bucket, as AWS
 //! meters API calls), and `AccountLimitExceededException` when `StartBuild`
@@ -164,6 +170,8 @@ struct ProxyState {
     tokens: tokio::sync::Mutex<HashMap<String, TokenUse>>,
     /// StartBuild calls answered from a token (no new build).
     token_repeats: Mutex<usize>,
+    /// Builds `StopBuild` stopped, in order.
+    stopped: Mutex<Vec<String>>,
 }
 
 /// Builds running, plus StartBuild calls admitted and not answered yet: the
@@ -212,6 +220,7 @@ impl CodeBuildProxy {
             counts: Mutex::new(LimitCounts::default()),
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             token_repeats: Mutex::new(0),
+            stopped: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .fallback(forward)
@@ -243,10 +252,12 @@ impl CodeBuildProxy {
 
     /// Ends a running build, freeing its slot; `false` if it was not running.
     pub fn finish(&self, build_id: &str) -> bool {
-        let mut running = relock(&self.state.running);
-        let ended = running.builds.remove(build_id);
-        relock(&self.state.counts).running = running.builds.len();
-        ended
+        self.state.finish(build_id)
+    }
+
+    /// The builds `StopBuild` stopped (their ids), oldest first.
+    pub fn stopped(&self) -> Vec<String> {
+        relock(&self.state.stopped).clone()
     }
 
     /// Records how a build ended, from its completion event (whether or not
@@ -272,6 +283,13 @@ impl CodeBuildProxy {
 }
 
 impl ProxyState {
+    fn finish(&self, build_id: &str) -> bool {
+        let mut running = relock(&self.running);
+        let ended = running.builds.remove(build_id);
+        relock(&self.counts).running = running.builds.len();
+        ended
+    }
+
     /// The error CodeBuild would answer under the limits, if any.
     fn refuse(&self, operation: Option<&str>) -> Option<(&'static str, String)> {
         if let Some(rate) = self.limits.rate_per_sec {
@@ -412,6 +430,9 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     if !state.limits.latency.is_zero() {
         tokio::time::sleep(state.limits.latency).await;
     }
+    if operation.as_deref() == Some("StopBuild") {
+        return stop_build(&state, &parts, body).await.into_response();
+    }
     let token = match operation.as_deref() {
         Some("StartBuild") => token_request(&body),
         _ => None,
@@ -449,6 +470,29 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         );
     }
     answered.into_response()
+}
+
+/// `StopBuild`: refused for a build that has ended, else moto stops it and
+/// it ends `STOPPED` (its slot freed).
+async fn stop_build(state: &ProxyState, parts: &axum::http::request::Parts, body: Bytes) -> Answer {
+    let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let asked = request["id"].as_str().unwrap_or_default();
+    let id = asked.rsplit('/').next().unwrap_or(asked).to_owned();
+    if relock(&state.ended).contains_key(&id) {
+        return Answer::json(
+            StatusCode::BAD_REQUEST,
+            json!({"__type": "InvalidInputException", "message": format!("Build {id} has already completed and cannot be stopped")}),
+        );
+    }
+    let answered = answer(state, parts, body, Some("StopBuild")).await;
+    if answered.status.is_success() {
+        let detail =
+            json!({"build-id": id, "build-status": "STOPPED", "additional-information": {}});
+        relock(&state.ended).insert(id.clone(), detail);
+        state.finish(&id);
+        relock(&state.stopped).push(id);
+    }
+    answered
 }
 
 /// A `StartBuild`'s idempotency token and the request without it (what a
