@@ -69,7 +69,7 @@ def normalise_path(path):
 
 def valid_owner(owner):
     """The catalog's consumer-owner rule (catalog.rs)."""
-    return isinstance(owner, str) and bool(OWNER.match(owner))
+    return isinstance(owner, str) and bool(OWNER.match(owner)) and bool(owner.strip())
 
 
 def consumers_of(name, catalog_data, catalog="gild.toml"):
@@ -115,6 +115,9 @@ def consumers_of(name, catalog_data, catalog="gild.toml"):
         undeclared = [f for f in listed if f not in families]
         if undeclared:
             raise ValueError(f"{where}: families {undeclared!r} are not in {catalog}")
+        twice = sorted({f for f in listed if listed.count(f) > 1})
+        if twice:
+            raise ValueError(f"{where}: families {twice!r} are listed twice")
         raw_tests = entry.get("tests")
         tests = normalise_path(raw_tests) if isinstance(raw_tests, str) else None
         if tests is None:

@@ -394,6 +394,7 @@ os = "windows"
             ("families = [\"win2022-core\"]\ntests = \"images/win2022-core/tests\"\nowner = \"t\"\n", "overlap"),
             ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"<b>x</b>\"\n", "owner"),
             ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\n", "owner"),
+            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"   \"\n", "owner"),
             ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"t\"\nteam = \"x\"\n", "team"),
         ];
         for (entry, why) in cases {

@@ -124,6 +124,12 @@ where
             Err(error) if error.is_transient() => {
                 Err(port("report to the pull request", key, error))
             }
+            // The pull request moved on (CodeCommit's revision is no longer
+            // current): the newer head's candidates report there.
+            Err(PortError::Service { code, .. }) if code == "RevisionNotCurrentException" => {
+                info!(family = %key.family, pull_request = %pr, "the pull request moved on; a newer head reports");
+                Ok(())
+            }
             Err(error) => {
                 warn!(family = %key.family, pull_request = %pr, %error, "the pull request refused the report; the ledger keeps the result");
                 Ok(())

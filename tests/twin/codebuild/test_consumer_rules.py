@@ -126,6 +126,10 @@ REFUSED = {
     "owner not a string": (consumer(owner="7"), "owner"),
     "no owner": (consumer(owner=None), "owner"),
     "unknown family": (consumer(families='["fam-linux", "nope"]'), "nope"),
+    "family listed twice": (
+        consumer(families='["fam-linux", "fam-linux"]'),
+        "listed twice",
+    ),
     "unknown key": (consumer(extra='owners = ["x"]\n'), "unknown keys"),
     # Whether these name fam-linux cannot be told: refused for every family.
     "families a string": (consumer(families='"fam-linux"'), "non-empty list"),
@@ -163,7 +167,8 @@ def test_another_familys_consumer_is_not_this_familys_business(tmp_path):
         ("ops@example.org", True),
         ("org/team_a.b-c", True),
         ("x" * 100, True),
-        (" ", True),
+        (" ", False),
+        ("   ", False),
         ("", False),
         ("x" * 101, False),
         ("team$(touch /tmp/p)", False),
@@ -178,7 +183,8 @@ def test_another_familys_consumer_is_not_this_familys_business(tmp_path):
     ],
 )
 def test_owner_rule(owner, valid):
-    """1-100 of A-Z, a-z, 0-9, space and `._@/-`, the Rust catalog's rule."""
+    """1-100 of A-Z, a-z, 0-9, space and `._@/-`, not only spaces: the Rust
+    catalog's rule (`valid_owner`)."""
     assert family.valid_owner(owner) is valid
 
 

@@ -144,10 +144,28 @@ where
         let superseded = self
             .supersede(pr, Some(&pr.head), &format!("superseded by {short}"), now)
             .await?;
-        let changed = self
+        let changed = match self
             .retrying(&pr.head, || ports.reviews.changed_paths(pr))
             .await
-            .map_err(TriggerError::Review)?;
+        {
+            Ok(changed) => changed,
+            // More files than the host lists: which families the change
+            // affects cannot be told, so nothing is guessed.
+            Err(PortError::Service { code, message, .. }) if code == "TooManyFiles" => {
+                let reason = format!("it changes too many files to tell which images it affects ({message})");
+                let status = [review::refusal(&reason)];
+                self.retrying(&pr.head, || ports.reviews.set_statuses(pr, &status))
+                    .await
+                    .map_err(TriggerError::Review)?;
+                let mut outcome = Outcome::new(
+                    detail_type.to_owned(),
+                    format!("pull request {pr} is not validated: {reason}"),
+                );
+                outcome.superseded = superseded;
+                return Ok(outcome);
+            }
+            Err(error) => return Err(TriggerError::Review(error)),
+        };
         let inputs = self.pull_request_inputs(pr, changed).await?;
         let plan = plan::plan_triaged(detail_type, &Triage::PullRequest(triage.clone()), &inputs)?;
         let mut outcome = Outcome::new(plan.event, plan.reason);
