@@ -393,17 +393,24 @@ async fn a_consumer_only_change_tests_the_promoted_image_without_baking() {
 #[tokio::test]
 async fn a_pull_request_too_large_to_list_is_refused_not_guessed() {
     let w = world(&["images/win2022-iis/x"]);
-    w.reviews.faults.lock().expect("lock").push_back(PortError::Service {
-        service: "GitHub",
-        operation: "list pull request files",
-        code: "TooManyFiles".into(),
-        message: "3000 files or more".into(),
-        server_side: false,
-    });
+    w.reviews
+        .faults
+        .lock()
+        .expect("lock")
+        .push_back(PortError::Service {
+            service: "GitHub",
+            operation: "list pull request files",
+            code: "TooManyFiles".into(),
+            message: "3000 files or more".into(),
+            server_side: false,
+        });
     let outcome = deliver(&w, HEAD, "opened", 1).await;
     assert!(outcome.started.is_empty(), "{outcome:?}");
     assert!(w.builds.started.lock().expect("lock").is_empty());
-    let status = w.reviews.status(HEAD, "gild").expect("a status on the head");
+    let status = w
+        .reviews
+        .status(HEAD, "gild")
+        .expect("a status on the head");
     assert_eq!(status.state, StatusState::Error);
     assert!(status.description.contains("too many files"), "{status:?}");
 }

@@ -480,7 +480,11 @@ mod tests {
                 ScriptedBuilds::default(),
             ),
         ));
-        Webhook::new(config, FixedSecrets(Some("gild-sample-secret"), None), starter)
+        Webhook::new(
+            config,
+            FixedSecrets(Some("gild-sample-secret"), None),
+            starter,
+        )
     }
 
     #[tokio::test]
@@ -498,7 +502,13 @@ mod tests {
             let got = hook.handle(forged, 1).await.expect("infallible");
             assert_eq!(status(&got), 401, "{got}");
         }
-        assert!(hook.starter().builds().started.lock().expect("lock").is_empty());
+        assert!(hook
+            .starter()
+            .builds()
+            .started
+            .lock()
+            .expect("lock")
+            .is_empty());
         let signed = request(
             PR_BODY,
             "pull_request",
@@ -507,7 +517,13 @@ mod tests {
         );
         let got = hook.handle(signed.clone(), 1).await.expect("infallible");
         assert_eq!(status(&got), 200, "{got}");
-        let started = hook.starter().builds().started.lock().expect("lock").clone();
+        let started = hook
+            .starter()
+            .builds()
+            .started
+            .lock()
+            .expect("lock")
+            .clone();
         assert_eq!(started.len(), 1);
         assert_eq!(started[0].trigger, gild_core::plan::Trigger::PullRequest);
         assert_eq!(
@@ -517,7 +533,10 @@ mod tests {
         // The same delivery again (GitHub's redelivery) starts nothing more.
         let again = hook.handle(signed, 2).await.expect("infallible");
         assert_eq!(status(&again), 200, "{again}");
-        assert_eq!(hook.starter().builds().started.lock().expect("lock").len(), 1);
+        assert_eq!(
+            hook.starter().builds().started.lock().expect("lock").len(),
+            1
+        );
     }
 
     #[tokio::test]

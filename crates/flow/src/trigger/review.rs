@@ -152,7 +152,9 @@ where
             // More files than the host lists: which families the change
             // affects cannot be told, so nothing is guessed.
             Err(PortError::Service { code, message, .. }) if code == "TooManyFiles" => {
-                let reason = format!("it changes too many files to tell which images it affects ({message})");
+                let reason = format!(
+                    "it changes too many files to tell which images it affects ({message})"
+                );
                 let status = [review::refusal(&reason)];
                 self.retrying(&pr.head, || ports.reviews.set_statuses(pr, &status))
                     .await
