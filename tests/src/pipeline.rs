@@ -570,7 +570,41 @@ impl Pipeline {
         &self,
         builds: &impl crate::standin::Builds,
     ) -> Result<Vec<crate::standin::Completed>, HarnessError> {
-        let completed = builds.run_pending(&self.codebuild.started()).await?;
+        // A build someone stopped (StopBuild) before it ran ends `STOPPED`,
+        // leaving nothing behind, as CodeBuild reports it.
+        let stopped = self.codebuild.stopped();
+        let (halted, running): (Vec<_>, Vec<_>) = self
+            .codebuild
+            .started()
+            .into_iter()
+            .partition(|b| stopped.contains(&b.build_id));
+        let mut completed = Vec::new();
+        for (n, build) in halted.iter().enumerate() {
+            if builds.done().first_time(&build.build_id) {
+                let buildspec = if build.project_name == self.bake_project() {
+                    "buildspecs/bake.yml"
+                } else {
+                    "buildspecs/test.yml"
+                };
+                completed.push(crate::standin::Completed {
+                    project: build.project_name.clone(),
+                    family: build
+                        .env_value("GILD_FAMILY")
+                        .unwrap_or_default()
+                        .to_owned(),
+                    status: "STOPPED",
+                    image: None,
+                    event: crate::standin::completion_event(
+                        build,
+                        "STOPPED",
+                        &[],
+                        9000 + n as u32,
+                        buildspec,
+                    )?,
+                });
+            }
+        }
+        completed.extend(builds.run_pending(&running).await?);
         for done in &completed {
             self.codebuild.ended(&done.event);
         }

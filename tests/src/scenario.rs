@@ -33,11 +33,20 @@ pub struct Delivery {
 
 impl Functions {
     pub async fn spawn(pipeline: &Pipeline) -> Result<Functions, HarnessError> {
+        Functions::spawn_with(pipeline, &[]).await
+    }
+
+    /// The functions with `extra` added to each one's environment (a
+    /// GitHub API stub's URL, say).
+    pub async fn spawn_with(
+        pipeline: &Pipeline,
+        extra: &[(String, String)],
+    ) -> Result<Functions, HarnessError> {
         Ok(Functions {
-            trigger: pipeline.spawn("trigger").await?,
-            bake_finished: pipeline.spawn("bake-finished").await?,
-            test_finished: pipeline.spawn("test-finished").await?,
-            reconcile: pipeline.spawn("reconcile").await?,
+            trigger: pipeline.spawn_with("trigger", extra).await?,
+            bake_finished: pipeline.spawn_with("bake-finished", extra).await?,
+            test_finished: pipeline.spawn_with("test-finished", extra).await?,
+            reconcile: pipeline.spawn_with("reconcile", extra).await?,
             router: Arc::clone(&pipeline.router),
         })
     }

@@ -298,6 +298,16 @@ class Mapper:
             return [
                 Authorization("codebuild:StartBuild", [project(body["projectName"])])
             ]
+        if action == "StopBuild":
+            # The build's id is `project:uuid` or its ARN; the resource is
+            # the project (Service Authorization Reference, CodeBuild).
+            build = body["id"]
+            name = (
+                build.split("/")[1].split(":")[0]
+                if build.startswith("arn:")
+                else build.split(":", 1)[0]
+            )
+            return [Authorization("codebuild:StopBuild", [project(name)])]
         if action == "BatchGetBuilds":
             names = {
                 i.split("/")[1].split(":")[0]
