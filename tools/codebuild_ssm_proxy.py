@@ -2,7 +2,7 @@
 """A loopback proxy in front of moto that stands in for SSM Run Command's far end.
 
     codebuild_ssm_proxy.py --moto http://127.0.0.1:PORT --source DIR \\
-        [--fail NAME=CHECK]... [--lose RunInstances] --port-file F
+        [--fail NAME=CHECK]... [--fail-file F] [--lose RunInstances] --port-file F
 
 Why: moto records SendCommand but runs nothing, has no SSM agent, and does
 not implement DescribeInstanceInformation. test.yml needs all three to
@@ -25,7 +25,8 @@ are answered here, with AWS's response shapes:
 - GetCommandInvocation / ListCommandInvocations: that script's result. The
   script itself does NOT run (no instance exists): its output is one TAP
   line per check name the script declares (`check "..."`, `ok "..."`,
-  `Test-Check "..."`, ...), each `ok` unless --fail NAME=CHECK names it,
+  `Test-Check "..."`, ...), each `ok` unless --fail NAME=CHECK (or a NAME=CHECK line of --fail-file,
+  read again for every answer) names it,
   NAME being the family or the consumer whose script it is, then
   `not ok - CHECK: ...`, Status Failed and ResponseCode 1.
 
@@ -108,6 +109,9 @@ class State:
         for item in args.fail:
             name, _, check = item.partition("=")
             self.fail.setdefault(name, set()).add(check)
+        # NAME=CHECK lines, read again for every answer: a driver (make
+        # demo) changes which checks fail between two builds.
+        self.fail_file = Path(args.fail_file) if args.fail_file else None
         self.lose = set(args.lose)
         self.online = set()
         self.invocations = {}
@@ -131,7 +135,12 @@ class State:
                 "StandardErrorContent": "ssm stand-in: the command carries no test script of the catalog",
             }
         whose, _ = self.scripts[script]
-        failing = self.fail.get(whose, set())
+        failing = set(self.fail.get(whose, set()))
+        if self.fail_file is not None and self.fail_file.is_file():
+            for line in self.fail_file.read_text(encoding="utf-8").splitlines():
+                name, _, check = line.partition("=")
+                if name == whose and check:
+                    failing.add(check)
         lines = []
         for number, name in enumerate(check_names(script), 1):
             if name in failing:
@@ -305,6 +314,7 @@ def main(argv):
     p.add_argument("--moto", required=True)
     p.add_argument("--source", required=True)
     p.add_argument("--fail", action="append", default=[], metavar="NAME=CHECK")
+    p.add_argument("--fail-file", metavar="F")
     p.add_argument("--lose", action="append", default=[], choices=["RunInstances"])
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--port-file", required=True)

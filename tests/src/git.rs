@@ -49,9 +49,9 @@ impl TestRepo {
     /// `images/<family>/` for each of `families`, and `extra` (path, text)
     /// files, in one first commit. Returns the repository and the commit.
     /// This project's own images as a repository of their own: `gild.toml`,
-    /// `images/`, `ansible/` and `buildspecs/` as the working tree holds
-    /// them, in one commit (returned), as a user's images repository is laid
-    /// out. The real buildspecs run on it.
+    /// `images/`, `ansible/`, `buildspecs/` and `consumers/` as the working
+    /// tree holds them, in one commit (returned), as a user's images
+    /// repository is laid out. The real buildspecs run on it.
     pub fn of_this_project() -> Result<(TestRepo, String), HarnessError> {
         let repo = TestRepo::new()?;
         let root = crate::workspace_root();
@@ -62,7 +62,14 @@ impl TestRepo {
         // them as files, and the buildspecs and the SSM stand-in read them.
         let listed = run_git_sync(
             &root,
-            &["ls-files", "-z", "images", "ansible", "buildspecs"],
+            &[
+                "ls-files",
+                "-z",
+                "images",
+                "ansible",
+                "buildspecs",
+                "consumers",
+            ],
         )?;
         for path in String::from_utf8_lossy(&listed.stdout).split('\0') {
             if path.is_empty() {

@@ -52,6 +52,8 @@ fn awscli_python() -> Result<PathBuf, HarnessError> {
 pub struct SsmProxy {
     _child: ChildGuard,
     port: u16,
+    /// `NAME=CHECK` lines the proxy reads again for every answer.
+    fail_file: PathBuf,
 }
 
 impl SsmProxy {
@@ -64,6 +66,7 @@ impl SsmProxy {
         dir: &Path,
     ) -> Result<SsmProxy, HarnessError> {
         let port_file = dir.join("ssm-proxy.port");
+        let fail_file = dir.join("ssm-proxy.failing");
         let mut command = Command::new(awscli_python()?);
         command
             .arg(workspace_root().join("tools/codebuild_ssm_proxy.py"))
@@ -72,6 +75,8 @@ impl SsmProxy {
             .arg(source)
             .arg("--port-file")
             .arg(&port_file)
+            .arg("--fail-file")
+            .arg(&fail_file)
             .stdin(Stdio::null());
         for (family, check) in failing {
             command.arg("--fail").arg(format!("{family}={check}"));
@@ -86,6 +91,7 @@ impl SsmProxy {
                 return Ok(SsmProxy {
                     _child: child,
                     port,
+                    fail_file,
                 });
             }
             if let Some(status) = child.try_exit() {
@@ -100,6 +106,17 @@ impl SsmProxy {
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, these (family or consumer, check) pairs fail as well as
+    /// those the proxy started with.
+    pub fn also_failing(&self, failing: &[(&str, &str)]) -> Result<(), HarnessError> {
+        let text: String = failing
+            .iter()
+            .map(|(name, check)| format!("{name}={check}\n"))
+            .collect();
+        std::fs::write(&self.fail_file, text)
+            .map_err(|e| HarnessError::io("writing the SSM proxy's failing checks", e))
     }
 }
 

@@ -449,3 +449,158 @@ async fn fix_images_left(pipeline: &Pipeline, ids: &[String]) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+/// The same flow on a CodeCommit-hosted stack: CodeCommit's pull-request
+/// events routed by the stack's own `PullRequestRule` to the real trigger,
+/// the changed files from `GetPullRequest` and `GetDifferences`, results as
+/// one comment per head and gild's approval of the revision, through the
+/// CodeCommit stub and the IAM gate (pull-request calls judged on the
+/// stack's one repository).
+#[tokio::test]
+async fn a_codecommit_pull_request_is_revoked_then_approved_and_merges_into_one_promotion_per_family(
+) {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let repo = TestRepo::new().expect("repo");
+    repo.write("gild.toml", CATALOG).expect("write");
+    for path in [
+        "images/win2022-core-dotnet/core.pkr.hcl",
+        "images/win2022-iis/iis.pkr.hcl",
+        "ansible/roles/dotnet/tasks/main.yml",
+        "consumers/payments-api/run.ps1",
+    ] {
+        repo.write(path, "# v1\n").expect("write");
+    }
+    let c1 = repo.commit("initial").expect("commit");
+    repo.create_branch("iis-only").expect("branch");
+    repo.write("images/win2022-iis/iis.pkr.hcl", "# v2\n")
+        .expect("write");
+    let broken = repo.commit("iis: v2").expect("commit");
+    repo.write("images/win2022-iis/iis.pkr.hcl", "# v2, fixed\n")
+        .expect("write");
+    let fix = repo.commit("iis: fixed").expect("commit");
+    let pipeline = Pipeline::start(repo).await.expect("pipeline");
+    let functions = Functions::spawn(&pipeline).await.expect("functions");
+    let base = register_base_image(&pipeline.aws, "windows-2022-base")
+        .await
+        .expect("base image");
+    let standin =
+        BuildStandIn::new(&pipeline, &base).fail_check(Some(&broken), "payments-api", CHECK);
+    let open = |head: &str, revision: &str| {
+        pipeline
+            .codecommit
+            .open_pull_request(gild_tests::codecommit::StubPullRequest {
+                id: "7".into(),
+                source_reference: "refs/heads/iis-only".into(),
+                destination_reference: "refs/heads/main".into(),
+                source_commit: head.into(),
+                destination_commit: c1.clone(),
+                revision_id: revision.into(),
+            })
+    };
+    let event = |kind: &str, head: &str, revision: &str| {
+        events::pull_request(pipeline.repository(), kind, 7, head, &c1, revision).expect("event")
+    };
+
+    open(&broken, "rev-1");
+    let opened = functions
+        .deliver_ok(&event("pullRequestCreated", &broken, "rev-1"))
+        .await
+        .expect("trigger");
+    assert_eq!(
+        opened["started"].as_array().map(Vec::len),
+        Some(1),
+        "{opened}"
+    );
+    functions
+        .settle(&pipeline, &standin, 1, 5)
+        .await
+        .expect("settle");
+    let comments = pipeline.codecommit.comments("7");
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(
+        comments[0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("payments-api (team-payments)"),
+        "{comments:?}"
+    );
+    assert_eq!(
+        pipeline.codecommit.approvals("7").last(),
+        Some(&("rev-1".to_owned(), "REVOKE".to_owned()))
+    );
+
+    open(&fix, "rev-2");
+    functions
+        .deliver_ok(&event("pullRequestSourceBranchUpdated", &fix, "rev-2"))
+        .await
+        .expect("trigger");
+    functions
+        .settle(&pipeline, &standin, 2, 9)
+        .await
+        .expect("settle");
+    assert_eq!(
+        pipeline.codecommit.approvals("7").last(),
+        Some(&("rev-2".to_owned(), "APPROVE".to_owned()))
+    );
+    let on_fix: Vec<_> = pipeline
+        .codecommit
+        .comments("7")
+        .into_iter()
+        .filter(|c| c["afterCommitId"] == fix.as_str())
+        .collect();
+    assert_eq!(
+        on_fix.len(),
+        1,
+        "one comment on the fixed head, edited in place"
+    );
+    assert!(pipeline
+        .parameter_history("win2022-iis")
+        .await
+        .expect("history")
+        .is_empty());
+    assert!(pipeline
+        .announcements()
+        .await
+        .expect("announcements")
+        .is_empty());
+
+    // Merged: a fast-forward of main, CodeCommit's push event and its
+    // merge event.
+    pipeline.repo.checkout("main").expect("checkout");
+    pipeline
+        .repo
+        .git(&["merge", "--ff-only", "iis-only"])
+        .expect("merge");
+    functions
+        .deliver_ok(&event("pullRequestMergeStatusUpdated", &fix, "rev-2"))
+        .await
+        .expect("trigger");
+    functions
+        .deliver_ok(&pipeline.push_event("main", Some(&c1), &fix).expect("push"))
+        .await
+        .expect("trigger");
+    functions
+        .settle(&pipeline, &standin, 1, 4)
+        .await
+        .expect("settle");
+    assert_eq!(
+        pipeline
+            .parameter_history("win2022-iis")
+            .await
+            .expect("history")
+            .len(),
+        1
+    );
+    assert!(pipeline
+        .parameter_history("win2022-core-dotnet")
+        .await
+        .expect("history")
+        .is_empty());
+    assert_eq!(
+        pipeline.announcements().await.expect("announcements").len(),
+        1
+    );
+    pipeline.assert_every_call_allowed();
+}

@@ -72,17 +72,33 @@ pub fn secrets(aws: &aws_config::SdkConfig) -> SecretsManager {
     SecretsManager::new(aws_sdk_secretsmanager::Client::new(aws), SECRET_CACHE)
 }
 
-/// Where candidates report: CodeCommit's pull requests, or GitHub's when
-/// `github` names the API root and the token's secret; `make_github`
-/// builds that adapter (it lives in `gild-github`).
-pub fn host_reviews<G>(
+/// Where candidates report: CodeCommit's pull requests, as `reviewer`
+/// (the stack's ReviewerRole, assumed for these calls only) when given,
+/// or GitHub's when `github` names the API root and the token's secret;
+/// `make_github` builds that adapter (it lives in `gild-github`).
+pub async fn host_reviews<G>(
     aws: &aws_config::SdkConfig,
+    reviewer: Option<&str>,
     github: Option<(&str, &str)>,
     make_github: impl FnOnce(String, SecretsManager, String) -> PortResult<G>,
 ) -> PortResult<HostReviews<G>> {
     Ok(match github {
         None => {
-            HostReviews::CodeCommit(CodeCommitReviews::new(aws_sdk_codecommit::Client::new(aws)))
+            let mut conf = aws_sdk_codecommit::config::Builder::from(aws);
+            if let Some(role) = reviewer {
+                // CodeCommit lets only a comment's author edit it and only
+                // an approver revoke its approval: every function reports
+                // as the one role, under one session name.
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name("gild")
+                    .configure(aws)
+                    .build()
+                    .await;
+                conf = conf.credentials_provider(provider);
+            }
+            HostReviews::CodeCommit(CodeCommitReviews::new(
+                aws_sdk_codecommit::Client::from_conf(conf.build()),
+            ))
         }
         Some((api, token_secret)) => HostReviews::GitHub(make_github(
             api.to_owned(),

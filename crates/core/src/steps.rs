@@ -6,6 +6,7 @@ use crate::announce::{Announcement, Outcome};
 use crate::completion::{build_console_link, parameter_name, tags, Completion, Finished};
 use crate::ledger::BakeRecord;
 use crate::ports::{ImageInfo, SnapshotInfo};
+use crate::review;
 use crate::state::Stage;
 use crate::vocabulary::BuildId;
 
@@ -68,6 +69,23 @@ pub fn bake_build(record: &BakeRecord, finished: &Finished) -> String {
 /// tested is production's and is never removed on its account.
 pub fn owns_images(record: &BakeRecord) -> bool {
     !(record.lane() == crate::state::Lane::Candidate && record.build_id.is_none())
+}
+
+/// Kept candidate images whose time ran out at `now` (`gild:expires-at`,
+/// RFC 3339), with the build that made them: only gild's, only
+/// candidates'. An unreadable expiry is left for a person, never guessed.
+pub fn expired_candidates(images: &[ImageInfo], now: i64) -> Vec<(String, String)> {
+    images
+        .iter()
+        .filter(|i| i.tags.get(tags::MANAGED).map(String::as_str) == Some("true"))
+        .filter(|i| i.tags.contains_key(tags::CANDIDATE))
+        .filter_map(|i| {
+            let until = i.tags.get(tags::EXPIRES_AT)?;
+            let until = crate::event::parse_time(until).ok()?.unix_timestamp();
+            let build = i.tags.get(tags::BUILD_ID)?;
+            (until <= now).then(|| (i.id.clone(), build.clone()))
+        })
+        .collect()
 }
 
 /// Whether a failure at `stage` must also look for images the bake build
@@ -161,9 +179,20 @@ pub fn announcement(
 
 /// Why a stage failed, in the words the ledger and the announcement use.
 pub fn failure_reason(stage: Stage, finished: &Finished) -> String {
+    // Which suite failed, from the test build's own summary: a consumer is
+    // named with its owner, in the announcement and Slack as on a pull
+    // request.
+    let which = (stage == Stage::Test)
+        .then(|| {
+            let family = finished.family.as_deref().unwrap_or("the family");
+            review::test_failure(family, &review::parse_suites(finished.suites.as_deref()))
+        })
+        .flatten()
+        .map(|why| format!(": {why}"))
+        .unwrap_or_default();
     match &finished.found {
-        Some(found) => format!("{stage} build {} ({found})", finished.status),
-        None => format!("{stage} build {}", finished.status),
+        Some(found) => format!("{stage} build {}{which} ({found})", finished.status),
+        None => format!("{stage} build {}{which}", finished.status),
     }
 }
 
@@ -202,6 +231,60 @@ mod tests {
             suites: None,
             found: None,
         }
+    }
+
+    #[test]
+    fn only_gilds_candidates_past_their_time_expire() {
+        let image = |id: &str, tags: &[(&str, &str)]| ImageInfo {
+            id: id.into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..ImageInfo::default()
+        };
+        let kept = [
+            (tags::MANAGED, "true"),
+            (tags::CANDIDATE, "pr-7"),
+            (tags::BUILD_ID, "gild-bake:1"),
+        ];
+        let with = |until: &'static str| {
+            let mut t = kept.to_vec();
+            t.push((tags::EXPIRES_AT, until));
+            t
+        };
+        let images = [
+            image("ami-past", &with("2026-12-06T10:00:00Z")),
+            image("ami-future", &with("2026-12-07T10:00:00Z")),
+            image("ami-garbled", &with("tomorrow")),
+            image("ami-no-expiry", &kept),
+            image(
+                "ami-production",
+                &[
+                    (tags::MANAGED, "true"),
+                    (tags::EXPIRES_AT, "2026-01-01T00:00:00Z"),
+                ],
+            ),
+        ];
+        let now = crate::event::parse_time("2026-12-06T12:00:00Z")
+            .expect("time")
+            .unix_timestamp();
+        assert_eq!(
+            expired_candidates(&images, now),
+            vec![("ami-past".to_owned(), "gild-bake:1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_failing_consumer_is_named_with_its_owner_in_the_failure_reason() {
+        let mut f = finished(Completion::TestFailed, "gild-test:1");
+        f.suites = Some(r#"[{"suite":"family","name":"debian","tests":3,"failures":0},{"suite":"consumer","name":"billing-worker","owner":"team-billing","tests":4,"failures":1,"failed":["CA bundle present"]}]"#.into());
+        assert_eq!(
+            failure_reason(Stage::Test, &f),
+            "test build FAILED: billing-worker (team-billing) failed: CA bundle present"
+        );
+        f.suites = None;
+        assert_eq!(failure_reason(Stage::Test, &f), "test build FAILED");
     }
 
     #[test]

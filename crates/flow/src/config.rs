@@ -23,8 +23,13 @@ pub struct CompletionConfig {
 /// reports on a pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepositoryHost {
-    /// The CodeCommit repository's name (`GILD_REPOSITORY`).
-    CodeCommit { repository: String },
+    CodeCommit {
+        /// The repository's name (`GILD_REPOSITORY`).
+        repository: String,
+        /// The role every function reports on pull requests as
+        /// (`GILD_REVIEWER_ROLE_ARN`); `None`: each function's own.
+        reviewer_role: Option<String>,
+    },
     GitHub {
         /// `owner/name` (`GILD_GITHUB_REPOSITORY`).
         repository: String,
@@ -43,6 +48,8 @@ impl RepositoryHost {
         match optional("GILD_REPOSITORY_HOST", "codecommit".to_owned())?.as_str() {
             "codecommit" => Ok(RepositoryHost::CodeCommit {
                 repository: required("GILD_REPOSITORY")?,
+                reviewer_role: Some(optional("GILD_REVIEWER_ROLE_ARN", String::new())?)
+                    .filter(|role| !role.is_empty()),
             }),
             "github" => Ok(RepositoryHost::GitHub {
                 repository: required("GILD_GITHUB_REPOSITORY")?,
@@ -69,10 +76,19 @@ impl RepositoryHost {
         }
     }
 
+    /// The role CodeCommit pull requests are reported as, when the stack
+    /// gives one.
+    pub fn reviewer_role(&self) -> Option<&str> {
+        match self {
+            RepositoryHost::CodeCommit { reviewer_role, .. } => reviewer_role.as_deref(),
+            RepositoryHost::GitHub { .. } => None,
+        }
+    }
+
     /// The repository's name as events and pull requests carry it.
     pub fn repository(&self) -> &str {
         match self {
-            RepositoryHost::CodeCommit { repository }
+            RepositoryHost::CodeCommit { repository, .. }
             | RepositoryHost::GitHub { repository, .. } => repository,
         }
     }

@@ -8,10 +8,11 @@
 //! module asks and acts. A late original event afterwards finds the bake in
 //! a state that calls for nothing.
 
-use gild_core::completion::Finished;
-use gild_core::ledger::BakeRecord;
+use gild_core::completion::{tags, Finished};
+use gild_core::ledger::{BakeKey, BakeRecord};
 use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Reviews, Tests};
 use gild_core::reconcile::{self, Deadlines, Look, Verdict};
+use gild_core::steps;
 use gild_lambda::retry::{seed, with_backoff};
 use gild_lambda::Diagnostic;
 use serde::Serialize;
@@ -149,6 +150,10 @@ where
         // Slots freed by bakes ended above (or by a test build that could
         // never start) go to the queue now, not at the next build's end.
         let drained = self.launcher.drain("reconcile".into(), None, now).await?;
+        // Pull-request images kept for people to launch, past their time.
+        if let Err(error) = self.remove_expired_candidates(now).await {
+            failures.push(format!("expired candidate images: {error}"));
+        }
         if !failures.is_empty() {
             return Err(ReconcileError::Incomplete {
                 failures,
@@ -161,6 +166,23 @@ where
             started: drained.started,
             queue: drained.reason,
         })
+    }
+
+    /// Removes the candidate images whose `gild:expires-at` has passed.
+    async fn remove_expired_candidates(&self, now: i64) -> Result<(), FlowError> {
+        let completions = &self.completions;
+        let key = BakeKey::new("candidates", "expired");
+        let images = completions
+            .retrying(&key, || {
+                completions.ports.images.find_by_tag(tags::MANAGED, "true")
+            })
+            .await
+            .map_err(|error| port("find gild's images", &key, error))?;
+        for (image, build) in steps::expired_candidates(&images, now) {
+            completions.remove(&key, &image, &build).await?;
+            info!(image, "a kept pull-request image expired");
+        }
+        Ok(())
     }
 
     /// Decides and does what one overdue bake's missing event would have.

@@ -70,6 +70,11 @@ struct World {
 }
 
 fn world(changed: &[&str]) -> World {
+    world_keeping(changed, 0)
+}
+
+/// A world whose passed candidates' images are kept `ttl_hours`.
+fn world_keeping(changed: &[&str], ttl_hours: i64) -> World {
     let mut repo = MemoryRepository::default();
     for commit in [HEAD, NEW_HEAD] {
         repo.files
@@ -117,7 +122,7 @@ fn world(changed: &[&str]) -> World {
             projects: Projects::default(),
             parameter_prefix: "/gild".into(),
             lease_secs: 60,
-            candidate_ttl_hours: 0,
+            candidate_ttl_hours: ttl_hours,
         };
         Completions::new(ports, settings).with_backoff(fast())
     };
@@ -413,6 +418,64 @@ async fn a_pull_request_too_large_to_list_is_refused_not_guessed() {
         .expect("a status on the head");
     assert_eq!(status.state, StatusState::Error);
     assert!(status.description.contains("too many files"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_kept_candidate_image_goes_when_its_time_runs_out() {
+    let w = world_keeping(&["images/win2022-iis/x"], 24);
+    deliver(&w, HEAD, "opened", 1).await;
+    bake_succeeds(&w, "win2022-iis", HEAD, "ami-0eeeeeeeeeeeeeeee").await;
+    test_ends(&w, "win2022-iis", HEAD, "SUCCEEDED", ALL_PASS).await;
+    let kept = w
+        .images
+        .get("ami-0eeeeeeeeeeeeeeee")
+        .expect("kept for people to launch");
+    assert_eq!(
+        kept.tags.get(tags::EXPIRES_AT).map(String::as_str),
+        Some("1970-01-02T00:00:20Z")
+    );
+    let reconciler = |now| {
+        let ports = Ports {
+            ledger: w.ledger.clone(),
+            images: w.images.clone(),
+            build_info: w.tests.clone(),
+            tests: w.tests.clone(),
+            parameters: w.parameters.clone(),
+            notifier: w.notifier.clone(),
+            reviews: w.reviews.clone(),
+        };
+        let settings = FlowSettings {
+            accept: Accept::Bake,
+            projects: Projects::default(),
+            parameter_prefix: "/gild".into(),
+            lease_secs: 60,
+            candidate_ttl_hours: 24,
+        };
+        let launcher = gild_flow::trigger::Launcher::new(w.ledger.clone(), w.builds.clone(), 2, 60);
+        let deadlines = gild_core::reconcile::Deadlines::from_timeouts(60, 60, 60, 60, 15);
+        (
+            gild_flow::reconcile::Reconciler::new(
+                Completions::new(ports, settings).with_backoff(fast()),
+                launcher,
+                deadlines,
+                "us-east-1",
+            ),
+            now,
+        )
+    };
+    let (early, now) = reconciler(3600);
+    early.run(now).await.expect("a tick");
+    assert!(
+        w.images.get("ami-0eeeeeeeeeeeeeeee").is_some(),
+        "removed before its time"
+    );
+    let (late, now) = reconciler(24 * 3600 + 21);
+    late.run(now).await.expect("a tick");
+    assert!(
+        w.images.get("ami-0eeeeeeeeeeeeeeee").is_none(),
+        "kept past its time"
+    );
+    nothing_production_happened(&w);
 }
 
 #[tokio::test]

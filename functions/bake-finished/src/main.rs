@@ -13,7 +13,13 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let (config, aws) = gild_aws::prologue(|| CompletionConfig::from_env(Accept::Bake)).await?;
-    let reviews = gild_aws::host_reviews(&aws, config.host.github(), GitHubReviews::new)?;
+    let reviews = gild_aws::host_reviews(
+        &aws,
+        config.host.reviewer_role(),
+        config.host.github(),
+        GitHubReviews::new,
+    )
+    .await?;
     let ports = gild_aws::completion_ports(
         &aws,
         &config.ledger_table,

@@ -21,7 +21,13 @@ const START_CONCURRENCY: usize = 4;
 async fn main() -> Result<(), Error> {
     let (config, aws) = gild_aws::prologue(config::Config::from_env).await?;
     let projects = &config.flow.projects;
-    let reviews = gild_aws::host_reviews(&aws, config.host.github(), GitHubReviews::new)?;
+    let reviews = gild_aws::host_reviews(
+        &aws,
+        config.host.reviewer_role(),
+        config.host.github(),
+        GitHubReviews::new,
+    )
+    .await?;
     let ports = gild_aws::completion_ports(
         &aws,
         &config.ledger_table,

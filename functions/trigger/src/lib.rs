@@ -21,7 +21,13 @@ pub async fn serve<R: Repository>(
 ) -> Result<(), Error> {
     let start = &config.start;
     let (ledger, builds) = gild_aws::start_ports(aws, &start.ledger_table, &start.bake_project);
-    let reviews = gild_aws::host_reviews(aws, config.host.github(), GitHubReviews::new)?;
+    let reviews = gild_aws::host_reviews(
+        aws,
+        config.host.reviewer_role(),
+        config.host.github(),
+        GitHubReviews::new,
+    )
+    .await?;
     let adapters = gild_aws::review_adapters(aws, &start.bake_project, &config.review.test_project);
     let handler = start
         .handler(config.settings(), repo, ledger, builds)

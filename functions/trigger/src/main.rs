@@ -8,7 +8,7 @@ use trigger::{serve, Config, RepositoryHost};
 async fn main() -> Result<(), Error> {
     let (config, aws) = gild_aws::prologue(Config::from_env).await?;
     match &config.host {
-        RepositoryHost::CodeCommit { repository } => {
+        RepositoryHost::CodeCommit { repository, .. } => {
             let repo = CodeCommitRepository::new(CodeCommit::new(&aws), repository);
             serve(&config, &aws, repo).await
         }

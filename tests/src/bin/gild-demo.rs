@@ -27,6 +27,9 @@ use serde_json::Value;
 /// (one its test script declares), so both endings show.
 const FAILING_TESTS: &str = "win2022-iis";
 const FAILING_CHECK: &str = "health page answers 200 ok";
+/// The consumer check the demo's pull request breaks (orders-service's
+/// script declares it), on its first head only.
+const CONSUMER_CHECK: &str = "dotnet on the machine PATH";
 
 fn section(title: &str) {
     println!(
@@ -119,7 +122,9 @@ async fn run() -> Result<(), HarnessError> {
     report(delivery.function, "push", &delivery.invocation.outcome);
     settle(&functions, &pipeline, &runner, 12).await?;
 
-    section("3. announcements, as the subscriber queue received them, and their Slack messages");
+    pull_request(&functions, &pipeline, &runner, &second).await?;
+
+    section("4. announcements, as the subscriber queue received them, and their Slack messages");
     let received = pipeline.announcements().await?;
     let link = gild_slack::RepositoryLink::codecommit(pipeline.repository())
         .map_err(|message| HarnessError::InvalidInput { message })?;
@@ -143,7 +148,7 @@ async fn run() -> Result<(), HarnessError> {
         received.len()
     );
 
-    section("4. promoted SSM parameters (<prefix>/<family>/ami)");
+    section("5. promoted SSM parameters (<prefix>/<family>/ami)");
     for family in ["debian13-base", "win2022-core-dotnet", "win2022-iis"] {
         let name = pipeline.parameter_name(family);
         let history = pipeline.parameter_history(family).await?;
@@ -153,7 +158,7 @@ async fn run() -> Result<(), HarnessError> {
         }
     }
 
-    section("5. gild status (the real CLI against the emulator)");
+    section("6. gild status (the real CLI against the emulator)");
     let gild = bin_path("gild")?;
     let output = Command::new(gild)
         .arg("status")
@@ -167,7 +172,7 @@ async fn run() -> Result<(), HarnessError> {
     print!("{}", String::from_utf8_lossy(&output.stdout));
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
 
-    section("6. IAM: every call, judged against the caller's own role");
+    section("7. IAM: every call, judged against the caller's own role");
     if let Some(gate) = &pipeline.gate {
         let decisions = gate.decisions()?;
         let mut by_role = std::collections::BTreeMap::<String, (usize, usize)>::new();
@@ -197,6 +202,114 @@ async fn run() -> Result<(), HarnessError> {
         clock.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A pull request breaks the consumer orders-service's test, is fixed,
+/// turns green and is merged: gild's comment and approval on it, and the
+/// one production bake the merge starts.
+async fn pull_request(
+    functions: &Functions,
+    pipeline: &Pipeline,
+    runner: &BuildRunner,
+    main: &str,
+) -> Result<(), HarnessError> {
+    section("3. a pull request: it breaks a consumer's test, is fixed, passes and is merged");
+    let repo = &pipeline.repo;
+    repo.create_branch("dotnet-8-0-11")?;
+    repo.write(
+        "images/win2022-core-dotnet/NOTES.md",
+        "Move to the .NET 8.0.11 Hosting Bundle.\n",
+    )?;
+    let broken = repo.commit("win2022-core-dotnet: .NET 8.0.11")?;
+    // The stand-in's SSM far end fails this check of the consumer's
+    // script for the first head: the twin cannot run Windows.
+    let ssm = pipeline
+        .ssm
+        .as_ref()
+        .ok_or_else(|| HarnessError::InvalidInput {
+            message: "the demo runs the real buildspecs".into(),
+        })?;
+    ssm.also_failing(&[("orders-service", CONSUMER_CHECK)])?;
+    let open = |head: &str, revision: &str| {
+        pipeline
+            .codecommit
+            .open_pull_request(gild_tests::codecommit::StubPullRequest {
+                id: "1".into(),
+                source_reference: "refs/heads/dotnet-8-0-11".into(),
+                destination_reference: "refs/heads/main".into(),
+                source_commit: head.into(),
+                destination_commit: main.into(),
+                revision_id: revision.into(),
+            })
+    };
+    let event = |kind: &str, head: &str, revision: &str| {
+        gild_tests::events::pull_request(pipeline.repository(), kind, 1, head, main, revision)
+    };
+    open(&broken, "rev-1");
+    let delivery = functions
+        .deliver(&event("pullRequestCreated", &broken, "rev-1")?)
+        .await?;
+    report(
+        delivery.function,
+        "pull request #1 opened",
+        &delivery.invocation.outcome,
+    );
+    settle(functions, pipeline, runner, 21).await?;
+    show_review(pipeline, &broken);
+
+    ssm.also_failing(&[])?;
+    repo.write(
+        "images/win2022-core-dotnet/NOTES.md",
+        "Move to the .NET 8.0.11 Hosting Bundle; keep dotnet on the machine PATH.\n",
+    )?;
+    let fixed = repo.commit("win2022-core-dotnet: keep dotnet on PATH")?;
+    open(&fixed, "rev-2");
+    let delivery = functions
+        .deliver(&event("pullRequestSourceBranchUpdated", &fixed, "rev-2")?)
+        .await?;
+    report(
+        delivery.function,
+        "pull request #1 updated",
+        &delivery.invocation.outcome,
+    );
+    settle(functions, pipeline, runner, 22).await?;
+    show_review(pipeline, &fixed);
+
+    repo.checkout("main")?;
+    repo.git(&["merge", "--ff-only", "dotnet-8-0-11"])?;
+    for event in [
+        event("pullRequestMergeStatusUpdated", &fixed, "rev-2")?,
+        pipeline.push_event("main", Some(main), &fixed)?,
+    ] {
+        let delivery = functions.deliver(&event).await?;
+        let what = event["detail"]["event"]
+            .as_str()
+            .unwrap_or("push")
+            .to_owned();
+        report(delivery.function, &what, &delivery.invocation.outcome);
+    }
+    settle(functions, pipeline, runner, 23).await?;
+    Ok(())
+}
+
+/// gild's comment on the head and the approvals so far.
+fn show_review(pipeline: &Pipeline, head: &str) {
+    for comment in pipeline.codecommit.comments("1") {
+        if comment["afterCommitId"] == head {
+            println!(
+                "gild's comment on {}:\n{}",
+                &head[..7],
+                comment["content"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    let approvals: Vec<String> = pipeline
+        .codecommit
+        .approvals("1")
+        .into_iter()
+        .map(|(revision, state)| format!("{state} {revision}"))
+        .collect();
+    println!("gild's approvals: {}", approvals.join(", "));
 }
 
 fn report(

@@ -42,6 +42,7 @@ route.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import http.client
 import json
@@ -122,6 +123,15 @@ class Gate:
         self.policies = named_roles(stack=self.stack)
         self.keys = {credentials_for(r)["access_key_id"]: r for r in self.policies}
         self.world = _Emulator(self.upstream.geturl(), region)
+        # The stack's one CodeCommit repository, as its functions are told.
+        self.world.repository = next(
+            (
+                f["Environment"]["GILD_REPOSITORY"]
+                for f in deployment.get("Functions", {}).values()
+                if f.get("Environment", {}).get("GILD_REPOSITORY")
+            ),
+            None,
+        )
         self.mapper = Mapper(
             account,
             region,
@@ -256,6 +266,18 @@ class Gate:
             statements += [
                 s for s in decision.matched_statement_sids if s not in statements
             ]
+        if entry["action"] == "sts:AssumeRole":
+            target = self.role_named(body["RoleArn"])
+            if target is None or not self.trusts(target, principal["aws:PrincipalArn"]):
+                return {
+                    **entry,
+                    "resources": mapped[0].resources,
+                    "allowed": False,
+                    "reason": f"the trust policy of {body['RoleArn']} does not name {role}",
+                    "refused_action": "sts:AssumeRole",
+                    "refused_resource": body["RoleArn"],
+                }
+            entry["assumed"] = target
         return {
             **entry,
             "resources": mapped[0].resources,
@@ -264,11 +286,41 @@ class Gate:
             "reason": f"{entry['action']}: allowed by {', '.join(statements)}",
         }
 
+    def role_named(self, arn: str) -> str | None:
+        """The template's role (logical id) whose ARN is `arn`."""
+        return next(
+            (r for r in self.policies if self.stack.getatt(r, "Arn") == arn), None
+        )
+
+    def trusts(self, role: str, principal_arn: str) -> bool:
+        """Whether `role`'s trust policy lets `principal_arn` assume it: an
+        Allow of sts:AssumeRole naming that ARN as an AWS principal (the
+        only form gild's template uses)."""
+        document = self.stack.resolve(
+            self.stack.template["Resources"][role]["Properties"][
+                "AssumeRolePolicyDocument"
+            ]
+        )
+        for statement in document.get("Statement", []):
+            actions = statement.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            named = (statement.get("Principal") or {}).get("AWS", [])
+            named = [named] if isinstance(named, str) else named
+            if (
+                statement.get("Effect") == "Allow"
+                and "sts:AssumeRole" in actions
+                and principal_arn in named
+            ):
+                return True
+        return False
+
 
 class _Emulator:
     """wire.World over the emulator, read with boto3 under its own
     credentials (moto checks none): tags, images, key pairs, instance
     profiles, bucket encryption."""
+
+    repository: str | None = None
 
     def __init__(self, endpoint: str, region: str):
         self.endpoint, self.region = endpoint, region
@@ -290,6 +342,9 @@ class _Emulator:
                     config=Config(retries={"max_attempts": 1}),
                 )
             return getattr(self._clients[service], operation)(**params)
+
+    def codecommit_repository(self) -> str | None:
+        return self.repository
 
     def ec2_tags(self, resource_id: str) -> dict:
         found = self._call(
@@ -416,6 +471,29 @@ def denial(decision: dict) -> tuple[int, dict, bytes]:
     return 403, {"Content-Type": "text/xml"}, body.encode()
 
 
+def assumed(gate: Gate, role: str) -> tuple[int, dict, bytes]:
+    """AssumeRole's answer (STS API reference) with `role`'s keys, an hour."""
+    keys = credentials_for(role)
+    until = (
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = gate.stack.ref(role)
+    body = (
+        '<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+        "<AssumeRoleResult><Credentials>"
+        f"<AccessKeyId>{keys['access_key_id']}</AccessKeyId>"
+        f"<SecretAccessKey>{keys['secret_access_key']}</SecretAccessKey>"
+        "<SessionToken>gate-session</SessionToken>"
+        f"<Expiration>{until}</Expiration></Credentials>"
+        f"<AssumedRoleUser><AssumedRoleId>{role_id(role)}:gild</AssumedRoleId>"
+        f"<Arn>arn:aws:sts::{gate.account}:assumed-role/{_xml(str(name))}/gild</Arn>"
+        "</AssumedRoleUser></AssumeRoleResult>"
+        f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+        "</AssumeRoleResponse>"
+    )
+    return 200, {"Content-Type": "text/xml"}, body.encode()
+
+
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -451,7 +529,11 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
                         + "\n"
                     )
                     log.flush()
-            if decision["allowed"]:
+            if decision["allowed"] and decision.get("assumed"):
+                # moto's STS would mint keys the gate does not know: the
+                # gate answers with the assumed role's own.
+                status, out_headers, payload = assumed(gate, decision["assumed"])
+            elif decision["allowed"]:
                 up = gate.routes.get(decision.get("service", ""), gate.upstream)
                 status, out_headers, payload = self._forward(up, body)
             else:

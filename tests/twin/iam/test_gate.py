@@ -163,3 +163,22 @@ def test_an_unmapped_action_is_refused_and_logged(env):
     assert last["unmapped"] and last["action"] == "dynamodb:DeleteTable"
     # and the table is still there: the request never reached moto
     assert client(env, "dynamodb").describe_table(TableName="not-gilds")["Table"]
+
+
+def test_a_function_role_assumes_the_reviewer_and_acts_under_its_keys(env):
+    """TestFinishedRole may assume ReviewerRole (its policy allows it and
+    ReviewerRole's trust policy names it): the gate answers with the
+    reviewer's own keys, which it then judges as that role. BakeRole may
+    not: its policy allows no sts:AssumeRole."""
+    stack = Stack(load())
+    reviewer = stack.getatt("ReviewerRole", "Arn")
+    creds = client(env, "sts", "TestFinishedRole").assume_role(
+        RoleArn=reviewer, RoleSessionName="gild"
+    )["Credentials"]
+    assert creds["AccessKeyId"] == env["creds"]["ReviewerRole"]["access_key_id"]
+    assert decisions(env)[-1]["assumed"] == "ReviewerRole"
+    with pytest.raises(ClientError) as refused:
+        client(env, "sts", "BakeRole").assume_role(
+            RoleArn=reviewer, RoleSessionName="gild"
+        )
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"

@@ -58,8 +58,21 @@ class World(Protocol):
 
     def bucket_kms_key(self, bucket: str) -> str | None: ...
 
+    def codecommit_repository(self) -> str | None: ...
+
 
 # --------------------------------------------------------------- query form
+# CodeCommit's pull-request calls the functions make (gild_aws's
+# CodeCommitReviews).
+PULL_REQUEST_ACTIONS = (
+    "GetPullRequest",
+    "GetCommentsForPullRequest",
+    "PostCommentForPullRequest",
+    "UpdateComment",
+    "UpdatePullRequestApprovalState",
+)
+
+
 def members(params: dict, prefix: str) -> list[dict]:
     """Query-protocol list members: Prefix.1.X=a, Prefix.2.X=b -> [{X: a},
     {X: b}]; a scalar list (InstanceId.1=i-..) gives {"": value}."""
@@ -330,7 +343,31 @@ class Mapper:
                     [self.arn("codecommit", body["repositoryName"])],
                 )
             ]
+        if action in PULL_REQUEST_ACTIONS:
+            # Authorized on the repository (Service Authorization
+            # Reference); GetPullRequest, UpdateComment and
+            # UpdatePullRequestApprovalState name only the pull request or
+            # comment, which AWS resolves to its repository: the twin has
+            # one repository, the deployed stack's.
+            repository = (
+                body.get("repositoryName") or self.world.codecommit_repository()
+            )
+            if not repository:
+                return None
+            return [
+                Authorization(
+                    f"codecommit:{action}", [self.arn("codecommit", repository)]
+                )
+            ]
         return None
+
+    def _sts(self, action, body):
+        # gild's one identity on pull requests (the ReviewerRole): the
+        # caller's policy must allow sts:AssumeRole on it; the gate then
+        # checks the role's trust policy names the caller.
+        if action != "AssumeRole":
+            return None
+        return [Authorization("sts:AssumeRole", [body["RoleArn"]])]
 
     def _secretsmanager(self, action, body):
         if action != "GetSecretValue":
