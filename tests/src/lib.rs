@@ -27,6 +27,7 @@ pub mod scenario;
 pub mod stack;
 pub mod standin;
 pub mod suites;
+pub mod webhook;
 
 mod http_client;
 mod process;

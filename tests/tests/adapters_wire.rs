@@ -311,16 +311,7 @@ async fn a_candidate_takes_only_candidate_rows_and_its_pull_request_finds_it() {
         aws_sdk_dynamodb::Client::new(&pipeline.aws),
         pipeline.ledger_table(),
     );
-    let pr = gild_core::pull_request::PullRequest {
-        host: gild_core::pull_request::Host::GitHub,
-        repository: "acme/images".into(),
-        number: 17,
-        head: "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
-        destination: "3f2d1c0b9a8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c".into(),
-        merge_base: None,
-        revision: None,
-        url: None,
-    };
+    let pr = gild_core::pull_request::sample();
     let key = BakeKey::new("win2022-iis", pr.dedupe_key());
     let mut record = BakeRecord::requested(
         key.clone(),

@@ -6,11 +6,10 @@
 use gild_tests::events;
 use gild_tests::git::TestRepo;
 use gild_tests::github::GitHubStub;
-use gild_tests::pipeline::{Options, Pipeline};
+use gild_tests::pipeline::Pipeline;
 use gild_tests::runtime_api::LambdaProcess;
-use hmac::{Hmac, KeyInit, Mac};
+use gild_tests::webhook;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const REPOSITORY: &str = "acme/platform-images";
 const TOKEN: &str = "test-token-for-the-local-stub";
@@ -28,37 +27,8 @@ path = "images/win2022-core"
 os = "windows"
 "#;
 
-fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// The Function URL event for a delivery: GitHub's headers (lower-cased, as
-/// Function URLs pass them) and the raw body.
 fn function_url_event(body: &str, event: &str, delivery: &str, signature: Option<String>) -> Value {
-    let sample = events::sample("github-push.headers.json").expect("headers sample");
-    let mut headers = serde_json::Map::new();
-    for (name, value) in sample.as_object().expect("headers object") {
-        headers.insert(name.to_lowercase(), value.clone());
-    }
-    headers.insert("x-github-event".into(), event.into());
-    headers.insert("x-github-delivery".into(), delivery.into());
-    headers.remove("x-hub-signature-256");
-    if let Some(signature) = signature {
-        headers.insert("x-hub-signature-256".into(), signature.into());
-    }
-    headers.insert("content-length".into(), body.len().to_string().into());
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": headers, "body": body, "isBase64Encoded": false,
-        "requestContext": {
-            "accountId": "anonymous", "apiId": "abcdefghijklmnop", "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abcdefghijklmnop", "requestId": format!("req-{delivery}"), "routeKey": "$default",
-            "stage": "$default", "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 1_795_600_800_000_u64,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "140.82.115.1", "userAgent": "GitHub-Hookshot/7c1f2a4"}
-        }
-    })
+    webhook::function_url_event(body, event, delivery, signature).expect("headers sample")
 }
 
 /// A push payload in GitHub's shape for `before..after`, listing `paths` as modified.
@@ -105,19 +75,7 @@ async fn world() -> World {
         .expect("write");
     let c3 = repo.commit("windows only").expect("commit");
     // The stack for a GitHub-hosted images repository (docs/deploy.md).
-    let options = Options {
-        parameters: [
-            ("SourceType", "GITHUB"),
-            (
-                "GitHubConnectionArn",
-                "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d",
-            ),
-            ("GitHubRepository", REPOSITORY),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .to_vec(),
-        ..Options::default()
-    };
+    let options = webhook::github_options(REPOSITORY);
     let moto = gild_tests::moto::MotoServer::start().await.expect("moto");
     let pipeline = Pipeline::start_with(moto, repo, options)
         .await
@@ -127,25 +85,9 @@ async fn world() -> World {
         .expect("github stub");
     // What the operator does after the deploy: the stack made both secrets
     // (a generated webhook secret, a token holding a space); set the values.
-    let env: std::collections::BTreeMap<String, String> = pipeline
-        .function_env("github-webhook")
-        .expect("env")
-        .into_iter()
-        .collect();
-    let webhook_secret = env["GILD_WEBHOOK_SECRET"].clone();
-    let secrets = aws_sdk_secretsmanager::Client::new(&pipeline.aws);
-    for (arn, value) in [
-        (&webhook_secret, WEBHOOK_SECRET),
-        (&env["GILD_GITHUB_TOKEN_SECRET"], TOKEN),
-    ] {
-        secrets
-            .put_secret_value()
-            .secret_id(arn)
-            .secret_string(value)
-            .send()
-            .await
-            .expect("secret");
-    }
+    let webhook_secret = webhook::set_secrets(&pipeline, WEBHOOK_SECRET, TOKEN)
+        .await
+        .expect("secrets");
     World {
         pipeline,
         github,
@@ -208,7 +150,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "delivery-1",
-        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+        Some(webhook::sign(WEBHOOK_SECRET, body.as_bytes())),
     );
 
     let (status, outcome) = call(&hook, &signed).await;
@@ -234,7 +176,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "delivery-2",
-        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+        Some(webhook::sign(WEBHOOK_SECRET, body.as_bytes())),
     );
     assert_eq!(call(&hook, &again).await.0, 200);
     assert_eq!(
@@ -251,7 +193,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
                 &body,
                 "push",
                 "f1",
-                Some(sign("not-the-secret", body.as_bytes())),
+                Some(webhook::sign("not-the-secret", body.as_bytes())),
             ),
             401,
         ),
@@ -260,7 +202,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
                 &body[..body.len() - 10],
                 "push",
                 "f2",
-                Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+                Some(webhook::sign(WEBHOOK_SECRET, body.as_bytes())),
             ),
             401,
         ),
@@ -274,7 +216,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
                 &"x".repeat(70_000),
                 "push",
                 "f5",
-                Some(sign(WEBHOOK_SECRET, &[])),
+                Some(webhook::sign(WEBHOOK_SECRET, &[])),
             ),
             413,
         ),
@@ -288,7 +230,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         &body,
         "push",
         "f6",
-        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+        Some(webhook::sign(WEBHOOK_SECRET, body.as_bytes())),
     );
     form["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
     assert_eq!(call(&hook, &form).await.0, 415);
@@ -301,7 +243,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
         "{\"zen\":\"Keep it logically awesome.\"}",
         "ping",
         "p1",
-        Some(sign(
+        Some(webhook::sign(
             WEBHOOK_SECRET,
             b"{\"zen\":\"Keep it logically awesome.\"}",
         )),
@@ -316,12 +258,17 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
             &tag,
             "push",
             "t1",
-            Some(sign(WEBHOOK_SECRET, tag.as_bytes())),
+            Some(webhook::sign(WEBHOOK_SECRET, tag.as_bytes())),
         ),
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    let issues = function_url_event("{}", "issues", "i1", Some(sign(WEBHOOK_SECRET, b"{}")));
+    let issues = function_url_event(
+        "{}",
+        "issues",
+        "i1",
+        Some(webhook::sign(WEBHOOK_SECRET, b"{}")),
+    );
     assert_eq!(call(&hook, &issues).await.0, 202);
 
     // A push whose commit list is truncated: the compare API supplies the paths.
@@ -332,7 +279,7 @@ async fn signed_push_bakes_exactly_the_touched_family_once_and_forgeries_are_ref
             &long,
             "push",
             "l1",
-            Some(sign(WEBHOOK_SECRET, long.as_bytes())),
+            Some(webhook::sign(WEBHOOK_SECRET, long.as_bytes())),
         ),
     )
     .await;
@@ -376,7 +323,12 @@ async fn rotated_secret_accepts_current_and_previous() {
         (WEBHOOK_SECRET, 200),
         ("older-secret", 401),
     ] {
-        let event = function_url_event(body, "ping", secret, Some(sign(secret, body.as_bytes())));
+        let event = function_url_event(
+            body,
+            "ping",
+            secret,
+            Some(webhook::sign(secret, body.as_bytes())),
+        );
         assert_eq!(call(&hook, &event).await.0, want, "{secret}");
     }
 }
@@ -467,7 +419,7 @@ async fn one_delivery_racing_in_three_webhooks_under_faults_bakes_once() {
         &body,
         "push",
         "delivery-race",
-        Some(sign(WEBHOOK_SECRET, body.as_bytes())),
+        Some(webhook::sign(WEBHOOK_SECRET, body.as_bytes())),
     );
     let accepted = |invocation: &gild_tests::runtime_api::Invocation| {
         invocation

@@ -10,13 +10,12 @@
 use gild_tests::events;
 use gild_tests::git::TestRepo;
 use gild_tests::github::GitHubStub;
-use gild_tests::pipeline::{Options, Pipeline};
+use gild_tests::pipeline::Pipeline;
 use gild_tests::runtime_api::LambdaProcess;
 use gild_tests::scenario::Functions;
 use gild_tests::standin::{register_base_image, BuildStandIn};
-use hmac::{Hmac, KeyInit, Mac};
+use gild_tests::webhook;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const REPOSITORY: &str = "acme/platform-images";
 const TOKEN: &str = "test-token-for-the-local-stub";
@@ -41,36 +40,28 @@ tests = "consumers/payments-api"
 owner = "team-payments"
 "#;
 
-fn sign(body: &[u8]) -> String {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(WEBHOOK_SECRET.as_bytes()).expect("key");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+/// A delivery signed with the stack's webhook secret, as the Function URL
+/// hands it over.
+fn delivery(body: &str, event: &str, id: &str) -> Value {
+    let signature = webhook::sign(WEBHOOK_SECRET, body.as_bytes());
+    webhook::function_url_event(body, event, id, Some(signature)).expect("headers sample")
 }
 
-/// A signed delivery as the Function URL hands it over.
-fn delivery(body: &str, event: &str, id: &str) -> Value {
-    let mut headers = serde_json::Map::new();
-    for (name, value) in events::sample("github-pull-request.headers.json")
-        .expect("headers")
-        .as_object()
-        .expect("object")
-    {
-        headers.insert(name.to_lowercase(), value.clone());
+/// The images repository: main at the returned commit, the catalog, both
+/// families' folders, the dotnet role and payments-api's tests.
+fn repository() -> (TestRepo, String) {
+    let repo = TestRepo::new().expect("repo");
+    repo.write("gild.toml", CATALOG).expect("write");
+    for path in [
+        "images/win2022-core-dotnet/core.pkr.hcl",
+        "images/win2022-iis/iis.pkr.hcl",
+        "ansible/roles/dotnet/tasks/main.yml",
+        "consumers/payments-api/run.ps1",
+    ] {
+        repo.write(path, "# v1\n").expect("write");
     }
-    headers.insert("x-github-event".into(), event.into());
-    headers.insert("x-github-delivery".into(), id.into());
-    headers.insert("x-hub-signature-256".into(), sign(body.as_bytes()).into());
-    json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": headers, "body": body, "isBase64Encoded": false,
-        "requestContext": {"accountId": "anonymous", "apiId": "abcdefghijklmnop",
-            "domainName": "abcdefghijklmnop.lambda-url.us-east-1.on.aws", "domainPrefix": "abcdefghijklmnop",
-            "requestId": format!("req-{id}"), "routeKey": "$default", "stage": "$default",
-            "time": "25/Nov/2026:10:00:00 +0000", "timeEpoch": 1_795_600_800_000_u64,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
-                     "sourceIp": "140.82.115.1", "userAgent": "GitHub-Hookshot/7c1f2a4"}}
-    })
+    let first = repo.commit("initial").expect("commit");
+    (repo, first)
 }
 
 fn pull_request_body(action: &str, base: &str, head: &str, merged: bool) -> String {
@@ -133,17 +124,7 @@ async fn a_pull_request_fails_a_consumer_is_fixed_passes_and_merges_into_one_pro
         return;
     }
     // The images repository: main at c1; the pull request's branch.
-    let repo = TestRepo::new().expect("repo");
-    repo.write("gild.toml", CATALOG).expect("write");
-    for path in [
-        "images/win2022-core-dotnet/core.pkr.hcl",
-        "images/win2022-iis/iis.pkr.hcl",
-        "ansible/roles/dotnet/tasks/main.yml",
-        "consumers/payments-api/run.ps1",
-    ] {
-        repo.write(path, "# v1\n").expect("write");
-    }
-    let c1 = repo.commit("initial").expect("commit");
+    let (repo, c1) = repository();
     repo.create_branch("dotnet-481").expect("branch");
     repo.write("ansible/roles/dotnet/tasks/main.yml", "# 4.8.1 only\n")
         .expect("write");
@@ -158,44 +139,16 @@ async fn a_pull_request_fails_a_consumer_is_fixed_passes_and_merges_into_one_pro
     .expect("write");
     let tidy = repo.commit("dotnet: tidy").expect("commit");
 
-    let options = Options {
-        parameters: [
-            ("SourceType", "GITHUB"),
-            (
-                "GitHubConnectionArn",
-                "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d",
-            ),
-            ("GitHubRepository", REPOSITORY),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .to_vec(),
-        ..Options::default()
-    };
     let moto = gild_tests::moto::MotoServer::start().await.expect("moto");
-    let pipeline = Pipeline::start_with(moto, repo, options)
+    let pipeline = Pipeline::start_with(moto, repo, webhook::github_options(REPOSITORY))
         .await
         .expect("pipeline");
     let github = GitHubStub::start(pipeline.repo.path().to_path_buf(), REPOSITORY, TOKEN)
         .await
         .expect("github stub");
-    let env: std::collections::BTreeMap<String, String> = pipeline
-        .function_env("github-webhook")
-        .expect("env")
-        .into_iter()
-        .collect();
-    let secrets = aws_sdk_secretsmanager::Client::new(&pipeline.aws);
-    for (arn, value) in [
-        (&env["GILD_WEBHOOK_SECRET"], WEBHOOK_SECRET),
-        (&env["GILD_GITHUB_TOKEN_SECRET"], TOKEN),
-    ] {
-        secrets
-            .put_secret_value()
-            .secret_id(arn)
-            .secret_string(value)
-            .send()
-            .await
-            .expect("secret");
-    }
+    webhook::set_secrets(&pipeline, WEBHOOK_SECRET, TOKEN)
+        .await
+        .expect("secrets");
     let extra = vec![("GILD_GITHUB_API_URL".to_owned(), github.api_url())];
     let hook = pipeline
         .spawn_with("github-webhook", &extra)
@@ -409,6 +362,82 @@ async fn a_pull_request_fails_a_consumer_is_fixed_passes_and_merges_into_one_pro
     pipeline.assert_every_call_allowed();
 }
 
+/// A pull request from a fork would run its code with the bake role's
+/// permissions: it builds nothing and its head says why, until a
+/// maintainer adds the `gild:validate` label.
+#[tokio::test]
+async fn a_forks_pull_request_builds_nothing_until_a_maintainer_labels_it() {
+    if gild_tests::moto::skip_requested() {
+        return;
+    }
+    let (repo, c1) = repository();
+    repo.create_branch("from-a-fork").expect("branch");
+    repo.write("images/win2022-iis/iis.pkr.hcl", "# curl | sh\n")
+        .expect("write");
+    let head = repo.commit("iis: a stranger's change").expect("commit");
+    let moto = gild_tests::moto::MotoServer::start().await.expect("moto");
+    let pipeline = Pipeline::start_with(moto, repo, webhook::github_options(REPOSITORY))
+        .await
+        .expect("pipeline");
+    let github = GitHubStub::start(pipeline.repo.path().to_path_buf(), REPOSITORY, TOKEN)
+        .await
+        .expect("github stub");
+    webhook::set_secrets(&pipeline, WEBHOOK_SECRET, TOKEN)
+        .await
+        .expect("secrets");
+    github.open_pull_request(NUMBER, &c1, &head);
+    let extra = vec![("GILD_GITHUB_API_URL".to_owned(), github.api_url())];
+    let hook = pipeline
+        .spawn_with("github-webhook", &extra)
+        .await
+        .expect("webhook");
+    let fork_body = |action: &str, labelled: bool| {
+        let mut body: Value =
+            serde_json::from_str(&pull_request_body(action, &c1, &head, false)).expect("json");
+        body["pull_request"]["head"]["repo"]["full_name"] = "mallory/platform-images".into();
+        body["pull_request"]["head"]["repo"]["fork"] = true.into();
+        if labelled {
+            body["label"] = json!({"name": "gild:validate"});
+            body["pull_request"]["labels"] = json!([{"name": "gild:validate"}]);
+        }
+        body.to_string()
+    };
+
+    let refused = call(
+        &hook,
+        &delivery(&fork_body("opened", false), "pull_request", "f1"),
+    )
+    .await;
+    assert!(
+        refused["started"].as_array().is_some_and(Vec::is_empty),
+        "{refused}"
+    );
+    assert!(pipeline.codebuild.started().is_empty(), "a fork's code ran");
+    let why = status(&github, &head, "gild");
+    assert_eq!(why["state"], "error");
+    let description = why["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("fork") && description.contains("gild:validate"),
+        "{why}"
+    );
+
+    let labelled = call(
+        &hook,
+        &delivery(&fork_body("labeled", true), "pull_request", "f2"),
+    )
+    .await;
+    assert_eq!(
+        labelled["started"].as_array().map(Vec::len),
+        Some(1),
+        "{labelled}"
+    );
+    assert_eq!(
+        status(&github, &head, "gild/win2022-iis")["state"],
+        "pending"
+    );
+    pipeline.assert_every_call_allowed();
+}
+
 /// The images the fix's candidates baked (gild:candidate tagged).
 async fn fix_images(pipeline: &Pipeline, head: &str) -> Vec<String> {
     let ec2 = aws_sdk_ec2::Client::new(&pipeline.aws);
@@ -462,17 +491,7 @@ async fn a_codecommit_pull_request_is_revoked_then_approved_and_merges_into_one_
     if gild_tests::moto::skip_requested() {
         return;
     }
-    let repo = TestRepo::new().expect("repo");
-    repo.write("gild.toml", CATALOG).expect("write");
-    for path in [
-        "images/win2022-core-dotnet/core.pkr.hcl",
-        "images/win2022-iis/iis.pkr.hcl",
-        "ansible/roles/dotnet/tasks/main.yml",
-        "consumers/payments-api/run.ps1",
-    ] {
-        repo.write(path, "# v1\n").expect("write");
-    }
-    let c1 = repo.commit("initial").expect("commit");
+    let (repo, c1) = repository();
     repo.create_branch("iis-only").expect("branch");
     repo.write("images/win2022-iis/iis.pkr.hcl", "# v2\n")
         .expect("write");

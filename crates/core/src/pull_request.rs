@@ -263,21 +263,27 @@ pub fn triage_codecommit(
     }
 }
 
+/// A GitHub pull request's head for tests: `acme/images#17`.
+#[cfg(any(test, feature = "fakes"))]
+pub fn sample() -> PullRequest {
+    PullRequest {
+        host: Host::GitHub,
+        repository: "acme/images".into(),
+        number: 17,
+        head: "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
+        destination: "3f2d1c0b9a8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c".into(),
+        merge_base: None,
+        revision: None,
+        url: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pr() -> PullRequest {
-        PullRequest {
-            host: Host::GitHub,
-            repository: "acme/images".into(),
-            number: 17,
-            head: "8c1e5a7f3b9d2c4e6a8f0b1d3c5e7a9f2b4d6c8e".into(),
-            destination: "3f2d1c0b9a8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c".into(),
-            merge_base: None,
-            revision: None,
-            url: None,
-        }
+        sample()
     }
 
     #[test]

@@ -60,6 +60,11 @@ struct World {
     trigger: Trigger,
     bake: Steps,
     test: Steps,
+    fakes: Fakes,
+}
+
+/// The one AWS every function of the world shares.
+struct Fakes {
     ledger: Arc<MemoryLedger>,
     builds: Arc<ScriptedBuilds>,
     reviews: Arc<RecordingReviews>,
@@ -67,6 +72,37 @@ struct World {
     parameters: Arc<MemoryParameters>,
     images: Arc<MemoryImages>,
     notifier: Arc<RecordingNotifier>,
+}
+
+impl Fakes {
+    /// The completion steps over these fakes, taking `accept`'s builds and
+    /// keeping passed candidates' images `ttl_hours`.
+    fn steps(&self, accept: Accept, ttl_hours: i64) -> Steps {
+        let ports = Ports {
+            ledger: self.ledger.clone(),
+            images: self.images.clone(),
+            build_info: self.tests.clone(),
+            tests: self.tests.clone(),
+            parameters: self.parameters.clone(),
+            notifier: self.notifier.clone(),
+            reviews: self.reviews.clone(),
+        };
+        let settings = FlowSettings {
+            accept,
+            projects: Projects::default(),
+            parameter_prefix: "/gild".into(),
+            lease_secs: 60,
+            candidate_ttl_hours: ttl_hours,
+        };
+        Completions::new(ports, settings).with_backoff(fast())
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = Fakes;
+    fn deref(&self) -> &Fakes {
+        &self.fakes
+    }
 }
 
 fn world(changed: &[&str]) -> World {
@@ -107,29 +143,7 @@ fn world_keeping(changed: &[&str], ttl_hours: i64) -> World {
             control: builds.clone(),
             parameter_prefix: "/gild".into(),
         });
-    let steps = |accept| {
-        let ports = Ports {
-            ledger: ledger.clone(),
-            images: images.clone(),
-            build_info: tests.clone(),
-            tests: tests.clone(),
-            parameters: parameters.clone(),
-            notifier: notifier.clone(),
-            reviews: reviews.clone(),
-        };
-        let settings = FlowSettings {
-            accept,
-            projects: Projects::default(),
-            parameter_prefix: "/gild".into(),
-            lease_secs: 60,
-            candidate_ttl_hours: ttl_hours,
-        };
-        Completions::new(ports, settings).with_backoff(fast())
-    };
-    World {
-        trigger,
-        bake: steps(Accept::Bake),
-        test: steps(Accept::Test),
+    let fakes = Fakes {
         ledger,
         builds,
         reviews,
@@ -137,6 +151,12 @@ fn world_keeping(changed: &[&str], ttl_hours: i64) -> World {
         parameters,
         images,
         notifier,
+    };
+    World {
+        trigger,
+        bake: fakes.steps(Accept::Bake, ttl_hours),
+        test: fakes.steps(Accept::Test, ttl_hours),
+        fakes,
     }
 }
 
@@ -435,27 +455,11 @@ async fn a_kept_candidate_image_goes_when_its_time_runs_out() {
         Some("1970-01-02T00:00:20Z")
     );
     let reconciler = |now| {
-        let ports = Ports {
-            ledger: w.ledger.clone(),
-            images: w.images.clone(),
-            build_info: w.tests.clone(),
-            tests: w.tests.clone(),
-            parameters: w.parameters.clone(),
-            notifier: w.notifier.clone(),
-            reviews: w.reviews.clone(),
-        };
-        let settings = FlowSettings {
-            accept: Accept::Bake,
-            projects: Projects::default(),
-            parameter_prefix: "/gild".into(),
-            lease_secs: 60,
-            candidate_ttl_hours: 24,
-        };
         let launcher = gild_flow::trigger::Launcher::new(w.ledger.clone(), w.builds.clone(), 2, 60);
         let deadlines = gild_core::reconcile::Deadlines::from_timeouts(60, 60, 60, 60, 15);
         (
             gild_flow::reconcile::Reconciler::new(
-                Completions::new(ports, settings).with_backoff(fast()),
+                w.steps(Accept::Bake, 24),
                 launcher,
                 deadlines,
                 "us-east-1",

@@ -146,8 +146,10 @@ pub fn triage_pull_request(
         let trusted = body.labels.iter().any(|l| l.name == policy.trusted_label);
         if !trusted {
             return Triage::PullRequest(PullRequestTriage::Refuse {
+                // What to do first: a status description is cut at 140
+                // characters, and the label is what the reader needs.
                 reason: format!(
-                    "from a fork ({}): its code would run with the bake role's permissions; a maintainer can add the label `{}` to validate it",
+                    "from a fork ({}): a maintainer adds the label `{}` to validate it (its code would run with the bake role's permissions)",
                     head_repo.unwrap_or("deleted"),
                     policy.trusted_label
                 ),
