@@ -382,7 +382,12 @@ impl EndState {
         }
         let all_tags = |tags: &BTreeMap<String, String>| {
             tags.iter()
-                .map(|(k, v)| format!("{k}={}", labels.apply(v)))
+                .map(|(k, v)| match k.as_str() {
+                    // The trigger's clock when the bake was asked for:
+                    // a run's own time, as the ledger's times are.
+                    "gild:requested-at" => format!("{k}=<time>"),
+                    _ => format!("{k}={}", labels.apply(v)),
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         };
@@ -477,6 +482,88 @@ impl EndState {
             parameters,
             announcements,
             ledger,
+        }
+    }
+
+    /// The images of bakes this run ended superseded: validated after a
+    /// newer bake of their family was promoted (a crash made them late), so
+    /// promoting them would have rolled the family back.
+    fn late_images(&self) -> Vec<String> {
+        self.ledger
+            .iter()
+            .filter(|line| line.contains(" state=superseded"))
+            .filter_map(|line| {
+                line.split(' ')
+                    .find_map(|w| w.strip_prefix("image="))
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
+    /// The same as if the `late` images had been promoted and replaced at
+    /// once by the newer one, which is what the fault-free run did: they
+    /// leave the parameters' histories and their `ready` announcements go,
+    /// the versions the others were published at are not compared, and
+    /// their bakes and images read as promoted.
+    fn without_late(&self, late: &[String]) -> EndState {
+        let is_late = |text: &str| late.iter().any(|image| text.contains(image.as_str()));
+        let parameters = self
+            .parameters
+            .iter()
+            .map(|(family, history)| {
+                (
+                    family.clone(),
+                    history.iter().filter(|v| !is_late(v)).cloned().collect(),
+                )
+            })
+            .collect();
+        let announcements = self
+            .announcements
+            .iter()
+            .filter(|a| !(is_late(a) && a.contains("\"outcome\":\"promoted\"")))
+            .map(|a| {
+                let mut out = String::with_capacity(a.len());
+                let mut rest = a.as_str();
+                while let Some(at) = rest.find("\"parameter_version\":") {
+                    let (head, tail) = rest.split_at(at + "\"parameter_version\":".len());
+                    out.push_str(head);
+                    out.push('N');
+                    rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+                }
+                out.push_str(rest);
+                out
+            })
+            .collect();
+        let ledger = self
+            .ledger
+            .iter()
+            .map(
+                |line| match (line.find(" reason="), line.find(" state=superseded")) {
+                    (Some(from), Some(to)) if is_late(line) && from < to => {
+                        format!(
+                            "{} state=promoted{}",
+                            &line[..from],
+                            &line[to + " state=superseded".len()..]
+                        )
+                    }
+                    (None, Some(_)) if is_late(line) => {
+                        line.replace(" state=superseded", " state=promoted")
+                    }
+                    _ => line.clone(),
+                },
+            )
+            .collect();
+        let images = self
+            .images
+            .iter()
+            .map(|i| i.replace("gild:state=superseded", "gild:state=promoted"))
+            .collect();
+        EndState {
+            parameters,
+            announcements,
+            ledger,
+            images,
+            ..self.clone()
         }
     }
 
@@ -1000,14 +1087,23 @@ async fn baseline(pool: &MotoPool, scenario: &Scenario, copies: (usize, usize)) 
 
 /// What differs between `faulty` and the fault-free run, and why.
 fn divergence(baseline: &EndState, faulty: &Run) -> Option<String> {
+    // A bake made late by the faults and superseded by a newer promotion
+    // stands for the fault-free run's promote-then-replace (never the
+    // other way round: a rollback would still differ).
+    let late = faulty.end.late_images();
+    let (baseline, end) = if late.is_empty() {
+        (baseline.clone(), faulty.end.clone())
+    } else {
+        (baseline.without_late(&late), faulty.end.without_late(&late))
+    };
     let mut problems = if faulty.reconciled > 0 {
         // The reconciler stamps `gild:created-at` with the time it finished
         // the bake, not the build's end (ARCHITECTURE.md, known limits).
         baseline
             .without_creation_times()
-            .diff(&faulty.end.without_creation_times())
+            .diff(&end.without_creation_times())
     } else {
-        baseline.diff(&faulty.end)
+        baseline.diff(&end)
     };
     for fault in faulty.config.random_kinds() {
         if faulty.injected.of(fault) == 0 {
@@ -1661,4 +1757,74 @@ async fn scripted_faults_hit_the_chosen_call_only() {
     assert_eq!(log.len(), 1);
     assert!(log[0].scripted);
     assert_eq!(log[0].seq, 3);
+}
+
+/// The oracle's reading of a late, superseded bake: the same as the
+/// fault-free promote-then-replace, while a rollback (the older image
+/// promoted last) still differs.
+#[test]
+fn a_late_superseded_bake_reads_as_promote_then_replace_and_a_rollback_does_not() {
+    let ready = |image: &str, version: u32| {
+        format!(
+            r#"announcement "gild: debian12-base {image} ready" {{"image":"{image}","outcome":"promoted","parameter_version":{version}}}"#
+        )
+    };
+    let record = |image: &str, state: &str, reason: &str| {
+        format!("ledger dedupe_key=push:x family=debian12-base image={image}{reason} state={state} trigger=push")
+    };
+    let image = |image: &str, state: &str| format!("{image} gild:managed=true gild:state={state}");
+    let (older, newer) = ("debian12-base@C2#1", "debian12-base@C3#1");
+    let end = |history: &[&str],
+               announcements: Vec<String>,
+               ledger: Vec<String>,
+               images: Vec<String>| EndState {
+        builds: BTreeMap::new(),
+        moto_builds: BTreeMap::new(),
+        images,
+        snapshots: Vec::new(),
+        parameters: BTreeMap::from([(
+            "debian12-base".to_owned(),
+            history.iter().map(|s| s.to_string()).collect(),
+        )]),
+        announcements,
+        ledger,
+    };
+    let fault_free = end(
+        &[older, newer],
+        vec![ready(older, 1), ready(newer, 2)],
+        vec![record(older, "promoted", ""), record(newer, "promoted", "")],
+        vec![image(older, "promoted"), image(newer, "promoted")],
+    );
+    let late = end(
+        &[newer],
+        vec![ready(newer, 1)],
+        vec![
+            record(
+                older,
+                "superseded",
+                " reason=/gild/debian12-base/ami names a newer image",
+            ),
+            record(newer, "promoted", ""),
+        ],
+        vec![image(older, "superseded"), image(newer, "promoted")],
+    );
+    let images = late.late_images();
+    assert_eq!(images, vec![older.to_owned()]);
+    assert_eq!(
+        fault_free
+            .without_late(&images)
+            .diff(&late.without_late(&images)),
+        Vec::<String>::new()
+    );
+    let rollback = end(
+        &[newer, older],
+        vec![ready(newer, 1), ready(older, 2)],
+        vec![record(older, "promoted", ""), record(newer, "promoted", "")],
+        vec![image(older, "promoted"), image(newer, "promoted")],
+    );
+    assert!(rollback.late_images().is_empty());
+    assert!(
+        !fault_free.diff(&rollback).is_empty(),
+        "a rollback passed the oracle"
+    );
 }

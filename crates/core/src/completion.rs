@@ -36,6 +36,9 @@ pub mod tags {
     /// `pr-<number>` on a pull request's candidate images and snapshots:
     /// what removes them, and what retention and rollback never count.
     pub const CANDIDATE: &str = "gild:candidate";
+    /// When its bake was asked for (epoch seconds): which of two images of a
+    /// family is the newer, whatever order their tests end in.
+    pub const REQUESTED_AT: &str = "gild:requested-at";
     /// When a kept candidate image is removed (`candidate_ttl_hours`).
     pub const EXPIRES_AT: &str = "gild:expires-at";
 }
@@ -235,6 +238,8 @@ pub struct Provenance<'a> {
     pub build_log: Option<&'a str>,
     pub base_image: Option<&'a str>,
     pub created_at: &'a str,
+    /// When the bake was asked for, epoch seconds.
+    pub requested_at: &'a str,
     /// `pr-<number>` for a pull request's candidate.
     pub candidate: Option<&'a str>,
 }
@@ -250,6 +255,7 @@ pub fn provenance_tags(p: &Provenance<'_>) -> Vec<(String, String)> {
         (tags::BASE_AMI, p.base_image.unwrap_or("unknown")),
         (tags::STATE, BakeState::Baked.as_str()),
         (tags::CREATED_AT, p.created_at),
+        (tags::REQUESTED_AT, p.requested_at),
     ];
     pairs
         .into_iter()

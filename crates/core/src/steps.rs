@@ -71,6 +71,19 @@ pub fn owns_images(record: &BakeRecord) -> bool {
     !(record.lane() == crate::state::Lane::Candidate && record.build_id.is_none())
 }
 
+/// Whether `current` (the image the family's parameter names) is gild's
+/// image of the same family from a bake asked for after `record`'s: then
+/// `record`'s image, validated late (a lost event the reconciler
+/// finished, a slow test), must not take its place.
+pub fn newer_promoted(current: &ImageInfo, record: &BakeRecord) -> bool {
+    let tag = |key: &str| current.tags.get(key).map(String::as_str);
+    tag(tags::MANAGED) == Some("true")
+        && tag(tags::FAMILY) == Some(record.key.family.as_str())
+        && tag(tags::REQUESTED_AT)
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|requested| requested > record.requested_at)
+}
+
 /// Kept candidate images whose time ran out at `now` (`gild:expires-at`,
 /// RFC 3339), with the build that made them: only gild's, only
 /// candidates'. An unreadable expiry is left for a person, never guessed.

@@ -118,6 +118,32 @@ where
                     let reason = format!("image {image} no longer exists; {parameter} still names the previous image");
                     return self.fail(cx, Stage::Promote, reason).await;
                 }
+                // Never roll the family back: a bake validated after a newer
+                // one was promoted (a lost event finished late) ends
+                // superseded, its image kept, the parameter untouched.
+                let current = self
+                    .retrying(key, || self.ports.parameters.current(&parameter))
+                    .await
+                    .map_err(retry("read the parameter"))?;
+                if let Some(current) = current.filter(|c| c != &image) {
+                    let promoted = self
+                        .retrying(key, || self.ports.images.describe(&current))
+                        .await
+                        .map_err(retry("describe the promoted image"))?;
+                    if promoted.is_some_and(|p| steps::newer_promoted(&p, cx.record)) {
+                        self.tag_state(cx, &image, BakeState::Superseded).await?;
+                        info!(family = %key.family, image, current, "a newer image is promoted already; not rolling back");
+                        return Ok((
+                            Step::Superseded,
+                            Change {
+                                reason: Some(format!(
+                                    "{parameter} names {current}, from a newer bake: {image} is not promoted over it"
+                                )),
+                                ..Change::default()
+                            },
+                        ));
+                    }
+                }
                 let version = self
                     .retrying(key, || self.ports.parameters.promote(&parameter, &image))
                     .await
@@ -201,6 +227,7 @@ where
             build_log: cx.finished.log_link.as_deref(),
             base_image: base_image.as_deref(),
             created_at: &cx.at,
+            requested_at: &cx.record.requested_at.to_string(),
             candidate: candidate_tag.as_deref(),
         });
         let mut resources = vec![image.id.clone()];

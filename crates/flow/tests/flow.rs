@@ -513,3 +513,38 @@ async fn an_image_gone_before_promotion_fails_the_bake_at_promote() {
         .is_empty());
     assert_eq!(subjects(&test).len(), 1);
 }
+
+/// A bake validated after a newer bake of its family was promoted (its
+/// test event lost and finished late, or its test slow) must not roll the
+/// family back: it ends superseded, the parameter still names the newer
+/// image, and nothing is announced as promoted.
+#[tokio::test]
+async fn a_late_older_bake_never_rolls_the_family_back() {
+    let test = in_testing().await;
+    let parameter = format!("/gild/{FAMILY}/ami");
+    test.ports().images.add(
+        "ami-0newer0000000000",
+        &[
+            (tags::MANAGED, "true"),
+            (tags::FAMILY, FAMILY),
+            (tags::REQUESTED_AT, "5"),
+        ],
+    );
+    test.ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .insert(parameter.clone(), vec!["ami-0newer0000000000".into()]);
+    let event = test_event("SUCCEEDED", &test_build(&test));
+    let report = test.handle(event, 20).await.expect("test");
+    assert_eq!(
+        report.reached,
+        vec![BakeState::Validated, BakeState::Superseded]
+    );
+    let history = test.ports().parameters.history.lock().expect("lock").clone();
+    assert_eq!(history[&parameter], vec!["ami-0newer0000000000".to_owned()]);
+    assert!(test.ports().notifier.published.lock().expect("lock").is_empty());
+    let image = test.ports().images.get(AMI).expect("kept");
+    assert_eq!(image.tags.get(tags::STATE).map(String::as_str), Some("superseded"));
+}
