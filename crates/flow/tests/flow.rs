@@ -542,9 +542,24 @@ async fn a_late_older_bake_never_rolls_the_family_back() {
         report.reached,
         vec![BakeState::Validated, BakeState::Superseded]
     );
-    let history = test.ports().parameters.history.lock().expect("lock").clone();
+    let history = test
+        .ports()
+        .parameters
+        .history
+        .lock()
+        .expect("lock")
+        .clone();
     assert_eq!(history[&parameter], vec!["ami-0newer0000000000".to_owned()]);
-    assert!(test.ports().notifier.published.lock().expect("lock").is_empty());
+    assert!(test
+        .ports()
+        .notifier
+        .published
+        .lock()
+        .expect("lock")
+        .is_empty());
     let image = test.ports().images.get(AMI).expect("kept");
-    assert_eq!(image.tags.get(tags::STATE).map(String::as_str), Some("superseded"));
+    assert_eq!(
+        image.tags.get(tags::STATE).map(String::as_str),
+        Some("superseded")
+    );
 }
