@@ -95,21 +95,7 @@ impl Ledger for MemoryLedger {
         record.state = transition.to();
         record.updated_at = now;
         record.lease_until = 0;
-        let fields = [
-            (&mut record.build_id, &change.build_id),
-            (&mut record.image, &change.image),
-            (&mut record.test_build_id, &change.test_build_id),
-            (&mut record.reason, &change.reason),
-            (&mut record.suites, &change.suites),
-        ];
-        for (field, value) in fields {
-            if value.is_some() {
-                field.clone_from(value);
-            }
-        }
-        if change.failed_stage.is_some() {
-            record.failed_stage = change.failed_stage;
-        }
+        record.apply(change);
         Ok(true)
     }
 

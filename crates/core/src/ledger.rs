@@ -57,6 +57,26 @@ pub struct BakeRecord {
 }
 
 impl BakeRecord {
+    /// Writes `change`'s fields that are set onto the record, as the
+    /// ledger's `advance` does.
+    pub fn apply(&mut self, change: &Change) {
+        let fields = [
+            (&mut self.build_id, &change.build_id),
+            (&mut self.image, &change.image),
+            (&mut self.test_build_id, &change.test_build_id),
+            (&mut self.reason, &change.reason),
+            (&mut self.suites, &change.suites),
+        ];
+        for (field, value) in fields {
+            if value.is_some() {
+                field.clone_from(value);
+            }
+        }
+        if change.failed_stage.is_some() {
+            self.failed_stage = change.failed_stage;
+        }
+    }
+
     /// Production or candidate: from the trigger, fixed at the claim.
     pub fn lane(&self) -> Lane {
         lane_of(self.trigger)

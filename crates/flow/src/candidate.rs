@@ -8,7 +8,6 @@ use gild_core::ledger::{BakeRecord, Change};
 use gild_core::ports::{
     BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
 };
-use gild_core::pull_request::Host;
 use gild_core::reconcile::timestamp;
 use gild_core::review;
 use gild_core::state::{BakeState, Step};
@@ -108,11 +107,11 @@ where
                 .await?;
             self.retrying(key, || self.ports.reviews.upsert_comment(pr, &comment))
                 .await?;
-            if pr.host == Host::CodeCommit {
-                if let Some(approve) = review::approval(&records) {
-                    self.retrying(key, || self.ports.reviews.approve(pr, approve))
-                        .await?;
-                }
+            // A host without approvals (GitHub: required statuses do that)
+            // ignores it.
+            if let Some(approve) = review::approval(&records) {
+                self.retrying(key, || self.ports.reviews.approve(pr, approve))
+                    .await?;
             }
             Ok::<(), PortError>(())
         };
@@ -167,20 +166,6 @@ where
 pub(crate) fn advanced(record: &BakeRecord, to: BakeState, change: &Change) -> BakeRecord {
     let mut after = record.clone();
     after.state = to;
-    let fields = [
-        (&mut after.build_id, &change.build_id),
-        (&mut after.image, &change.image),
-        (&mut after.test_build_id, &change.test_build_id),
-        (&mut after.reason, &change.reason),
-        (&mut after.suites, &change.suites),
-    ];
-    for (field, value) in fields {
-        if value.is_some() {
-            field.clone_from(value);
-        }
-    }
-    if change.failed_stage.is_some() {
-        after.failed_stage = change.failed_stage;
-    }
+    after.apply(change);
     after
 }
