@@ -418,6 +418,26 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             .into_response()
         }
     };
+    // Run to the end even when the caller hangs up: AWS records a build
+    // (and its idempotency token) once the request arrived, whether or not
+    // the caller lives to read the answer. Axum drops a handler whose client
+    // went away, so a caller killed mid-`StartBuild` would otherwise leave a
+    // build in moto with no token on record, and its retry a second build.
+    match tokio::spawn(handle(state, parts, body)).await {
+        Ok(response) => response,
+        Err(e) => proxy_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("proxy task: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn handle(
+    state: Arc<ProxyState>,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+) -> Response {
     let operation = parts
         .headers
         .get("x-amz-target")

@@ -576,19 +576,9 @@ fn start_tok_1(
         )
 }
 
-#[tokio::test]
-async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
-    if skip_without_moto("codebuild_proxy_records_overrides_and_moto_keeps_the_build") {
-        return;
-    }
-    let moto = start_moto().await;
-    let proxy = CodeBuildProxy::start(&moto.endpoint())
-        .await
-        .expect("proxy");
-    let via_proxy = aws_sdk_codebuild::Client::new(&sdk_config(&proxy.endpoint()));
-    let direct = aws_sdk_codebuild::Client::new(&sdk_config(&moto.endpoint()));
-
-    via_proxy
+/// The `gild-bake` project, created through `client`.
+async fn create_bake_project(client: &aws_sdk_codebuild::Client) {
+    client
         .create_project()
         .name("gild-bake")
         .source(
@@ -617,7 +607,22 @@ async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
         .service_role("arn:aws:iam::123456789012:role/gild-codebuild")
         .send()
         .await
-        .expect("CreateProject through the proxy");
+        .expect("CreateProject");
+}
+
+#[tokio::test]
+async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
+    if skip_without_moto("codebuild_proxy_records_overrides_and_moto_keeps_the_build") {
+        return;
+    }
+    let moto = start_moto().await;
+    let proxy = CodeBuildProxy::start(&moto.endpoint())
+        .await
+        .expect("proxy");
+    let via_proxy = aws_sdk_codebuild::Client::new(&sdk_config(&proxy.endpoint()));
+    let direct = aws_sdk_codebuild::Client::new(&sdk_config(&moto.endpoint()));
+
+    create_bake_project(&via_proxy).await;
 
     let started = start_tok_1(&via_proxy)
         .send()
@@ -689,6 +694,48 @@ async fn codebuild_proxy_records_overrides_and_moto_keeps_the_build() {
         .await
         .expect("ListBuildsForProject");
     assert_eq!(ids.ids().len(), 1, "{ids:?}");
+}
+
+/// A caller that hangs up mid-`StartBuild` (a function killed while it
+/// waits) still gets its build, token and all, as from CodeBuild: its retry
+/// with the same token is answered with that build, not a second one.
+#[tokio::test]
+async fn codebuild_proxy_finishes_a_start_whose_caller_hung_up() {
+    if skip_without_moto("codebuild_proxy_finishes_a_start_whose_caller_hung_up") {
+        return;
+    }
+    let moto = start_moto().await;
+    let direct = aws_sdk_codebuild::Client::new(&sdk_config(&moto.endpoint()));
+    create_bake_project(&direct).await;
+    let proxy = CodeBuildProxy::start_limited(
+        &moto.endpoint(),
+        gild_tests::codebuild::Limits {
+            latency: Duration::from_millis(400),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("proxy");
+    let via_proxy = aws_sdk_codebuild::Client::new(&sdk_config(&proxy.endpoint()));
+
+    let hung_up =
+        tokio::time::timeout(Duration::from_millis(100), start_tok_1(&via_proxy).send()).await;
+    assert!(hung_up.is_err(), "the caller gave up before the answer");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let retried = start_tok_1(&via_proxy).send().await.expect("the retry");
+
+    assert_eq!((proxy.started().len(), proxy.token_repeats()), (1, 1));
+    let ids = direct
+        .list_builds_for_project()
+        .project_name("gild-bake")
+        .send()
+        .await
+        .expect("ListBuildsForProject");
+    assert_eq!(ids.ids().len(), 1, "{ids:?}");
+    assert_eq!(
+        retried.build_value().and_then(|b| b.id()),
+        ids.ids().first().map(String::as_str)
+    );
 }
 
 // ---------------------------------------------------------------- runtime API
