@@ -9,6 +9,7 @@ mod error;
 pub mod codebuild;
 pub mod codecommit;
 pub mod codecommit_reviews;
+pub mod codecommit_templates;
 pub mod config;
 pub mod dynamodb;
 pub mod ec2;

@@ -17,6 +17,10 @@ use crate::review::Status;
 use crate::state::{BakeState, Transition};
 use crate::vocabulary::DiffBase;
 
+mod templates;
+
+pub use templates::{MemoryTemplates, StoredTemplate};
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the assertions.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -3,6 +3,7 @@
 //! this crate what to do and do it through the traits in [`ports`].
 
 pub mod announce;
+pub mod approval_rule;
 pub mod catalog;
 pub mod completion;
 pub mod event;

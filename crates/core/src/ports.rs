@@ -159,6 +159,47 @@ pub trait Reviews: Send + Sync {
     ) -> impl Future<Output = PortResult<Vec<String>>> + Send;
 }
 
+/// An approval-rule template as CodeCommit holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateInfo {
+    pub content: String,
+    pub description: Option<String>,
+}
+
+/// CodeCommit's approval-rule templates, for the stack's custom resource.
+pub trait ApprovalRuleTemplates: Send + Sync {
+    /// The template named `name`; `None` when there is none.
+    fn get(&self, name: &str) -> impl Future<Output = PortResult<Option<TemplateInfo>>> + Send;
+    /// Creates it; `ConditionFailed` when the name is taken.
+    fn create(
+        &self,
+        name: &str,
+        content: &str,
+        description: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    fn update_content(
+        &self,
+        name: &str,
+        content: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// Associating twice is not an error.
+    fn associate(
+        &self,
+        name: &str,
+        repository: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// `NotFound` when the template or the repository is gone.
+    fn disassociate(
+        &self,
+        name: &str,
+        repository: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// The repositories the template is associated with, every page.
+    fn repositories(&self, name: &str) -> impl Future<Output = PortResult<Vec<String>>> + Send;
+    /// Deleting a template that is gone is not an error.
+    fn delete(&self, name: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
 /// What the test build needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestRequest {

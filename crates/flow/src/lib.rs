@@ -13,10 +13,13 @@
 //! - [`trigger`]: turns a schedule, push or request into bakes, and starts
 //!   queued ones as slots free.
 //! - [`config`]: what the completion functions read from the environment.
+//! - [`approval_rule`]: the stack's CodeCommit approval-rule template (a
+//!   CloudFormation custom resource), created, updated and removed.
 //!
 //! No `aws-sdk-*` here: the functions' `main.rs` build the clients and
 //! hand them in through `gild-aws`'s adapters.
 
+pub mod approval_rule;
 mod candidate;
 pub mod completion;
 pub mod config;

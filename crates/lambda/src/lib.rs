@@ -71,6 +71,18 @@ pub fn diagnostic(error_type: &str, error: &impl Display) -> Diagnostic {
     }
 }
 
+/// Lambda's longest time limit; a deadline further out is not believed.
+pub const MAX_INVOCATION: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// The Lambda context's deadline (wall clock) as an `Instant`.
+pub fn deadline_instant(deadline: std::time::SystemTime) -> std::time::Instant {
+    let left = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
+        .min(MAX_INVOCATION);
+    std::time::Instant::now() + left
+}
+
 pub mod retry;
 mod runtime;
 
@@ -110,5 +122,17 @@ mod tests {
             "environment variable GILD_TEST_SURELY_UNSET is not set"
         );
         assert_eq!(optional("GILD_TEST_SURELY_UNSET", 7usize), Ok(7));
+    }
+
+    #[test]
+    fn deadlines_come_from_the_wall_clock() {
+        use std::time::{Duration, Instant, SystemTime};
+        let in_ten = deadline_instant(SystemTime::now() + Duration::from_secs(10));
+        let left = in_ten.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+        let past = deadline_instant(SystemTime::UNIX_EPOCH);
+        assert!(past <= Instant::now());
+        let far = deadline_instant(SystemTime::now() + Duration::from_secs(u32::MAX.into()));
+        assert!(far <= Instant::now() + MAX_INVOCATION);
     }
 }

@@ -6,7 +6,7 @@
 //! silently. A redelivered event may post a message twice; the context line
 //! shows the bake's dedupe key, so readers can tell.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use gild_core::ports::{SecretStage, Secrets};
 use gild_core::retry::Backoff;
@@ -62,18 +62,6 @@ pub struct Handler<S, T> {
     transport: T,
     backoff: Backoff,
     margin: Duration,
-}
-
-/// Lambda's longest time limit; a deadline further out is not believed.
-const MAX_INVOCATION: Duration = Duration::from_secs(900);
-
-/// The Lambda context's deadline (wall clock) as an `Instant`.
-pub fn deadline_instant(deadline: SystemTime) -> Instant {
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        .min(MAX_INVOCATION);
-    Instant::now() + left
 }
 
 impl<S: Secrets, T: Transport> Handler<S, T> {
@@ -442,17 +430,6 @@ mod tests {
         // One request's time limit is cut to what is left before the margin.
         let sent = h.transport().sent.lock().expect("lock");
         assert!(sent[0].1 <= Duration::from_secs(4));
-    }
-
-    #[test]
-    fn deadlines_come_from_the_wall_clock() {
-        let in_ten = deadline_instant(SystemTime::now() + Duration::from_secs(10));
-        let left = in_ten.saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
-        let past = deadline_instant(SystemTime::UNIX_EPOCH);
-        assert!(past <= Instant::now());
-        let far = deadline_instant(SystemTime::now() + Duration::from_secs(u32::MAX.into()));
-        assert!(far <= Instant::now() + MAX_INVOCATION);
     }
 
     #[tokio::test]

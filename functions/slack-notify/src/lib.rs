@@ -12,4 +12,4 @@ pub mod webhook;
 
 pub use config::Config;
 pub use error::NotifyError;
-pub use handler::{deadline_instant, Handler, Outcome, Posted, Settings, DEADLINE_MARGIN};
+pub use handler::{Handler, Outcome, Posted, Settings, DEADLINE_MARGIN};

@@ -2,10 +2,11 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client as SecretsManagerClient;
 use gild_aws::secretsmanager::SecretsManager;
+use gild_lambda::deadline_instant;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::Value;
 use slack_notify::webhook::HttpTransport;
-use slack_notify::{deadline_instant, Config, Handler};
+use slack_notify::{Config, Handler};
 
 /// How long a warm function reuses the webhook URL before reading the
 /// secret again (a rotation shows within this).
