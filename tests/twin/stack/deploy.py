@@ -69,6 +69,27 @@ UNSUPPORTED: dict[str, str] = {
     "AWS::SQS::QueuePolicy": "no CloudFormation model (queue policies are not evaluated)",
 }
 
+# Custom resources: moto's CustomModel would invoke the function through
+# moto's Lambda (a docker container), which the twin does not run. They are
+# stripped like the types above, and stack.json's `CustomResources` keeps
+# each one's resolved properties and function, so the Rust harness plays
+# CloudFormation's part: it sends the real binary the Create request and
+# reads the answer it PUTs back (tests/src/custom_resource.rs).
+PLAYED_BY_HARNESS = (
+    "custom resource: played by the harness (its function gets CloudFormation's "
+    "request and answers on the response URL); moto would run the function in docker"
+)
+
+
+def strip_reason(resource_type: str) -> str | None:
+    """Why a resource of this type is not given to moto, or None."""
+    if resource_type.startswith("Custom::") or resource_type == (
+        "AWS::CloudFormation::CustomResource"
+    ):
+        return PLAYED_BY_HARNESS
+    return UNSUPPORTED.get(resource_type)
+
+
 # Of the stripped types, those `deploy` creates through their own API, so
 # what matters about them is still seen: a repository's fixed name that
 # collides, the secrets the functions read, and the CodeBuild projects the
@@ -98,6 +119,9 @@ class Deployment:
     parameters: dict[str, Any] = field(default_factory=dict)
     # Each function as Lambda holds it: name, role, environment.
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each custom resource: its type, function (logical id) and properties
+    # resolved as CloudFormation sends them (every value a string).
+    custom_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +136,7 @@ class Deployment:
             "StackUuid": self.stack_uuid,
             "Parameters": self.parameters,
             "Functions": self.functions,
+            "CustomResources": self.custom_resources,
         }
 
 
@@ -188,7 +213,7 @@ def moto_template(
     """The template moto is given, and the resources stripped from it (with why)."""
     resources = translated.get("Resources") or {}
     present = {lid for lid in resources if ctx.exists(lid)}
-    stripped = {lid for lid in present if resources[lid]["Type"] in UNSUPPORTED}
+    stripped = {lid for lid in present if strip_reason(resources[lid]["Type"])}
     kept: dict[str, Any] = {}
     for lid in sorted(present - stripped):
         res = {k: v for k, v in resources[lid].items() if k != "Condition"}
@@ -213,7 +238,7 @@ def moto_template(
         {
             "LogicalId": lid,
             "Type": resources[lid]["Type"],
-            "Reason": UNSUPPORTED[resources[lid]["Type"]],
+            "Reason": strip_reason(resources[lid]["Type"]),
         }
         for lid in sorted(stripped)
     ]
@@ -466,6 +491,7 @@ def deploy(
     _reserve_concurrency(api, template, ctx, result)
     result.functions = functions(api, template, result)
     result.rules = rules(translated, ctx, result)
+    result.custom_resources = custom_resources(translated, ctx)
     return result
 
 
@@ -508,6 +534,37 @@ def functions(
             "FunctionName": name,
             "Role": roles.get(role_name, ""),
             "Environment": (conf.get("Environment") or {}).get("Variables", {}),
+        }
+    return out
+
+
+def _as_sent(value: Any) -> Any:
+    """A property value as CloudFormation sends it to a custom resource:
+    numbers and booleans as strings, lists and objects kept."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return [_as_sent(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_sent(v) for k, v in value.items()}
+    return value
+
+
+def custom_resources(
+    translated: dict[str, Any], ctx: cfn.Context
+) -> dict[str, dict[str, Any]]:
+    """Every custom resource the stack declares, as the harness sends it."""
+    out = {}
+    for lid, res in cfn.resolved_resources(ctx).items():
+        if strip_reason(res["Type"]) != PLAYED_BY_HARNESS:
+            continue
+        token = translated["Resources"][lid]["Properties"]["ServiceToken"]
+        out[lid] = {
+            "Type": res["Type"],
+            "Function": cfn.target_logical_id(token),
+            "Properties": _as_sent(res["Properties"]),
         }
     return out
 

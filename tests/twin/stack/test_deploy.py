@@ -46,7 +46,7 @@ def test_every_resource_is_deployed_or_listed(
     assert set(result.resources) | stripped == present
     assert not set(result.resources) & stripped
     for entry in result.stripped:
-        assert entry["Reason"] == deploy.UNSUPPORTED[entry["Type"]]
+        assert entry["Reason"] == deploy.strip_reason(entry["Type"])
     # The outputs moto computed are the ones the template declares.
     assert set(result.outputs) == set(cfn.outputs(ctx))
     # Each rule targets a function of this stack.
@@ -75,3 +75,24 @@ def test_undeclared_parameter_is_refused(template_path: Path) -> None:
         deploy.deploy(
             "http://127.0.0.1:9", template_path, {**NETWORK, "NoSuchParameter": "x"}
         )
+
+
+def test_custom_resources_are_kept_for_the_harness(
+    moto: str, template_path: Path
+) -> None:
+    """The approval-rule template is stripped from moto's stack and kept in
+    stack.json as CloudFormation would send it to its function."""
+    result = deploy.deploy(moto, template_path, dict(NETWORK))
+    custom = result.custom_resources["ApprovalRuleTemplate"]
+    assert custom["Type"] == "Custom::ApprovalRuleTemplate"
+    assert custom["Function"] == "ApprovalTemplate"
+    props = custom["Properties"]
+    # Numbers arrive as strings, as from CloudFormation.
+    assert props["ServiceTimeout"] == "300"
+    assert props["Branch"] == "main"
+    assert props["TemplateName"] == "gild-requires-gild"
+    trigger_env = result.functions["Trigger"]["Environment"]
+    assert props["RepositoryName"] == trigger_env["GILD_REPOSITORY"]
+    role = result.resources["ReviewerRole"]["PhysicalId"]
+    assert props["ReviewerRoleArn"] == f"arn:aws:iam::123456789012:role/{role}"
+    assert "ApprovalTemplate" in result.functions
