@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::git::GIT_ENV;
 use crate::{new_uuid, HarnessError};
 
+mod approval_rules;
 mod pull_requests;
 
 pub use pull_requests::StubPullRequest;
@@ -34,6 +35,9 @@ const TARGET_PREFIX: &str = "CodeCommit_20150413.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const DEFAULT_MAX_RESULTS: usize = 100;
 const TOKEN_PREFIX: &str = "gild-offset:";
+/// Where the IAM gate names the principal of a call it forwards
+/// (tests/twin/iam/gate.py, `PRINCIPAL_HEADER`).
+const PRINCIPAL_HEADER: &str = "x-gild-principal";
 
 /// A running CodeCommit stub; the server stops on drop.
 pub struct CodeCommitStub {
@@ -47,6 +51,7 @@ struct StubState {
     repository_name: String,
     calls: Mutex<HashMap<String, usize>>,
     pulls: pull_requests::PullRequests,
+    templates: approval_rules::Templates,
 }
 
 impl StubState {
@@ -78,6 +83,7 @@ impl CodeCommitStub {
             repository_name: repository_name.to_string(),
             calls: Mutex::new(HashMap::new()),
             pulls: pull_requests::PullRequests::default(),
+            templates: approval_rules::Templates::default(),
         });
         let app = Router::new()
             .route("/", post(handle))
@@ -168,7 +174,10 @@ async fn handle(State(state): State<Arc<StubState>>, headers: HeaderMap, body: B
         .unwrap_or_default()
         .to_string();
     *state.calls().entry(operation.clone()).or_insert(0) += 1;
-    let caller = pull_requests::caller(headers.get("authorization").and_then(|v| v.to_str().ok()));
+    let caller = pull_requests::caller(
+        headers.get(PRINCIPAL_HEADER).and_then(|v| v.to_str().ok()),
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+    );
     let result = match operation.as_str() {
         "GetFile" => get_file(&state, &body).await,
         "GetDifferences" => get_differences(&state, &body).await,
@@ -184,10 +193,12 @@ async fn handle(State(state): State<Arc<StubState>>, headers: HeaderMap, body: B
             "UnknownOperationException",
             format!("missing or malformed X-Amz-Target (expected {TARGET_PREFIX}<Operation>)"),
         )),
-        other => Err(ApiError::client(
-            "UnknownOperationException",
-            format!("the gild-tests CodeCommit stub does not implement {other}"),
-        )),
+        other => approval_rules::handle(&state, other, &body).unwrap_or_else(|| {
+            Err(ApiError::client(
+                "UnknownOperationException",
+                format!("the gild-tests CodeCommit stub does not implement {other}"),
+            ))
+        }),
     };
     match result {
         Ok(value) => json_response(StatusCode::OK, &value, None),

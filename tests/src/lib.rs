@@ -12,6 +12,7 @@ pub mod aws;
 pub mod bench;
 pub mod codebuild;
 pub mod codecommit;
+pub mod custom_resource;
 pub mod events;
 pub mod faults;
 pub mod gate;

@@ -33,6 +33,7 @@ pub fn function_of(logical_id: &str) -> Option<&'static str> {
         "Reconcile" => "reconcile",
         "GitHubWebhook" => "github-webhook",
         "SlackNotify" => "slack-notify",
+        "ApprovalTemplate" => "approval-template",
         _ => return None,
     })
 }

@@ -59,6 +59,17 @@ pub struct Rule {
     pub targets: Vec<String>,
 }
 
+/// One custom resource, as CloudFormation would send it to its function.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CustomResource {
+    pub r#type: String,
+    /// The logical id of the function that answers it.
+    pub function: String,
+    /// Resolved, every scalar a string (as CloudFormation sends them).
+    pub properties: Value,
+}
+
 /// `stack.json`, as `tools/twin_stack_deploy.py` writes it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -67,6 +78,13 @@ pub struct Deployment {
     pub outputs: BTreeMap<String, String>,
     pub functions: BTreeMap<String, DeployedFunction>,
     pub rules: BTreeMap<String, Rule>,
+    /// The custom resources, which the harness plays CloudFormation for
+    /// ([`crate::custom_resource`]).
+    #[serde(default)]
+    pub custom_resources: BTreeMap<String, CustomResource>,
+    /// The uuid part of the stack's id.
+    #[serde(default)]
+    pub stack_uuid: String,
     /// Where the file is: the IAM gate reads it too.
     #[serde(skip)]
     pub path: PathBuf,
@@ -84,6 +102,18 @@ impl Deployment {
             .ok_or_else(|| HarnessError::InvalidInput {
                 message: format!("the deployed stack has no output {name}"),
             })
+    }
+
+    /// The stack's ARN, as CloudFormation names it in custom resource
+    /// requests.
+    pub fn stack_id(&self) -> String {
+        format!(
+            "arn:aws:cloudformation:{}:{}:stack/{}/{}",
+            crate::aws::REGION,
+            crate::aws::ACCOUNT_ID,
+            self.stack_name,
+            self.stack_uuid
+        )
     }
 
     /// A function by its logical id (`Trigger`, `BakeFinished`, ...).

@@ -7,6 +7,7 @@
 //! bakes and promotes each family once. No candidate touches a parameter
 //! or the production topic.
 
+use gild_tests::custom_resource::{self, ResponseBucket};
 use gild_tests::events;
 use gild_tests::git::TestRepo;
 use gild_tests::github::GitHubStub;
@@ -522,6 +523,33 @@ async fn a_codecommit_pull_request_is_revoked_then_approved_and_merges_into_one_
         events::pull_request(pipeline.repository(), kind, 7, head, &c1, revision).expect("event")
     };
 
+    // The stack's approval-rule template, made as CloudFormation makes it
+    // (through the approval-template function) before the pull request.
+    let bucket = ResponseBucket::start().await.expect("bucket");
+    let create =
+        custom_resource::Request::of(&pipeline, "Create", "ApprovalRuleTemplate").expect("request");
+    let made = custom_resource::play(&pipeline, &bucket, &create)
+        .await
+        .expect("template");
+    assert_eq!(made.answers[0]["Status"], "SUCCESS", "{:?}", made.answers);
+    let console = aws_sdk_codecommit::Client::new(&gild_tests::aws::sdk_config(
+        &pipeline.codecommit.endpoint(),
+    ));
+    let approved = |revision: &'static str| {
+        let console = console.clone();
+        async move {
+            console
+                .evaluate_pull_request_approval_rules()
+                .pull_request_id("7")
+                .revision_id(revision)
+                .send()
+                .await
+                .expect("evaluate")
+                .evaluation
+                .expect("evaluation")
+        }
+    };
+
     open(&broken, "rev-1");
     let opened = functions
         .deliver_ok(&event("pullRequestCreated", &broken, "rev-1"))
@@ -549,6 +577,10 @@ async fn a_codecommit_pull_request_is_revoked_then_approved_and_merges_into_one_
         pipeline.codecommit.approvals("7").last(),
         Some(&("rev-1".to_owned(), "REVOKE".to_owned()))
     );
+    // The failing revision cannot merge: gild's approval is required.
+    let evaluation = approved("rev-1").await;
+    assert!(!evaluation.approved(), "{evaluation:?}");
+    assert_eq!(evaluation.approval_rules_not_satisfied().len(), 1);
 
     open(&fix, "rev-2");
     functions
@@ -563,6 +595,9 @@ async fn a_codecommit_pull_request_is_revoked_then_approved_and_merges_into_one_
         pipeline.codecommit.approvals("7").last(),
         Some(&("rev-2".to_owned(), "APPROVE".to_owned()))
     );
+    // gild's approval, made as the ReviewerRole, satisfies the rule.
+    let evaluation = approved("rev-2").await;
+    assert!(evaluation.approved(), "{evaluation:?}");
     let on_fix: Vec<_> = pipeline
         .codecommit
         .comments("7")

@@ -87,9 +87,13 @@ impl PullRequests {
     }
 }
 
-/// The ARN CodeCommit would name the caller by: the access key id of the
+/// The ARN CodeCommit would name the caller by: the principal the IAM gate
+/// names when the call came through it, else the access key id of the
 /// request's SigV4 credential stands for the principal.
-pub(super) fn caller(authorization: Option<&str>) -> String {
+pub(super) fn caller(principal: Option<&str>, authorization: Option<&str>) -> String {
+    if let Some(principal) = principal.filter(|p| p.starts_with("arn:")) {
+        return principal.to_owned();
+    }
     let key = authorization
         .and_then(|a| a.split("Credential=").nth(1))
         .and_then(|c| c.split('/').next())
@@ -100,7 +104,19 @@ pub(super) fn caller(authorization: Option<&str>) -> String {
 impl CodeCommitStub {
     /// Opens pull request `pull.id`, or moves it to a new tip and revision.
     pub fn open_pull_request(&self, pull: StubPullRequest) {
+        // Created: the associated templates' rules are put on it now.
+        self.state.templates.on_created(
+            &pull.id,
+            &self.state.repository_name,
+            &pull.destination_reference,
+        );
         self.state.pulls.lock().pulls.insert(pull.id.clone(), pull);
+    }
+
+    /// The approval-rule templates: name → (content, description,
+    /// associated repositories).
+    pub fn approval_rule_templates(&self) -> BTreeMap<String, (String, String, Vec<String>)> {
+        self.state.templates.snapshot()
     }
 
     /// The comments on a pull request, oldest first: each comment's fields
@@ -188,9 +204,27 @@ fn required<'a>(
         .ok_or_else(|| ApiError::client(code, format!("{what} is required but was not specified.")))
 }
 
+impl PullRequests {
+    /// The callers whose latest approval state on `revision` is APPROVE.
+    pub(super) fn approvers(&self, pull_request_id: &str, revision: &str) -> Vec<String> {
+        let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+        let inner = self.lock();
+        for (pull, rev, state, caller) in &inner.approvals {
+            if pull == pull_request_id && rev == revision {
+                latest.insert(caller, state);
+            }
+        }
+        latest
+            .into_iter()
+            .filter(|(_, state)| *state == "APPROVE")
+            .map(|(caller, _)| caller.to_owned())
+            .collect()
+    }
+}
+
 impl StubState {
     /// The pull request an input names, or the error CodeCommit answers.
-    fn pull(&self, id: &Option<String>) -> Result<StubPullRequest, ApiError> {
+    pub(super) fn pull(&self, id: &Option<String>) -> Result<StubPullRequest, ApiError> {
         let id = required(id, "PullRequestIdRequiredException", "A pull request ID")?;
         if id.parse::<u64>().is_err() {
             return Err(ApiError::client(
@@ -252,7 +286,7 @@ pub(super) async fn get_pull_request(state: &StubState, body: &[u8]) -> Result<V
         "pullRequestStatus": "OPEN",
         "creationDate": FIRST_DATE,
         "lastActivityDate": FIRST_DATE,
-        "authorArn": caller(None),
+        "authorArn": caller(None, None),
         "revisionId": pull.revision_id,
         "pullRequestTargets": [target],
         "approvalRules": [],

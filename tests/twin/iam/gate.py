@@ -494,6 +494,10 @@ def assumed(gate: Gate, role: str) -> tuple[int, dict, bytes]:
     return 200, {"Content-Type": "text/xml"}, body.encode()
 
 
+# The header a forwarded call carries its caller's principal ARN in.
+PRINCIPAL_HEADER = "X-Gild-Principal"
+
+
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -535,7 +539,9 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
                 status, out_headers, payload = assumed(gate, decision["assumed"])
             elif decision["allowed"]:
                 up = gate.routes.get(decision.get("service", ""), gate.upstream)
-                status, out_headers, payload = self._forward(up, body)
+                status, out_headers, payload = self._forward(
+                    up, body, decision.get("principal")
+                )
             else:
                 status, out_headers, payload = denial(decision)
             self.send_response(status)
@@ -550,14 +556,22 @@ def serve(gate: Gate, port: int, decisions_out: Path | None) -> ThreadingHTTPSer
             self.end_headers()
             self.wfile.write(payload)
 
-        def _forward(self, up: urllib.parse.SplitResult, body: bytes):
+        def _forward(
+            self, up: urllib.parse.SplitResult, body: bytes, principal: str | None
+        ):
+            headers = dict(self.headers.items())
+            if principal:
+                # Who AWS would say made the call (the assumed role's
+                # session): a stub that judges callers, such as
+                # CodeCommit's approval pools, reads it here.
+                headers[PRINCIPAL_HEADER] = principal
             conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
             try:
                 conn.request(
                     self.command,
                     self.path,
                     body=body,
-                    headers=dict(self.headers.items()),
+                    headers=headers,
                 )
                 resp = conn.getresponse()
                 return resp.status, dict(resp.getheaders()), resp.read()

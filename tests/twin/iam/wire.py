@@ -72,6 +72,21 @@ PULL_REQUEST_ACTIONS = (
     "UpdatePullRequestApprovalState",
 )
 
+# Approval-rule templates have no ARN: the Service Authorization Reference
+# lists no resource type for these, so a policy grants them on "*".
+TEMPLATE_ACTIONS = (
+    "CreateApprovalRuleTemplate",
+    "DeleteApprovalRuleTemplate",
+    "GetApprovalRuleTemplate",
+    "ListRepositoriesForApprovalRuleTemplate",
+    "UpdateApprovalRuleTemplateContent",
+)
+# Authorized on the repository they name.
+ASSOCIATION_ACTIONS = (
+    "AssociateApprovalRuleTemplateWithRepository",
+    "DisassociateApprovalRuleTemplateFromRepository",
+)
+
 
 def members(params: dict, prefix: str) -> list[dict]:
     """Query-protocol list members: Prefix.1.X=a, Prefix.2.X=b -> [{X: a},
@@ -336,7 +351,9 @@ class Mapper:
         return None
 
     def _codecommit(self, action, body):
-        if action in ("GetFile", "GetDifferences", "GetBranch"):
+        if action in TEMPLATE_ACTIONS:
+            return [Authorization(f"codecommit:{action}", ["*"])]
+        if action in ("GetFile", "GetDifferences", "GetBranch") + ASSOCIATION_ACTIONS:
             return [
                 Authorization(
                     f"codecommit:{action}",
