@@ -28,9 +28,12 @@ use crate::{new_uuid, HarnessError};
 /// within its 60 s timeout.
 const ANSWER_WAIT: Duration = Duration::from_secs(90);
 
+/// Each PUT's bodies, by request id.
+type Answers = Arc<Mutex<HashMap<String, Vec<Bytes>>>>;
+
 /// The response URLs' server: each PUT's body, by request id.
 pub struct ResponseBucket {
-    answers: Arc<Mutex<HashMap<String, Vec<Bytes>>>>,
+    answers: Answers,
     address: std::net::SocketAddr,
     server: JoinHandle<()>,
 }
@@ -42,7 +45,7 @@ impl Drop for ResponseBucket {
 }
 
 async fn store(
-    State(answers): State<Arc<Mutex<HashMap<String, Vec<Bytes>>>>>,
+    State(answers): State<Answers>,
     Path(request_id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
