@@ -1,6 +1,6 @@
 //! CodeCommit's approval-rule templates, for the stack's custom resource.
-//! The SDK's standard retry policy is the only one on these calls: the
-//! flow adds none.
+//! One attempt per call, as everywhere in the functions: the flow retries
+//! with gild's backoff (`gild_flow::approval_rule`).
 
 use aws_sdk_codecommit::Client;
 use gild_core::ports::{ApprovalRuleTemplates, PortError, PortResult, TemplateInfo};

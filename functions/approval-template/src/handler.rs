@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use gild_core::approval_rule::{physical_id, Request};
 use gild_core::ports::ApprovalRuleTemplates;
+use gild_core::retry::Backoff;
 use gild_flow::approval_rule::carry_out;
 use serde_json::{json, Value};
 
@@ -89,7 +90,8 @@ impl<T: ApprovalRuleTemplates, P: Respond> Handler<T, P> {
             }
         };
         let cutoff = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
-        let work = carry_out(&self.templates, &envelope.stack_id, &request);
+        let backoff = Backoff::default();
+        let work = carry_out(&self.templates, &envelope.stack_id, &request, &backoff);
         let outcome = match tokio::time::timeout_at(cutoff.into(), work).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("{}: {e}", e.name())),

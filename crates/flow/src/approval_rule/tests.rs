@@ -3,7 +3,23 @@ use gild_core::fakes::MemoryTemplates;
 use gild_core::ports::PortError;
 use serde_json::json;
 
-use super::{carry_out, TemplateError};
+use gild_core::retry::Backoff;
+
+use super::TemplateError;
+
+/// Fast retries: the tests count calls, not wait.
+async fn carry_out(
+    templates: &MemoryTemplates,
+    stack: &str,
+    request: &Request,
+) -> Result<(), TemplateError> {
+    let backoff = Backoff {
+        base: std::time::Duration::from_millis(1),
+        cap: std::time::Duration::from_millis(2),
+        attempts: 3,
+    };
+    super::carry_out(templates, stack, request, &backoff).await
+}
 
 const STACK: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/gild/0f1e";
 
@@ -158,7 +174,7 @@ async fn delete_takes_it_off_every_repository_then_deletes_and_repeats_as_done()
 }
 
 #[tokio::test]
-async fn an_unknown_repository_and_throttling_fail_the_request_by_name() {
+async fn an_unknown_repository_fails_at_once_and_throttling_is_retried_then_given_up() {
     let t = templates();
     let err = carry_out(&t, STACK, &Request::Create(rule("no-such-repo", "main")))
         .await
@@ -166,19 +182,28 @@ async fn an_unknown_repository_and_throttling_fail_the_request_by_name() {
     assert_eq!(err.name(), "CodeCommitFailed");
     assert!(err.to_string().contains("no-such-repo"), "{err}");
 
+    let throttled = || PortError::Throttled {
+        service: "CodeCommit",
+        operation: "GetApprovalRuleTemplate",
+        code: "ThrottlingException".into(),
+        message: "slow down".into(),
+    };
+    // Throttled once: retried, and done.
     let t = templates();
-    t.fail(
-        "GetApprovalRuleTemplate",
-        PortError::Throttled {
-            service: "CodeCommit",
-            operation: "GetApprovalRuleTemplate",
-            code: "ThrottlingException".into(),
-            message: "slow down".into(),
-        },
-    );
+    t.fail("GetApprovalRuleTemplate", throttled());
+    carry_out(&t, STACK, &Request::Create(rule("images", "main")))
+        .await
+        .expect("retried");
+    assert!(t.snapshot().contains_key("gild-approval"));
+    // Throttled on every try: given up after the backoff's attempts.
+    let t = templates();
+    for _ in 0..3 {
+        t.fail("GetApprovalRuleTemplate", throttled());
+    }
     let err = carry_out(&t, STACK, &Request::Create(rule("images", "main")))
         .await
         .expect_err("throttled");
     assert!(err.to_string().contains("throttled"), "{err}");
+    assert_eq!(ops(&t, "GetApprovalRuleTemplate"), 3);
     assert!(t.snapshot().is_empty());
 }
