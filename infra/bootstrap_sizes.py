@@ -19,9 +19,28 @@ from pathlib import Path
 
 # provided.al2023 ships glibc 2.34.
 RUNTIME_GLIBC = (2, 34)
-# Every AWS::Serverless::Function of infra/template.yaml (sam build builds
-# them all, whatever their Condition).
-FUNCTIONS = ("Trigger", "BakeFinished", "TestFinished", "GitHubWebhook", "SlackNotify")
+# sam build builds every AWS::Serverless::Function, whatever its Condition.
+TEMPLATE = Path(__file__).resolve().parent / "template.yaml"
+
+
+def functions(template: Path = TEMPLATE) -> list:
+    """The logical ids of the template's AWS::Serverless::Function resources,
+    read from its text: a resource is a two-space-indented key under
+    Resources whose next `Type:` line names the type."""
+    found, current, in_resources = [], None, False
+    for line in template.read_text(encoding="utf-8").splitlines():
+        if re.match(r"^\S", line):
+            in_resources = line.startswith("Resources:")
+            continue
+        key = re.match(r"^  ([A-Za-z0-9]+):\s*$", line)
+        if in_resources and key:
+            current = key.group(1)
+        elif in_resources and current and re.match(
+            r"^    Type:\s*AWS::Serverless::Function\s*$", line
+        ):
+            found.append(current)
+            current = None
+    return found
 
 
 def zipped_size(path: Path) -> int:
@@ -49,7 +68,11 @@ def main() -> int:
         return 2
     build = Path(sys.argv[1])
     lines, failed = [], False
-    for function in FUNCTIONS:
+    names = functions()
+    if not names:
+        print(f"no AWS::Serverless::Function found in {TEMPLATE}", file=sys.stderr)
+        return 1
+    for function in names:
         bootstrap = build / function / "bootstrap"
         if not bootstrap.is_file():
             print(f"{function}: {bootstrap} is missing (did sam build run?)", file=sys.stderr)

@@ -6,26 +6,15 @@
 
 use gild_tests::codecommit::CodeCommitStub;
 use gild_tests::custom_resource::{play, Played, Request, ResponseBucket};
-use gild_tests::git::TestRepo;
-use gild_tests::moto::MotoServer;
-use gild_tests::pipeline::{Options, Pipeline};
+use gild_tests::pipeline::Options;
 use gild_tests::stack::template_without;
 use serde_json::{json, Value};
 
-const CATALOG: &str = r#"
-[families.debian12-base]
-path = "images/debian12-base"
-os = "linux"
-roles = ["baseline"]
-"#;
-const RESOURCE: &str = "ApprovalRuleTemplate";
+// Only the deploy is used here; the wire tests use the rest.
+#[allow(dead_code)]
+mod support;
 
-async fn pipeline_on(options: Options) -> Pipeline {
-    let (repo, _) = TestRepo::images(CATALOG, &["debian12-base"], &[]).expect("images repository");
-    Pipeline::start_with(MotoServer::start().await.expect("moto"), repo, options)
-        .await
-        .expect("pipeline")
-}
+const RESOURCE: &str = "ApprovalRuleTemplate";
 
 /// The one answer a request got; the function itself succeeded (it
 /// answered CloudFormation, whatever the outcome).
@@ -45,10 +34,9 @@ fn codecommit(stub: &CodeCommitStub) -> aws_sdk_codecommit::Client {
 
 #[tokio::test]
 async fn the_template_is_created_kept_current_and_removed_through_its_function() {
-    if gild_tests::moto::skip_requested() {
+    let Some(pipeline) = support::deployed_with(Options::default()).await else {
         return;
-    }
-    let pipeline = pipeline_on(Options::default()).await;
+    };
     let bucket = ResponseBucket::start().await.expect("bucket");
     let create = Request::of(&pipeline, "Create", RESOURCE).expect("request");
     let name = create.properties["TemplateName"]
@@ -135,10 +123,9 @@ async fn the_template_is_created_kept_current_and_removed_through_its_function()
 
 #[tokio::test]
 async fn a_name_someone_else_holds_is_answered_failed_and_their_template_kept() {
-    if gild_tests::moto::skip_requested() {
+    let Some(pipeline) = support::deployed_with(Options::default()).await else {
         return;
-    }
-    let pipeline = pipeline_on(Options::default()).await;
+    };
     let bucket = ResponseBucket::start().await.expect("bucket");
     let create = Request::of(&pipeline, "Create", RESOURCE).expect("request");
     let name = create.properties["TemplateName"].as_str().expect("name");
@@ -173,19 +160,19 @@ async fn a_name_someone_else_holds_is_answered_failed_and_their_template_kept() 
 
 #[tokio::test]
 async fn a_role_without_the_association_grant_is_refused_and_the_answer_says_so() {
-    if gild_tests::moto::skip_requested() {
-        return;
-    }
     let copy = template_without(
         "ApprovalTemplateRole",
         "- codecommit:AssociateApprovalRuleTemplateWithRepository",
         "- codecommit:DisassociateApprovalRuleTemplateFromRepository",
     );
-    let pipeline = pipeline_on(Options {
+    let Some(pipeline) = support::deployed_with(Options {
         template: copy.path().to_path_buf(),
         ..Options::default()
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let bucket = ResponseBucket::start().await.expect("bucket");
     let create = Request::of(&pipeline, "Create", RESOURCE).expect("request");
     let played = play(&pipeline, &bucket, &create).await.expect("create");

@@ -15,6 +15,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+use gild_tests::custom_resource::{self, ResponseBucket};
 use gild_tests::git::TestRepo;
 use gild_tests::moto::MotoServer;
 use gild_tests::pipeline::{Options, Pipeline};
@@ -245,6 +246,19 @@ async fn pull_request(
     let event = |kind: &str, head: &str, revision: &str| {
         gild_tests::events::pull_request(pipeline.repository(), kind, 1, head, main, revision)
     };
+    // The stack's approval-rule template, made by its custom resource's
+    // function as CloudFormation would have it made at deploy time.
+    let bucket = ResponseBucket::start().await?;
+    let create = custom_resource::Request::of(pipeline, "Create", "ApprovalRuleTemplate")?;
+    let made = custom_resource::play(pipeline, &bucket, &create).await?;
+    let status = made
+        .answers
+        .first()
+        .map_or("no answer".to_owned(), |a| a["Status"].to_string());
+    println!(
+        "approval-rule template {} (the approval-template function answered CloudFormation {status}): gild's approval is required to merge",
+        create.properties["TemplateName"]
+    );
     open(&broken, "rev-1");
     let delivery = functions
         .deliver(&event("pullRequestCreated", &broken, "rev-1")?)
@@ -255,7 +269,7 @@ async fn pull_request(
         &delivery.invocation.outcome,
     );
     settle(functions, pipeline, runner, 21).await?;
-    show_review(pipeline, &broken);
+    show_review(pipeline, &broken, "rev-1").await?;
 
     ssm.also_failing(&[])?;
     repo.write(
@@ -273,7 +287,7 @@ async fn pull_request(
         &delivery.invocation.outcome,
     );
     settle(functions, pipeline, runner, 22).await?;
-    show_review(pipeline, &fixed);
+    show_review(pipeline, &fixed, "rev-2").await?;
 
     repo.checkout("main")?;
     repo.git(&["merge", "--ff-only", "dotnet-8-0-11"])?;
@@ -292,8 +306,9 @@ async fn pull_request(
     Ok(())
 }
 
-/// gild's comment on the head and the approvals so far.
-fn show_review(pipeline: &Pipeline, head: &str) {
+/// gild's comment on the head, the approvals so far, and whether the
+/// revision may merge (CodeCommit's own evaluation of its approval rules).
+async fn show_review(pipeline: &Pipeline, head: &str, revision: &str) -> Result<(), HarnessError> {
     for comment in pipeline.codecommit.comments("1") {
         if comment["afterCommitId"] == head {
             println!(
@@ -310,6 +325,31 @@ fn show_review(pipeline: &Pipeline, head: &str) {
         .map(|(revision, state)| format!("{state} {revision}"))
         .collect();
     println!("gild's approvals: {}", approvals.join(", "));
+    let console = aws_sdk_codecommit::Client::new(&gild_tests::aws::sdk_config(
+        &pipeline.codecommit.endpoint(),
+    ));
+    let evaluation = console
+        .evaluate_pull_request_approval_rules()
+        .pull_request_id("1")
+        .revision_id(revision)
+        .send()
+        .await
+        .map_err(|e| HarnessError::InvalidInput {
+            message: format!(
+                "EvaluatePullRequestApprovalRules: {}",
+                aws_sdk_codecommit::error::DisplayErrorContext(e)
+            ),
+        })?;
+    let approved = evaluation.evaluation().is_some_and(|e| e.approved());
+    println!(
+        "may {revision} merge? {}",
+        if approved {
+            "yes"
+        } else {
+            "no: gild's approval rule is not satisfied"
+        }
+    );
+    Ok(())
 }
 
 fn report(

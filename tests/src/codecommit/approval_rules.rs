@@ -358,15 +358,7 @@ fn evaluate(state: &StubState, body: &[u8]) -> Result<Value, ApiError> {
     let input: EvaluateInput = parse_input(body)?;
     let pull = state.pull(&input.pull_request_id)?;
     let revision = input.revision_id.unwrap_or_default();
-    if revision != pull.revision_id {
-        return Err(ApiError::client(
-            "RevisionNotCurrentException",
-            format!(
-                "The revision ID {revision} is not the current revision of pull request {}.",
-                pull.id
-            ),
-        ));
-    }
+    pull.check_current(&revision)?;
     let approvers = state.pulls.approvers(&pull.id, &revision);
     let rules = state
         .templates

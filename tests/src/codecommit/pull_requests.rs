@@ -204,6 +204,22 @@ fn required<'a>(
         .ok_or_else(|| ApiError::client(code, format!("{what} is required but was not specified.")))
 }
 
+impl StubPullRequest {
+    /// CodeCommit's answer to a call about a revision that is not current.
+    pub(super) fn check_current(&self, revision: &str) -> Result<(), ApiError> {
+        if revision == self.revision_id {
+            return Ok(());
+        }
+        Err(ApiError::client(
+            "RevisionNotCurrentException",
+            format!(
+                "The revision ID {revision} is not the current revision of pull request {}.",
+                self.id
+            ),
+        ))
+    }
+}
+
 impl PullRequests {
     /// The callers whose latest approval state on `revision` is APPROVE.
     pub(super) fn approvers(&self, pull_request_id: &str, revision: &str) -> Vec<String> {
@@ -523,15 +539,7 @@ pub(super) async fn update_approval_state(
             format!("The state for the approval is not valid: {approval}. Valid values include APPROVE and REVOKE."),
         ));
     }
-    if revision != pull.revision_id {
-        return Err(ApiError::client(
-            "RevisionNotCurrentException",
-            format!(
-                "The revision ID {revision} is not the current revision of pull request {}.",
-                pull.id
-            ),
-        ));
-    }
+    pull.check_current(revision)?;
     state.pulls.lock().approvals.push((
         pull.id,
         revision.to_owned(),

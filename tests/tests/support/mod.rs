@@ -26,15 +26,20 @@ pub const FAMILIES: [&str; 3] = ["al2023-base", "debian12-base", "win2022-core"]
 /// The stack deployed into a fresh moto, or `None` when the run asked to
 /// skip moto. Without the gate the harness's clients are moto's only callers.
 pub async fn deployed(gate: bool) -> Option<Pipeline> {
+    deployed_with(Options {
+        gate,
+        ..Options::default()
+    })
+    .await
+}
+
+/// As [`deployed`], with any options (another template, say).
+pub async fn deployed_with(options: Options) -> Option<Pipeline> {
     if gild_tests::moto::skip_requested() {
         return None;
     }
     let (repo, _) = TestRepo::images(CATALOG, &FAMILIES, &[]).expect("images repository");
     let moto = gild_tests::moto::MotoServer::start().await.expect("moto");
-    let options = Options {
-        gate,
-        ..Options::default()
-    };
     Some(
         Pipeline::start_with(moto, repo, options)
             .await
