@@ -27,8 +27,11 @@ fn family(name: &str, os: Os) -> Family {
     Family {
         name: name.to_owned(),
         path: format!("images/{name}"),
+        template: format!("images/{name}"),
         os,
         roles: Vec::new(),
+        parent: None,
+        variables: Default::default(),
     }
 }
 

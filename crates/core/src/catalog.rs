@@ -11,6 +11,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+mod graph;
+
+pub use graph::MAX_DEPTH;
+
 /// The catalog's file name at the repository root.
 pub const CATALOG_FILE: &str = "gild.toml";
 
@@ -30,14 +34,24 @@ impl fmt::Display for Os {
     }
 }
 
-/// One image family: a Packer template folder plus the shared roles it applies.
+/// One image family: a Packer template folder plus the shared roles it
+/// applies, baked from a public base image or from its parent's promoted
+/// image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Family {
     pub name: String,
-    /// Repository-relative folder, normalised without a trailing slash.
+    /// The family's own folder (its own tests and files), repository-
+    /// relative, normalised without a trailing slash.
     pub path: String,
+    /// The Packer template folder: a shared one several families use, or
+    /// `path` itself.
+    pub template: String,
     pub os: Os,
     pub roles: Vec<String>,
+    /// The family whose promoted image this one bakes from.
+    pub parent: Option<String>,
+    /// Passed to Packer as variables (a var-file, never through a shell).
+    pub variables: BTreeMap<String, String>,
 }
 
 impl Family {
@@ -45,7 +59,34 @@ impl Family {
     pub fn owns_path(&self, path: &str) -> bool {
         under(&self.path, path)
     }
+
+    /// Whether a repository path lies in a template folder this family
+    /// shares with others (a template that is its own folder is `path`).
+    pub fn shares_template_path(&self, path: &str) -> bool {
+        self.template != self.path && under(&self.template, path)
+    }
 }
+
+/// Variable names the bake sets itself (buildspecs/bake.yml): a family
+/// cannot override them (tests/fixtures/family-graphs.json, `reserved`).
+pub const RESERVED_VARIABLES: &[&str] = &[
+    "family",
+    "trigger",
+    "source_commit",
+    "source_ami",
+    "parent_family",
+    "kms_key_id",
+    "subnet_id",
+    "security_group_id",
+    "winrm_security_group_id",
+    "instance_profile",
+    "output_dir",
+    "region",
+    "family_dir",
+];
+/// The longest variable value: a variable names an edition, a feature, a
+/// version, never a document.
+pub const MAX_VARIABLE_LEN: usize = 1024;
 
 /// An application that relies on some families: its tests run on every
 /// new image of them, after the family's own, and a failure blocks the
@@ -80,6 +121,28 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Family> {
         self.families.get(name)
+    }
+
+    /// The families baked from `name`'s image, by name.
+    pub fn children_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Family> {
+        self.families
+            .values()
+            .filter(move |f| f.parent.as_deref() == Some(name))
+    }
+
+    /// `name`'s ancestors, its parent first (the parse refused cycles, so
+    /// the walk ends; the bound keeps it finite for a hand-built catalog).
+    pub fn ancestors(&self, name: &str) -> Vec<&Family> {
+        let mut found = Vec::new();
+        let mut at = self.get(name).and_then(|f| f.parent.as_deref());
+        while let Some(parent) = at.and_then(|p| self.get(p)) {
+            if found.len() >= self.families.len() {
+                break;
+            }
+            found.push(parent);
+            at = parent.parent.as_deref();
+        }
+        found
     }
 
     /// The consumers whose tests run on `family`'s images, by name.
@@ -127,9 +190,15 @@ struct RawConsumer {
 #[serde(deny_unknown_fields)]
 struct RawFamily {
     path: Spanned<String>,
+    #[serde(default)]
+    template: Option<Spanned<String>>,
     os: Spanned<Os>,
     #[serde(default)]
     roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    parent: Option<Spanned<String>>,
+    #[serde(default)]
+    variables: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 /// Parses and validates a catalog. `file` is only used in error messages.
@@ -154,6 +223,7 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
         ));
     };
     let mut families = BTreeMap::new();
+    let mut parents = BTreeMap::new();
     for (name, family) in raw_families {
         let name_span = name.span();
         let name = name.into_inner();
@@ -185,16 +255,57 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
             }
             roles.push(role.into_inner());
         }
+        let template = match &family.template {
+            None => path.clone(),
+            Some(template) => normalise_path(template.get_ref()).ok_or_else(|| {
+                at(template.span(), format!("family `{name}`: template `{}` must be a relative folder inside the repository: segments of A-Z, a-z, 0-9, `.`, `_` and `-`, no `..`, no leading `/`", template.get_ref()))
+            })?,
+        };
+        if let Some(parent) = &family.parent {
+            if parent.get_ref().is_empty() {
+                return Err(at(
+                    parent.span(),
+                    format!("family `{name}`: parent is empty: name a family, or leave parent out"),
+                ));
+            }
+            parents.insert(
+                name.clone(),
+                graph::ParentRef {
+                    name: parent.get_ref().clone(),
+                    span: parent.span(),
+                },
+            );
+        }
+        let mut variables = BTreeMap::new();
+        for (key, value) in family.variables {
+            let problem = variable_problem(key.get_ref(), value.get_ref());
+            if let Some(problem) = problem {
+                return Err(at(
+                    key.span(),
+                    format!(
+                        "family `{name}`: variable `{}` {problem}",
+                        key.get_ref().escape_debug()
+                    ),
+                ));
+            }
+            if let toml::Value::String(text) = value.into_inner() {
+                variables.insert(key.into_inner(), text);
+            }
+        }
         families.insert(
             name.clone(),
             Family {
                 name,
                 path,
+                template,
                 os: *family.os.get_ref(),
                 roles,
+                parent: family.parent.map(Spanned::into_inner),
+                variables,
             },
         );
     }
+    graph::check(&families, &parents).map_err(|(span, problem)| at(span, problem))?;
     let mut consumers = BTreeMap::new();
     for (name, consumer) in raw.consumers {
         let name_span = name.span();
@@ -274,6 +385,36 @@ pub fn parse(file: &str, text: &str) -> Result<Catalog, CatalogError> {
     })
 }
 
+/// What is wrong with a family variable, if anything: Packer's variable
+/// names, none the bake sets itself, a one-line string of bounded length.
+fn variable_problem(key: &str, value: &toml::Value) -> Option<String> {
+    let bytes = key.as_bytes();
+    let name_ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_lowercase()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if !name_ok {
+        return Some(
+            "is not a variable name: 1-64 of a-z, 0-9 and `_`, starting with a letter".into(),
+        );
+    }
+    if RESERVED_VARIABLES.contains(&key) {
+        return Some("is reserved: the bake sets it itself".into());
+    }
+    let toml::Value::String(text) = value else {
+        return Some(format!("must be a string (it is a {})", value.type_str()));
+    };
+    if text.chars().count() > MAX_VARIABLE_LEN {
+        return Some(format!("is longer than {MAX_VARIABLE_LEN} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Some("holds a control character (a newline, say): one line only".into());
+    }
+    None
+}
+
 /// A team or person to name: it reaches emails, Slack and pull-request
 /// comments, so it is kept to plain characters (buildspecs/bootstrap/
 /// family.py applies the same rule).
@@ -335,179 +476,4 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[families.debian12-base]
-path = "images/debian12-base/"
-os = "linux"
-roles = ["baseline", "cw-agent"]
-
-[families.win2022-core]
-path = "images/win2022-core"
-os = "windows"
-"#;
-
-    #[test]
-    fn parses_families_and_normalises_paths() {
-        let catalog = parse(CATALOG_FILE, GOOD).expect("valid catalog");
-        assert_eq!(catalog.names(), vec!["debian12-base", "win2022-core"]);
-        let debian = catalog.get("debian12-base").expect("family present");
-        assert_eq!(debian.path, "images/debian12-base");
-        assert_eq!(debian.roles, vec!["baseline", "cw-agent"]);
-        assert_eq!(catalog.get("win2022-core").map(|f| f.os), Some(Os::Windows));
-        assert!(catalog
-            .get("win2022-core")
-            .is_some_and(|f| f.roles.is_empty()));
-    }
-
-    fn with_consumer(entry: &str) -> String {
-        format!("{GOOD}\n[consumers.payments-api]\n{entry}")
-    }
-
-    #[test]
-    fn consumers_name_their_families_tests_and_owner() {
-        let text = with_consumer(
-            "families = [\"win2022-core\"]\ntests = \"consumers/payments-api/\"\nowner = \"team-payments\"\n",
-        );
-        let catalog = parse(CATALOG_FILE, &text).expect("valid catalog");
-        let users: Vec<&str> = catalog
-            .consumers_of("win2022-core")
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(users, vec!["payments-api"]);
-        assert_eq!(catalog.consumers_of("debian12-base").count(), 0);
-        let consumer = &catalog.consumers["payments-api"];
-        assert_eq!(consumer.tests, "consumers/payments-api");
-        assert!(consumer.owns_path("consumers/payments-api/run.ps1"));
-        assert!(!consumer.owns_path("consumers/payments-api2/run.ps1"));
-    }
-
-    #[test]
-    fn a_bad_consumer_is_refused_at_its_line() {
-        let cases = [
-            ("families = [\"nope\"]\ntests = \"consumers/p\"\nowner = \"t\"\n", "`nope` is not declared"),
-            ("families = []\ntests = \"consumers/p\"\nowner = \"t\"\n", "names no family"),
-            ("families = [\"win2022-core\", \"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"t\"\n", "listed twice"),
-            ("families = [\"win2022-core\"]\ntests = \"consumers/$(touch /tmp/p)\"\nowner = \"t\"\n", "relative folder"),
-            ("families = [\"win2022-core\"]\ntests = \"images/win2022-core/tests\"\nowner = \"t\"\n", "overlap"),
-            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"<b>x</b>\"\n", "owner"),
-            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\n", "owner"),
-            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"   \"\n", "owner"),
-            ("families = [\"win2022-core\"]\ntests = \"consumers/p\"\nowner = \"t\"\nteam = \"x\"\n", "team"),
-        ];
-        for (entry, why) in cases {
-            let text = with_consumer(entry);
-            let err = parse(CATALOG_FILE, &text).expect_err(entry);
-            assert!(err.problem.contains(why), "{entry}: {err}");
-            assert!(err.line >= 11, "{entry}: {err} names a line of the entry");
-        }
-    }
-
-    #[test]
-    fn unknown_key_names_key_and_line() {
-        let text = "[families.a]\npath = \"images/a\"\nos = \"linux\"\nparent = \"b\"\n";
-        let err = parse("gild.toml", text).expect_err("unknown key");
-        assert_eq!(err.line, 4, "{err}");
-        assert!(err.problem.contains("parent"), "{err}");
-        assert!(err.to_string().starts_with("gild.toml:4:"), "{err}");
-    }
-
-    #[test]
-    fn bad_os_names_line() {
-        let text = "[families.a]\npath = \"images/a\"\nos = \"plan9\"\n";
-        let err = parse("gild.toml", text).expect_err("bad os");
-        assert_eq!(err.line, 3, "{err}");
-        assert!(err.problem.contains("plan9"), "{err}");
-    }
-
-    #[test]
-    fn missing_path_is_an_error() {
-        let err = parse("gild.toml", "[families.a]\nos = \"linux\"\n").expect_err("no path");
-        assert!(err.problem.contains("path"), "{err}");
-    }
-
-    #[test]
-    fn escaping_path_is_refused() {
-        let text = "[families.a]\npath = \"../etc\"\nos = \"linux\"\n";
-        let err = parse("gild.toml", text).expect_err("escaping path");
-        assert_eq!(err.line, 2);
-        assert!(err.problem.contains("relative"), "{err}");
-    }
-
-    #[test]
-    fn bad_family_name_and_duplicate_role() {
-        let err = parse(
-            "g",
-            "[families.\"Bad Name\"]\npath = \"a\"\nos = \"linux\"\n",
-        )
-        .expect_err("bad name");
-        assert_eq!(err.line, 1);
-        let err = parse(
-            "g",
-            "[families.a]\npath = \"a\"\nos = \"linux\"\nroles = [\"x\", \"x\"]\n",
-        )
-        .expect_err("dup role");
-        assert_eq!(err.line, 4);
-        assert!(err.problem.contains("twice"));
-    }
-
-    #[test]
-    fn underscore_in_a_family_name_is_refused_as_the_buildspecs_do() {
-        let err = parse("g", "[families.web_base]\npath = \"a\"\nos = \"linux\"\n")
-            .expect_err("`_` is not in the family-name rule");
-        assert_eq!(err.line, 1);
-        assert!(err.problem.contains("a-z, 0-9 and `-`"), "{err}");
-    }
-
-    #[test]
-    fn shell_in_a_path_is_refused() {
-        for path in [
-            "images/x$(touch /tmp/p)",
-            "images/x`id`",
-            "images/a b",
-            "images/x\\nid",
-            "images/x'y",
-            "images/x\\\"y",
-            "images/x;id",
-        ] {
-            let text = format!("[families.a]\npath = \"{path}\"\nos = \"linux\"\n");
-            let err = parse("g", &text).expect_err(path);
-            assert_eq!(err.line, 2, "{path}: {err}");
-        }
-        assert!(parse(
-            "g",
-            "[families.a]\npath = \"images/A_b-1.x\"\nos = \"linux\"\n"
-        )
-        .is_ok());
-    }
-
-    #[test]
-    fn syntax_error_names_line() {
-        let err =
-            parse("gild.toml", "[families.a]\npath = \"a\nos = \"linux\"\n").expect_err("syntax");
-        assert_eq!(err.line, 2, "{err}");
-    }
-
-    #[test]
-    fn empty_catalog_is_refused_and_unknown_top_level_key_too() {
-        assert!(parse("g", "").is_err());
-        let err = parse(
-            "g",
-            "version = 2\n[families.a]\npath = \"a\"\nos = \"linux\"\n",
-        )
-        .expect_err("top-level key");
-        assert_eq!(err.line, 1);
-    }
-
-    #[test]
-    fn owns_path_is_folder_aware() {
-        let catalog = parse("g", GOOD).expect("valid");
-        let debian = catalog.get("debian12-base").expect("present");
-        assert!(debian.owns_path("images/debian12-base/template.pkr.hcl"));
-        assert!(debian.owns_path("images/debian12-base"));
-        assert!(!debian.owns_path("images/debian12-base-extra/x"));
-        assert!(!debian.owns_path("images/debian12"));
-    }
-}
+mod tests;

@@ -506,7 +506,12 @@ pub fn affected_families(
         } else {
             for (name, family) in &catalog.families {
                 if family.owns_path(path) {
-                    mark(name, format!("{path} changed"));
+                    mark(name, format!("{path} changed (the family's folder)"));
+                } else if family.shares_template_path(path) {
+                    mark(
+                        name,
+                        format!("{path} changed (the shared template {})", family.template),
+                    );
                 }
             }
         }

@@ -48,3 +48,49 @@ fn family_paths_follow_the_shared_fixture() {
         assert_eq!(normalise_path(path).as_deref(), normal.as_str(), "{path:?}");
     }
 }
+
+#[test]
+fn layered_families_follow_the_shared_fixture() {
+    use gild_core::catalog::{parse, MAX_DEPTH, RESERVED_VARIABLES};
+    let graphs = fixture("family-graphs.json");
+    assert_eq!(strings(&graphs, "reserved"), RESERVED_VARIABLES);
+    assert_eq!(graphs["max_depth"].as_u64(), Some(MAX_DEPTH as u64));
+    for case in graphs["valid"].as_array().expect("valid") {
+        let name = case["name"].as_str().expect("name");
+        let catalog = parse("gild.toml", case["catalog"].as_str().expect("catalog"))
+            .unwrap_or_else(|e| panic!("{name}: refused: {e}"));
+        for (family, template) in case["templates"].as_object().expect("templates") {
+            assert_eq!(
+                Some(catalog.families[family].template.as_str()),
+                template.as_str(),
+                "{name}: {family}"
+            );
+        }
+        for (family, f) in &catalog.families {
+            let expected = case["parents"][family].as_str();
+            assert_eq!(f.parent.as_deref(), expected, "{name}: {family}");
+            let variables: serde_json::Map<String, Value> = f
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                .collect();
+            assert_eq!(
+                Value::Object(variables),
+                case["variables"][family],
+                "{name}: {family}"
+            );
+        }
+    }
+    for case in graphs["invalid"].as_array().expect("invalid") {
+        let name = case["name"].as_str().expect("name");
+        let text = case["catalog"].as_str().expect("catalog");
+        let err = parse("gild.toml", text).expect_err(name);
+        let shown = err.to_string();
+        for part in strings(case, "errors") {
+            assert!(shown.contains(part), "{name}: `{shown}` lacks `{part}`");
+        }
+        // The line named is the family's: its `parent`, `template` or
+        // variable line, inside its table.
+        assert!(err.line > 1, "{name}: {shown}");
+    }
+}

@@ -167,8 +167,11 @@ pub(super) fn family(name: &str, os: Os) -> catalog::Family {
     catalog::Family {
         name: name.to_owned(),
         path: format!("images/{name}"),
+        template: format!("images/{name}"),
         os,
         roles: Vec::new(),
+        parent: None,
+        variables: Default::default(),
     }
 }
 

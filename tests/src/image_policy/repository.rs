@@ -29,7 +29,7 @@ pub fn check_repository(root: &Path) -> Result<Vec<Finding>, HarnessError> {
     let mut pins: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for family in catalog.families.values() {
         findings.extend(check_family(root, family)?);
-        let templates = read_templates(root, &root.join(&family.path))?;
+        let templates = read_templates(root, &root.join(&family.template))?;
         let parsed = body::Family::parse(family, &templates, &mut Vec::new());
         for (plugin, version) in plugins::pins(&parsed) {
             pins.entry(plugin)
@@ -60,13 +60,14 @@ pub fn check_repository(root: &Path) -> Result<Vec<Finding>, HarnessError> {
     Ok(findings)
 }
 
-/// One family's templates, read from its folder under `root`, held to the
-/// template rules; [`rule::FAMILY_TEMPLATES`] when it has none.
+/// One family's templates, read from its template folder (shared, or its
+/// own) under `root`, held to the template rules; [`rule::FAMILY_TEMPLATES`]
+/// when it has none.
 pub fn check_family(root: &Path, family: &catalog::Family) -> Result<Vec<Finding>, HarnessError> {
-    let folder = root.join(&family.path);
+    let folder = root.join(&family.template);
     let missing = |what: &str| {
         Ok(vec![Finding::new(
-            &family.path,
+            &family.template,
             rule::FAMILY_TEMPLATES,
             format!("family `{}`: {what}", family.name),
         )])
@@ -121,7 +122,10 @@ fn templates_in_families(root: &Path, catalog: &Catalog) -> Result<Vec<Finding>,
     }
     for template in templates {
         let name = &template.file;
-        let owned = catalog.families.values().any(|f| f.owns_path(name));
+        let owned = catalog
+            .families
+            .values()
+            .any(|f| f.owns_path(name) || f.shares_template_path(name));
         if owned {
             continue;
         }
@@ -173,7 +177,15 @@ fn family_parts(root: &Path, family: &catalog::Family, out: &mut Vec<Finding>) {
         Os::Linux => ("run.sh", "run.ps1"),
         Os::Windows => ("run.ps1", "run.sh"),
     };
-    let tests = format!("{}/tests", family.path);
+    // The family's test script: its own, or its shared template's (which
+    // then runs the family's own checks too; test.yml picks it).
+    let own = format!("{}/tests", family.path);
+    let shared = format!("{}/tests", family.template);
+    let tests = if root.join(&own).join(wanted).is_file() {
+        own
+    } else {
+        shared
+    };
     if !root.join(&tests).join(wanted).is_file() {
         found(
             catalog::CATALOG_FILE,

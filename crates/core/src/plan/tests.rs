@@ -110,6 +110,67 @@ fn catalog_change_builds_only_changed_entries() {
     assert!(affected_families(&fewer, Some(&cat(CATALOG)), &["gild.toml".into()]).is_empty());
 }
 
+const LAYERED: &str = r#"
+[families.debian13-base]
+path = "images/debian13-base"
+os = "linux"
+
+[families.win2022-core-dotnet]
+path = "images/win2022-core-dotnet"
+template = "images/windows-server"
+os = "windows"
+roles = ["dotnet"]
+[families.win2022-core-dotnet.variables]
+features = "NET-Framework-45-Core"
+
+[families.win2022-iis]
+path = "images/win2022-iis"
+template = "images/windows-server"
+parent = "win2022-core-dotnet"
+os = "windows"
+roles = ["iis"]
+[families.win2022-iis.variables]
+features = "Web-Server"
+"#;
+
+#[test]
+fn a_shared_template_rebuilds_every_family_using_it_and_says_so() {
+    let layered = cat(LAYERED);
+    let got = affected_families(
+        &layered,
+        Some(&layered),
+        &["images/windows-server/windows-server.pkr.hcl".into()],
+    );
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec!["win2022-core-dotnet", "win2022-iis"]
+    );
+    assert!(got["win2022-iis"].contains("the shared template images/windows-server"));
+    // A family's own folder is that family's only, and says so.
+    let own = affected_families(
+        &layered,
+        Some(&layered),
+        &["images/win2022-iis/tests/iis.ps1".into()],
+    );
+    assert_eq!(own.keys().collect::<Vec<_>>(), vec!["win2022-iis"]);
+    assert!(
+        own["win2022-iis"].contains("the family's folder"),
+        "{own:?}"
+    );
+}
+
+#[test]
+fn a_change_to_one_familys_variables_plans_only_that_family() {
+    let before = cat(LAYERED);
+    let after = cat(&LAYERED.replace(
+        "features = \"Web-Server\"",
+        "features = \"Web-Server,Web-Asp-Net45\"",
+    ));
+    let got = affected_families(&after, Some(&before), &["gild.toml".into()]);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["win2022-iis"]);
+    assert!(got["win2022-iis"].contains("entry changed"), "{got:?}");
+}
+
 #[test]
 fn push_triage_ignores_tags_other_branches_deletions_and_repos() {
     let settings = Settings {
