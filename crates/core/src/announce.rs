@@ -78,6 +78,7 @@ impl Announcement {
             },
             Trigger::Manual => "manual request".into(),
             Trigger::PullRequest => "pull request candidate".into(),
+            Trigger::Parent => "its parent's new image".into(),
         }
     }
 

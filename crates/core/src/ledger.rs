@@ -14,7 +14,7 @@ use crate::vocabulary::Trigger;
 pub fn lane_of(trigger: Trigger) -> Lane {
     match trigger {
         Trigger::PullRequest => Lane::Candidate,
-        Trigger::Schedule | Trigger::Push | Trigger::Manual => Lane::Production,
+        Trigger::Schedule | Trigger::Push | Trigger::Manual | Trigger::Parent => Lane::Production,
     }
 }
 

@@ -26,7 +26,9 @@ pub fn holds_slot(record: &BakeRecord, now: i64) -> bool {
     match record.state {
         BakeState::Requested => record.build_id.is_some() || record.lease_until >= now,
         BakeState::Baking | BakeState::Baked | BakeState::Testing | BakeState::Validating => true,
+        // A waiting child takes its slot only when its parent is promoted.
         BakeState::Queued
+        | BakeState::Waiting
         | BakeState::Validated
         | BakeState::Promoted
         | BakeState::Failed

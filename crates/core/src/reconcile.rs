@@ -75,7 +75,10 @@ impl Deadlines {
             BakeState::Requested | BakeState::Baked | BakeState::Validated => self.lease,
             BakeState::Baking => self.bake_build,
             BakeState::Testing | BakeState::Validating => self.test_build,
+            // A waiting child is resolved by its parent's outcome, however
+            // long the parent takes (`waiting`).
             BakeState::Queued
+            | BakeState::Waiting
             | BakeState::Promoted
             | BakeState::Failed
             | BakeState::Reported
@@ -179,6 +182,7 @@ pub fn look(record: &BakeRecord) -> Look {
             ),
         },
         BakeState::Queued
+        | BakeState::Waiting
         | BakeState::Promoted
         | BakeState::Failed
         | BakeState::Reported

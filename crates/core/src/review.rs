@@ -137,6 +137,12 @@ pub fn status(record: &BakeRecord, target_url: Option<String>) -> Status {
             StatusState::Pending,
             "waiting for a CodeBuild slot".to_owned(),
         ),
+        // Candidates do not wait for a parent (the table's row is
+        // production-only); kept total for the status of any record.
+        BakeState::Waiting => (
+            StatusState::Pending,
+            "waiting for its parent's image".to_owned(),
+        ),
         BakeState::Baking => (
             StatusState::Pending,
             "baking the candidate image".to_owned(),

@@ -5,6 +5,11 @@
 //! `requested → queued → baking` (see `queue`). The ledger item holds the
 //! current state and the AMI carries it as the `gild:state` tag.
 //!
+//! A layered family's bake whose parent is being baked in the same run
+//! waits (`requested → waiting`, holding no CodeBuild slot) and starts from
+//! the parent's new image once that is promoted (`waiting → baking`, or
+//! `queued`), or ends `failed` at stage `parent` when the parent fails.
+//!
 //! A pull request's candidate ([`Lane::Candidate`]) takes the same rows up
 //! to `validated`, and then `reported`: the table has no row that promotes
 //! a candidate, and none that reports a production bake. A candidate that
@@ -43,10 +48,13 @@ pub enum BakeState {
     /// A newer head of the pull request, or its closing, ended the
     /// candidate. Terminal.
     Superseded,
+    /// A layered family's bake, waiting for its parent's bake of the same
+    /// run to be promoted. Holds no CodeBuild slot.
+    Waiting,
 }
 
 impl BakeState {
-    pub const ALL: [BakeState; 11] = [
+    pub const ALL: [BakeState; 12] = [
         BakeState::Requested,
         BakeState::Queued,
         BakeState::Baking,
@@ -58,6 +66,7 @@ impl BakeState {
         BakeState::Validating,
         BakeState::Reported,
         BakeState::Superseded,
+        BakeState::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +82,7 @@ impl BakeState {
             BakeState::Validating => "validating",
             BakeState::Reported => "reported",
             BakeState::Superseded => "superseded",
+            BakeState::Waiting => "waiting",
         }
     }
 
@@ -129,6 +139,9 @@ pub enum Stage {
     Bake,
     Test,
     Promote,
+    /// The parent's bake failed, so the child never started: its promoted
+    /// image stays.
+    Parent,
 }
 
 impl Stage {
@@ -137,11 +150,12 @@ impl Stage {
             Stage::Bake => "bake",
             Stage::Test => "test",
             Stage::Promote => "promote",
+            Stage::Parent => "parent",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Stage::Bake, Stage::Test, Stage::Promote]
+        [Stage::Bake, Stage::Test, Stage::Promote, Stage::Parent]
             .into_iter()
             .find(|stage| stage.as_str() == s)
     }
@@ -174,6 +188,8 @@ pub enum Step {
     Reported,
     /// A newer head or the closing of the pull request ended the candidate.
     Superseded,
+    /// The parent's bake of the same run is not promoted yet.
+    WaitForParent,
 }
 
 /// Which bakes a row of the table applies to.
@@ -344,6 +360,35 @@ pub const TRANSITIONS: &[(BakeState, Step, BakeState, Lanes)] = &[
         BakeState::Superseded,
         CANDIDATE,
     ),
+    // A layered family's bake in a run that also bakes its parent: it
+    // must not bake from the parent's old image, so it waits, holding no
+    // slot, and starts once the parent's new image is promoted.
+    (
+        BakeState::Requested,
+        Step::WaitForParent,
+        BakeState::Waiting,
+        PRODUCTION,
+    ),
+    (
+        BakeState::Waiting,
+        Step::BakeStarted,
+        BakeState::Baking,
+        PRODUCTION,
+    ),
+    (
+        BakeState::Waiting,
+        Step::Queued,
+        BakeState::Queued,
+        PRODUCTION,
+    ),
+    // The parent failed (or was superseded): nothing to bake from, and the
+    // family's promoted image stays.
+    (
+        BakeState::Waiting,
+        Step::Failed(Stage::Parent),
+        BakeState::Failed,
+        PRODUCTION,
+    ),
     // A production bake validated after a newer bake of its family was
     // promoted (its event was lost and the reconciler finished it, its test
     // was slow): promoting it would roll the family back, so it ends here.
@@ -463,13 +508,44 @@ mod tests {
 
     #[test]
     fn every_open_candidate_can_be_superseded_and_no_closed_one() {
+        // `waiting` is production-only: no candidate row reaches it.
+        assert!(!TRANSITIONS
+            .iter()
+            .any(|(_, _, to, lanes)| *to == BakeState::Waiting && lanes.admits(C)));
         for state in BakeState::ALL {
+            if state == BakeState::Waiting {
+                continue;
+            }
             assert_eq!(
                 next(C, state, Step::Superseded).is_some(),
                 !state.is_terminal(),
                 "{state}"
             );
         }
+    }
+
+    #[test]
+    fn a_waiting_child_starts_or_fails_with_its_parent_and_holds_no_slot_meanwhile() {
+        let waiting = next(P, BakeState::Requested, Step::WaitForParent);
+        assert_eq!(waiting, Some(BakeState::Waiting));
+        assert_eq!(next(C, BakeState::Requested, Step::WaitForParent), None);
+        let waiting = BakeState::Waiting;
+        assert_eq!(next(P, waiting, Step::BakeStarted), Some(BakeState::Baking));
+        assert_eq!(next(P, waiting, Step::Queued), Some(BakeState::Queued));
+        assert_eq!(
+            next(P, waiting, Step::Failed(Stage::Parent)),
+            Some(BakeState::Failed)
+        );
+        // Only a parent fails a waiting bake; only a waiting bake fails so.
+        for stage in [Stage::Bake, Stage::Test, Stage::Promote] {
+            assert_eq!(next(P, waiting, Step::Failed(stage)), None, "{stage}");
+        }
+        for state in BakeState::ALL {
+            if state != waiting {
+                assert_eq!(next(P, state, Step::Failed(Stage::Parent)), None, "{state}");
+            }
+        }
+        assert!(!waiting.is_terminal());
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum Trigger {
     /// A pull request's head: a candidate, tested and reported, never
     /// promoted (`state::Lane`).
     PullRequest,
+    /// The family's parent was promoted: rebuilt from the parent's new
+    /// image (dedupe key `parent:<parent image>`).
+    Parent,
 }
 
 impl Trigger {
@@ -60,6 +63,7 @@ impl Trigger {
             Trigger::Push => "push",
             Trigger::Manual => "manual",
             Trigger::PullRequest => "pull_request",
+            Trigger::Parent => "parent",
         }
     }
 
@@ -69,6 +73,7 @@ impl Trigger {
             "push" => Some(Trigger::Push),
             "manual" => Some(Trigger::Manual),
             "pull_request" => Some(Trigger::PullRequest),
+            "parent" => Some(Trigger::Parent),
             _ => None,
         }
     }
