@@ -78,11 +78,20 @@ fn to_item(record: &BakeRecord) -> Item {
         ("reason", record.reason.as_deref()),
         ("owner", record.owner.as_deref()),
         ("suites", record.suites.as_deref()),
+        ("parent", record.parent.as_deref()),
+        ("parent_image", record.parent_image.as_deref()),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
             item.insert(name.into(), s(value));
         }
+    }
+    // A string set cannot be empty: no children, no attribute.
+    if !record.children.is_empty() {
+        item.insert(
+            "children".into(),
+            AttributeValue::Ss(record.children.clone()),
+        );
     }
     // The pull request a candidate reports to, as JSON: read back whole by
     // the handlers that report, never queried on.
@@ -131,6 +140,17 @@ fn from_item(item: &Item) -> PortResult<BakeRecord> {
             .transpose()
             .map_err(|e| bad(format!("`pull_request` is not a pull request: {e}")))?,
         suites: text("suites"),
+        parent: text("parent"),
+        parent_image: text("parent_image"),
+        children: item
+            .get("children")
+            .and_then(|v| v.as_ss().ok())
+            .map(|set| {
+                let mut names = set.clone();
+                names.sort();
+                names
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -290,6 +310,7 @@ impl Ledger for DynamoLedger {
             ("failed_stage", change.failed_stage.map(Stage::as_str)),
             ("reason", change.reason.as_deref()),
             ("suites", change.suites.as_deref()),
+            ("parent_image", change.parent_image.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(value) = value {

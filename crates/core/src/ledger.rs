@@ -54,6 +54,18 @@ pub struct BakeRecord {
     /// The test build's suites as it exported them (`GILD_TEST_SUITES`),
     /// for the pull-request report; `None` until the test ended.
     pub suites: Option<String>,
+    /// A layered family's parent: the family whose image this bake starts
+    /// from (and, while `waiting`, whose bake of the same dedupe key it
+    /// waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The parent's image this bake started from, once it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_image: Option<String>,
+    /// The family's children when the bake was planned: rebuilt from this
+    /// bake's image once it is promoted, or failed with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
 }
 
 impl BakeRecord {
@@ -66,6 +78,7 @@ impl BakeRecord {
             (&mut self.test_build_id, &change.test_build_id),
             (&mut self.reason, &change.reason),
             (&mut self.suites, &change.suites),
+            (&mut self.parent_image, &change.parent_image),
         ];
         for (field, value) in fields {
             if value.is_some() {
@@ -113,6 +126,9 @@ impl BakeRecord {
             owner: Some(owner.to_owned()),
             pull_request: None,
             suites: None,
+            parent: None,
+            parent_image: None,
+            children: Vec::new(),
         }
     }
 }
@@ -135,4 +151,6 @@ pub struct Change {
     pub failed_stage: Option<Stage>,
     pub reason: Option<String>,
     pub suites: Option<String>,
+    /// The parent's image a waiting child started from.
+    pub parent_image: Option<String>,
 }

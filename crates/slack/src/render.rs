@@ -173,6 +173,7 @@ fn trigger_text(notice: &Notice) -> String {
         Some(Trigger::Push) => "push".into(),
         Some(Trigger::Manual) => "manual request".into(),
         Some(Trigger::PullRequest) => "pull request candidate".into(),
+        Some(Trigger::Parent) => "its parent's new image".into(),
         None => notice.trigger.clone(),
     }
 }
