@@ -30,6 +30,26 @@ pub enum Action {
         /// `false` for a pull request's candidate: tested and reported,
         /// never promoted.
         promote: bool,
+        /// A layered family: it bakes from this family's promoted image.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<String>,
+        /// Its descendants (`child`, `child/grandchild`): rebuilt from its
+        /// image once it is promoted (`layers`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        children: Vec<String>,
+    },
+    /// A layered family whose parent bakes in the same run: claimed now,
+    /// started from the parent's new image once that is promoted, failed
+    /// with the parent if it fails. Holds no CodeBuild slot meanwhile.
+    WaitForParent {
+        family: String,
+        parent: String,
+        trigger: Trigger,
+        dedupe_key: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        children: Vec<String>,
     },
     /// A pull request changed only consumers' tests: run them on the
     /// family's promoted image, bake nothing.
@@ -99,6 +119,7 @@ impl Action {
                 ""
             }
             Action::StartBake { family, .. }
+            | Action::WaitForParent { family, .. }
             | Action::StartValidation { family, .. }
             | Action::Report { family, .. }
             | Action::TagImage { family, .. }

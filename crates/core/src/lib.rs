@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod approval_rule;
+pub mod bom;
 pub mod catalog;
 pub mod completion;
 pub mod event;
@@ -11,6 +12,7 @@ pub mod explain;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod github;
+pub mod layers;
 pub mod ledger;
 pub mod patch_day;
 pub mod plan;

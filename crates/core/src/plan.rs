@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::catalog::{Catalog, CATALOG_FILE};
 use crate::completion::{classify, work_chain, Completion, Finished, Projects, ENV_FAMILY};
 use crate::event::{parse_time, BuildRequest, BuildTarget, Event, EventKind};
+use crate::layers;
 use crate::pull_request::{self, PullRequest, PullRequestTriage, ReviewPolicy};
 
 pub use crate::vocabulary::{DiffBase, Trigger};
@@ -196,14 +197,36 @@ pub fn plan_triaged(
         actions: Vec::new(),
         reason,
     };
-    let start = |family: &str, trigger: Trigger, dedupe_key: String, commit: Option<String>| {
-        Action::StartBake {
-            family: family.to_owned(),
-            trigger,
-            dedupe_key,
-            commit,
-            promote: true,
-        }
+    let catalog = &inputs.catalog;
+    // Each family of a run, waiting for its parent when the parent bakes
+    // in the same run (`layers`).
+    let run = |families: &[&str], trigger: Trigger, dedupe_key: &str, commit: &Option<String>| {
+        let planned = families.iter().map(|f| (*f).to_owned()).collect();
+        layers::layer(catalog, &planned)
+            .into_iter()
+            .map(|(family, waits_for)| {
+                let children = layers::descendants(catalog, &family);
+                match waits_for {
+                    Some(parent) => Action::WaitForParent {
+                        family,
+                        parent,
+                        trigger,
+                        dedupe_key: dedupe_key.to_owned(),
+                        commit: commit.clone(),
+                        children,
+                    },
+                    None => Action::StartBake {
+                        parent: catalog.get(&family).and_then(|f| f.parent.clone()),
+                        family,
+                        trigger,
+                        dedupe_key: dedupe_key.to_owned(),
+                        commit: commit.clone(),
+                        promote: true,
+                        children,
+                    },
+                }
+            })
+            .collect::<Vec<Action>>()
     };
     match triage {
         Triage::Ignore(reason) => Ok(ignore(reason.clone())),
@@ -213,10 +236,30 @@ pub fn plan_triaged(
             let lane = finished
                 .trigger
                 .map_or(crate::state::Lane::Production, crate::ledger::lane_of);
-            let actions: Vec<Action> = work_chain(lane, finished.completion)
+            let mut actions: Vec<Action> = work_chain(lane, finished.completion)
                 .into_iter()
                 .flat_map(|work| Action::of_work(work, &family, &finished.image))
                 .collect();
+            // A promotion rebuilds the family's children from its new image
+            // (a child waiting in the same run starts instead, under its
+            // run's dedupe key).
+            if finished.completion == Completion::TestPassed
+                && lane == crate::state::Lane::Production
+            {
+                let image = finished.image.as_deref().unwrap_or("<image>");
+                let below = layers::descendants(catalog, &family);
+                for child in layers::direct_children(&below) {
+                    actions.push(Action::StartBake {
+                        family: child.to_owned(),
+                        trigger: Trigger::Parent,
+                        dedupe_key: layers::parent_dedupe_key(image),
+                        commit: finished.commit.clone(),
+                        promote: true,
+                        parent: Some(family.clone()),
+                        children: layers::subtree(&below, child),
+                    });
+                }
+            }
             let what = match finished.completion {
                 Completion::BakeSucceeded => "bake succeeded: tag the image, then test it",
                 Completion::BakeFailed => "bake failed: remove what it left, announce it",
@@ -251,17 +294,12 @@ pub fn plan_triaged(
                     names.len(),
                     if names.len() == 1 { "y" } else { "ies" }
                 ),
-                actions: names
-                    .iter()
-                    .map(|f| {
-                        start(
-                            f,
-                            Trigger::Schedule,
-                            format!("schedule:{month}"),
-                            inputs.commit.clone(),
-                        )
-                    })
-                    .collect(),
+                actions: run(
+                    &names,
+                    Trigger::Schedule,
+                    &format!("schedule:{month}"),
+                    &inputs.commit,
+                ),
             })
         }
         Triage::Push { branch, commit, .. } => {
@@ -291,17 +329,12 @@ pub fn plan_triaged(
             };
             Ok(Plan {
                 event: detail_type,
-                actions: affected
-                    .keys()
-                    .map(|f| {
-                        start(
-                            f,
-                            Trigger::Push,
-                            format!("push:{commit}"),
-                            Some(commit.clone()),
-                        )
-                    })
-                    .collect(),
+                actions: run(
+                    &affected.keys().map(String::as_str).collect::<Vec<_>>(),
+                    Trigger::Push,
+                    &format!("push:{commit}"),
+                    &Some(commit.clone()),
+                ),
                 reason,
             })
         }
@@ -333,17 +366,12 @@ pub fn plan_triaged(
             Ok(Plan {
                 event: detail_type,
                 reason: format!("build requested by {by}: {}", families.join(", ")),
-                actions: families
-                    .iter()
-                    .map(|f| {
-                        start(
-                            f,
-                            Trigger::Manual,
-                            format!("manual:{request_id}"),
-                            inputs.commit.clone(),
-                        )
-                    })
-                    .collect(),
+                actions: run(
+                    &families,
+                    Trigger::Manual,
+                    &format!("manual:{request_id}"),
+                    &inputs.commit,
+                ),
             })
         }
     }
@@ -391,12 +419,17 @@ fn plan_pull_request(detail_type: String, triage: &PullRequestTriage, inputs: &I
             let mut why = Vec::new();
             for (family, reason) in &affected {
                 why.push(format!("{family} ({reason})"));
+                // A candidate of a layered family bakes from its parent's
+                // promoted image, even when the pull request changes the
+                // parent too: the parent's candidate validates that change.
                 actions.push(Action::StartBake {
                     family: family.clone(),
                     trigger: Trigger::PullRequest,
                     dedupe_key: dedupe_key.clone(),
                     commit: Some(pull_request.head.clone()),
                     promote: false,
+                    parent: inputs.catalog.get(family).and_then(|f| f.parent.clone()),
+                    children: Vec::new(),
                 });
             }
             for (family, consumers) in &tested {

@@ -234,6 +234,8 @@ fn push_plan_dedupes_on_commit() {
             dedupe_key: "push:c0ffee1234567".into(),
             commit: Some("c0ffee1234567".into()),
             promote: true,
+            parent: None,
+            children: Vec::new(),
         }]
     );
     assert!(plan.reason.contains("1 of 3"), "{}", plan.reason);
@@ -280,4 +282,97 @@ fn manual_unknown_family_lists_known_ones() {
         err.to_string(),
         "unknown family `nope`; known families: debian12-base, win2022-core, win2022-iis"
     );
+}
+
+fn layered_inputs() -> Inputs {
+    Inputs {
+        catalog: cat(LAYERED),
+        previous_catalog: Some(cat(LAYERED)),
+        changed: Vec::new(),
+        commit: Some("c0ffee".into()),
+    }
+}
+
+#[test]
+fn a_schedule_bakes_the_parent_and_the_child_waits_for_it() {
+    let event = event::parse(json!({
+        "version": "0", "id": "s-1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-11T03:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {}
+    }))
+    .expect("event");
+    let t = triage(&event, &Settings::default());
+    let plan = plan(&event, &t, &layered_inputs()).expect("plan");
+    let shown = serde_json::to_value(&plan.actions).expect("json");
+    let iis = shown
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["family"] == "win2022-iis"))
+        .expect("iis");
+    assert_eq!(iis["action"], "wait_for_parent", "{shown}");
+    assert_eq!(iis["parent"], "win2022-core-dotnet");
+    let dotnet = shown
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["family"] == "win2022-core-dotnet"))
+        .expect("dotnet");
+    assert_eq!(dotnet["action"], "start_bake");
+    assert_eq!(dotnet["children"], json!(["win2022-iis"]));
+}
+
+#[test]
+fn a_push_to_the_child_alone_bakes_it_from_its_parents_promoted_image() {
+    let inputs = Inputs {
+        changed: vec!["images/win2022-iis/tests/iis.ps1".into()],
+        ..layered_inputs()
+    };
+    let t = Triage::Push {
+        branch: "main".into(),
+        commit: "c0ffee".into(),
+        base: DiffBase::EmptyTree,
+    };
+    let plan = plan_triaged("push", &t, &inputs).expect("plan");
+    assert_eq!(
+        plan.actions,
+        vec![Action::StartBake {
+            family: "win2022-iis".into(),
+            trigger: Trigger::Push,
+            dedupe_key: "push:c0ffee".into(),
+            commit: Some("c0ffee".into()),
+            promote: true,
+            parent: Some("win2022-core-dotnet".into()),
+            children: Vec::new(),
+        }]
+    );
+}
+
+#[test]
+fn a_parents_passed_test_lists_a_parent_triggered_bake_per_child() {
+    let finished = Finished {
+        completion: Completion::TestPassed,
+        build_id: "arn:aws:codebuild:us-east-1:1:build/gild-test:u-1".into(),
+        status: "SUCCEEDED".into(),
+        family: Some("win2022-core-dotnet".into()),
+        trigger: Some(Trigger::Schedule),
+        key: None,
+        image: Some("ami-0abc".into()),
+        base_image: None,
+        commit: Some("c0ffee".into()),
+        log_link: None,
+        suites: None,
+        found: None,
+    };
+    let plan = plan_triaged(
+        "CodeBuild Build State Change",
+        &Triage::Completion(finished),
+        &layered_inputs(),
+    )
+    .expect("plan");
+    let shown = serde_json::to_value(&plan.actions).expect("json");
+    let child = shown
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["family"] == "win2022-iis"))
+        .expect("a child bake");
+    assert_eq!(child["action"], "start_bake");
+    assert_eq!(child["trigger"], "parent");
+    assert_eq!(child["dedupe_key"], "parent:ami-0abc");
+    assert_eq!(child["parent"], "win2022-core-dotnet");
 }
