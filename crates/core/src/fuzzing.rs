@@ -4,6 +4,7 @@
 //! that hold for every input. Behind the `fuzzing` feature; the Slack
 //! target's entry point is `gild_slack::fuzzing`.
 
+use crate::bom::{self, Bom};
 use crate::catalog;
 use crate::completion::{self, Projects};
 use crate::event;
@@ -74,6 +75,54 @@ pub fn catalog(data: &[u8]) {
         }
         Err(err) => assert!(err.line >= 1 && err.line <= text.lines().count() + 1),
     }
+}
+
+const BOM_LINUX: &str = r#"{"schema": "gild.bom/1", "family": "debian13-base", "os": "linux", "collected_at": "2026-12-06T21:00:00Z", "packages": [{"kind": "dpkg", "name": "openssl", "version": "3.0.15-1~deb12u1", "arch": "amd64"}, {"kind": "dpkg", "name": "curl", "version": "7.88.1-10", "arch": "amd64"}]}"#;
+const BOM_WINDOWS: &str = r#"{"schema": "gild.bom/1", "family": "win2022-iis", "os": "windows", "collected_at": "2026-12-06T21:00:00Z", "packages": [{"kind": "hotfix", "name": "KB5044281"}, {"kind": "program", "name": "7-Zip", "version": "24.08"}]}"#;
+
+/// A bill of materials as a bake writes it: parse. One that parses writes
+/// back to itself; its diff with itself is empty; its diff from a fixed BOM
+/// of its OS applies back to its own list, mirrors the reverse diff, and
+/// the summary counts what the diff holds.
+pub fn bom(data: &[u8]) {
+    let Ok(parsed) = Bom::parse(data) else {
+        return;
+    };
+    match parsed.to_json() {
+        Ok(json) => assert_eq!(Bom::parse(json.as_bytes()).as_ref(), Ok(&parsed)),
+        Err(err) => panic!("a parsed BOM does not serialise: {err}"),
+    }
+    assert!(bom::diff(&parsed, &parsed).is_empty());
+    let reference = match parsed.os() {
+        catalog::Os::Linux => BOM_LINUX,
+        catalog::Os::Windows => BOM_WINDOWS,
+    };
+    let Ok(reference) = Bom::parse(reference.as_bytes()) else {
+        panic!("the fuzz target's reference BOM does not parse");
+    };
+    let forward = bom::diff(&reference, &parsed);
+    assert_eq!(
+        bom::apply(&reference, &forward).as_deref(),
+        Ok(parsed.packages())
+    );
+    let back = bom::diff(&parsed, &reference);
+    assert_eq!(forward.added, back.removed);
+    assert_eq!(forward.upgraded.len(), back.downgraded.len());
+    let summary = bom::summarize(&forward, 5);
+    assert!(summary.named.len() <= 5);
+    assert_eq!(
+        (summary.upgraded, summary.added, summary.removed),
+        (
+            forward.upgraded.len(),
+            forward.added.len(),
+            forward.removed.len()
+        )
+    );
+    // One line per change, or the one saying there is none.
+    let rows = forward.changes() + forward.respelled.len();
+    assert_eq!(bom::lines(&forward).len(), rows.max(1));
+    let json_len = serde_json::to_vec(&forward).map(|v| v.len()).ok();
+    assert_eq!(json_len, Some(bom::json_len(&forward)));
 }
 
 /// A webhook delivery: the first line is the `X-Hub-Signature-256` header,

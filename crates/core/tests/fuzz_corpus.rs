@@ -26,3 +26,14 @@ fn catalog_corpus() {
 fn webhook_corpus() {
     replay("webhook", gild_core::fuzzing::webhook, 2, 3);
 }
+
+/// The bill of materials' target has no fixed defect to keep yet, so no
+/// `fuzz/regressions/bom/`: its corpus alone.
+#[test]
+fn bom_corpus() {
+    let replayed = support::replay::replay_dir("corpus", "bom", gild_core::fuzzing::bom);
+    assert!(
+        replayed >= 4,
+        "replayed {replayed} of fuzz/corpus/bom, expected at least 4"
+    );
+}
