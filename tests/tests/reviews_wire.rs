@@ -541,6 +541,8 @@ async fn stop_build_stops_running_builds_and_an_ended_one_is_ok() {
         key: key(n),
         trigger: Trigger::PullRequest,
         commit: "0123abcd".into(),
+        parent: None,
+        source_image: None,
     };
 
     // A running bake is stopped, and CodeBuild tells it STOPPED from then on.

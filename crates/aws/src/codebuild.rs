@@ -44,7 +44,7 @@ fn plain(name: &str, value: &str) -> PortResult<EnvironmentVariable> {
 
 impl Builds for CodeBuildBuilds {
     async fn start_bake(&self, request: &BakeRequest) -> PortResult<String> {
-        let out = self
+        let mut start = self
             .client
             .start_build()
             .project_name(&self.bake_project)
@@ -53,7 +53,14 @@ impl Builds for CodeBuildBuilds {
             .environment_variables_override(plain(env::FAMILY, &request.key.family)?)
             .environment_variables_override(plain(env::TRIGGER, request.trigger.as_str())?)
             .environment_variables_override(plain(env::SOURCE_COMMIT, &request.commit)?)
-            .environment_variables_override(plain(env::DEDUPE_KEY, &request.key.dedupe_key)?)
+            .environment_variables_override(plain(env::DEDUPE_KEY, &request.key.dedupe_key)?);
+        if let Some(parent) = &request.parent {
+            start = start.environment_variables_override(plain(env::PARENT_FAMILY, parent)?);
+        }
+        if let Some(image) = &request.source_image {
+            start = start.environment_variables_override(plain(env::SOURCE_AMI, image)?);
+        }
+        let out = start
             .send()
             .await
             .map_err(|e| classify(SERVICE, "StartBuild", e))?;

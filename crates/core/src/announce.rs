@@ -36,6 +36,9 @@ pub struct Announcement {
     pub test_report: Option<String>,
     /// RFC 3339.
     pub at: String,
+    /// Families queued to rebuild from this promoted image (layered
+    /// families); empty otherwise.
+    pub children: Vec<String>,
 }
 
 /// A commit as people quote it: its first 12 characters (the email here and
@@ -91,6 +94,10 @@ impl Announcement {
                 format!("{}: new image {} is ready", self.family, self.image.as_deref().unwrap_or("?")),
                 format!("It passed its tests and {parameter} now points at it."),
             ),
+            Outcome::Failed { stage: Stage::Parent, .. } => (
+                format!("{}: not rebuilt, its parent FAILED", self.family),
+                format!("Its parent's new image failed, so nothing was baked;\n{} still points at the previous image.", self.parameter),
+            ),
             Outcome::Failed { stage: Stage::Bake, .. } => (
                 format!("{}: the bake FAILED", self.family),
                 format!("Nothing was promoted and anything the bake left was removed;\n{} still points at the previous image.", self.parameter),
@@ -119,6 +126,15 @@ impl Announcement {
                     row("Tested", tested);
                 }
                 row("Parameter", &format!("{parameter} (version {version})"));
+                if !self.children.is_empty() {
+                    row(
+                        "Children",
+                        &format!(
+                            "{} (queued to rebuild from this image)",
+                            self.children.join(", ")
+                        ),
+                    );
+                }
             }
             Outcome::Failed { stage, reason } => {
                 row("Failed at", stage.as_str());
@@ -182,6 +198,7 @@ impl Announcement {
                 "test_report": self.test_report,
             },
             "at": self.at,
+            "children": self.children,
             // The email's text, for subscribers that show people a message
             // (chat, queues read by a person) without re-rendering the facts.
             "text": text,
@@ -241,6 +258,7 @@ mod tests {
             test_log: Some("https://logs.example/test".into()),
             test_report: Some("https://reports.example/test".into()),
             at: "2026-11-12T15:01:00Z".into(),
+            children: Vec::new(),
         }
     }
 

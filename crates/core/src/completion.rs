@@ -41,6 +41,10 @@ pub mod tags {
     pub const REQUESTED_AT: &str = "gild:requested-at";
     /// When a kept candidate image is removed (`candidate_ttl_hours`).
     pub const EXPIRES_AT: &str = "gild:expires-at";
+    /// A layered family's image: the parent family and the parent's image
+    /// it was baked from.
+    pub const PARENT_FAMILY: &str = "gild:parent-family";
+    pub const PARENT_AMI: &str = "gild:parent-ami";
 }
 
 /// The test build's suites, exported by test.yml (see `review::Suite`).
@@ -242,6 +246,8 @@ pub struct Provenance<'a> {
     pub requested_at: &'a str,
     /// `pr-<number>` for a pull request's candidate.
     pub candidate: Option<&'a str>,
+    /// A layered family's parent and the parent image it was baked from.
+    pub parent: Option<(&'a str, &'a str)>,
 }
 
 pub fn provenance_tags(p: &Provenance<'_>) -> Vec<(String, String)> {
@@ -257,9 +263,13 @@ pub fn provenance_tags(p: &Provenance<'_>) -> Vec<(String, String)> {
         (tags::CREATED_AT, p.created_at),
         (tags::REQUESTED_AT, p.requested_at),
     ];
+    let parent = p
+        .parent
+        .map(|(family, image)| [(tags::PARENT_FAMILY, family), (tags::PARENT_AMI, image)]);
     pairs
         .into_iter()
         .chain(p.candidate.map(|c| (tags::CANDIDATE, c)))
+        .chain(parent.into_iter().flatten())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }

@@ -113,6 +113,11 @@ pub struct BakeRequest {
     pub key: BakeKey,
     pub trigger: Trigger,
     pub commit: String,
+    /// A layered family's parent, and the parent's image to bake from
+    /// when a promotion released the bake (else bake.yml reads the
+    /// parent's promoted image when the build starts).
+    pub parent: Option<String>,
+    pub source_image: Option<String>,
 }
 
 pub trait Builds: Send + Sync {

@@ -187,6 +187,7 @@ pub fn announcement(
         },
         test_report: test_build.map(|b| build_console_link(region, b, true)),
         at: at.to_owned(),
+        children: Vec::new(),
     }
 }
 

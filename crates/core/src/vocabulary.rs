@@ -24,10 +24,23 @@ pub mod env {
     pub const SOURCE_COMMIT: &str = "GILD_SOURCE_COMMIT";
     pub const AMI_ID: &str = "GILD_AMI_ID";
     pub const BASE_AMI: &str = "GILD_BASE_AMI";
+    /// A layered family's bake: the parent's image to bake from (bake.yml
+    /// reads the parent's promoted image itself when it is not given).
+    pub const SOURCE_AMI: &str = "GILD_SOURCE_AMI";
+    pub const PARENT_FAMILY: &str = "GILD_PARENT_FAMILY";
 
     /// Every name above, for checks that the buildspecs and the adapters
     /// agree on them.
-    pub const ALL: [&str; 6] = [FAMILY, DEDUPE_KEY, TRIGGER, SOURCE_COMMIT, AMI_ID, BASE_AMI];
+    pub const ALL: [&str; 8] = [
+        FAMILY,
+        DEDUPE_KEY,
+        TRIGGER,
+        SOURCE_COMMIT,
+        AMI_ID,
+        BASE_AMI,
+        SOURCE_AMI,
+        PARENT_FAMILY,
+    ];
 }
 
 /// Deployment defaults, defined once: the stack's parameter defaults, which

@@ -8,6 +8,8 @@
 //!   announce).
 //! - `candidate`: what a pull request's candidate does instead of promoting
 //!   and announcing: report to its pull request.
+//! - `children`: a layered family's children, queued by their parent's
+//!   promotion or failed with it.
 //! - [`reconcile`]: finds bakes nobody moved past their deadline and drives
 //!   them through the same steps.
 //! - [`trigger`]: turns a schedule, push or request into bakes, and starts
@@ -21,6 +23,7 @@
 
 pub mod approval_rule;
 mod candidate;
+mod children;
 pub mod completion;
 pub mod config;
 pub mod reconcile;

@@ -132,6 +132,9 @@ where
                         .map_err(retry("describe the promoted image"))?;
                     if promoted.is_some_and(|p| steps::newer_promoted(&p, cx.record)) {
                         self.tag_state(cx, &image, BakeState::Superseded).await?;
+                        // Children waiting for this bake bake from the
+                        // newer image instead.
+                        self.release_children(cx, &current).await?;
                         info!(family = %key.family, image, current, "a newer image is promoted already; not rolling back");
                         return Ok((
                             Step::Superseded,
@@ -149,12 +152,14 @@ where
                     .await
                     .map_err(retry("promote"))?;
                 self.tag_state(cx, &image, BakeState::Promoted).await?;
+                let children = self.release_children(cx, &image).await?;
                 self.announce(
                     cx,
                     Outcome::Promoted {
                         parameter: parameter.clone(),
                         version,
                     },
+                    children,
                 )
                 .await?;
                 Ok((Step::Promoted, Change::default()))
@@ -215,6 +220,14 @@ where
             .clone()
             .or_else(|| image.tags.get(tags::BASE_AMI).cloned());
         let candidate_tag = cx.record.pull_request.as_ref().map(|pr| pr.candidate_tag());
+        // A child baked from what its promotion released, or (baked alone)
+        // from what bake.yml read as the parent's promoted image.
+        let parent_image = cx
+            .record
+            .parent_image
+            .clone()
+            .or_else(|| base_image.clone());
+        let parent = cx.record.parent.as_deref().zip(parent_image.as_deref());
         let provenance = provenance_tags(&Provenance {
             family: &key.family,
             trigger,
@@ -229,6 +242,7 @@ where
             created_at: &cx.at,
             requested_at: &cx.record.requested_at.to_string(),
             candidate: candidate_tag.as_deref(),
+            parent,
         });
         let mut resources = vec![image.id.clone()];
         resources.extend(image.snapshots.iter().cloned());
@@ -239,6 +253,7 @@ where
             Step::BakeSucceeded,
             Change {
                 image: Some(image.id),
+                parent_image: parent.map(|(_, image)| image.to_owned()),
                 ..Change::default()
             },
         ))
@@ -294,7 +309,18 @@ where
         }
         self.remove_orphan_snapshots(key, &build).await?;
         match cx.record.lane() {
-            Lane::Production => self.announce(cx, Outcome::Failed { stage, reason }).await?,
+            Lane::Production => {
+                self.announce(
+                    cx,
+                    Outcome::Failed {
+                        stage,
+                        reason: reason.clone(),
+                    },
+                    Vec::new(),
+                )
+                .await?;
+                self.fail_waiting_children(cx, stage, &reason).await?;
+            }
             // A candidate's failure belongs to its pull request, never to
             // the production topic.
             Lane::Candidate => {
@@ -344,9 +370,14 @@ where
         Ok(())
     }
 
-    async fn announce(&self, cx: &Context<'_>, outcome: Outcome) -> Result<(), FlowError> {
+    async fn announce(
+        &self,
+        cx: &Context<'_>,
+        outcome: Outcome,
+        children: Vec<String>,
+    ) -> Result<(), FlowError> {
         let key = &cx.record.key;
-        let announcement = steps::announcement(
+        let mut announcement = steps::announcement(
             cx.record,
             cx.finished,
             outcome,
@@ -354,6 +385,7 @@ where
             cx.region,
             &cx.at,
         );
+        announcement.children = children;
         let publication = announcement.publication();
         self.retrying(key, || self.ports.notifier.publish(&publication))
             .await

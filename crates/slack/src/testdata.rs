@@ -40,6 +40,7 @@ pub fn promoted() -> Announcement {
         test_log: Some("https://console.aws.amazon.com/cloudwatch/home?region=us-east-1#logsV2:log-groups/log-group/$252Faws$252Fcodebuild$252Fgild-test/log-events/7f1c2a9e-3b4d-4e5f-8a6b-9c0d1e2f3a4b".into()),
         test_report: Some(log("gild-test:7f1c2a9e-3b4d-4e5f-8a6b-9c0d1e2f3a4b", "reports")),
         at: "2026-11-12T15:01:00Z".into(),
+        children: Vec::new(),
     }
 }
 

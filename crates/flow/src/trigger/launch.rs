@@ -193,6 +193,8 @@ impl<L: Ledger, B: Builds> Launcher<L, B> {
             key: key.clone(),
             trigger: record.trigger,
             commit,
+            parent: record.parent.clone(),
+            source_image: record.parent_image.clone(),
         };
         let Some(build_id) = self.launch(&request, BakeState::Queued, slots, now).await? else {
             // Back in the queue for the next build-ended event.

@@ -35,6 +35,7 @@ use launch::Slots;
 use outcome::Done;
 pub use outcome::{
     Duplicate, Outcome, Queued, StartError, StartFailure, Started, Superseded, TriggerError,
+    Waiting,
 };
 pub use review::{NoPullRequests, PullRequestSide, ReviewPorts};
 
@@ -171,20 +172,40 @@ impl<R: Repository, L: Ledger, B: Builds, X: PullRequestSide> Handler<R, L, B, X
         owner: &str,
         slots: &Slots,
     ) -> Result<Done, StartError> {
-        let Action::StartBake {
-            family,
-            trigger,
-            dedupe_key,
-            commit,
-            ..
-        } = action
-        else {
-            // The trigger's plans hold nothing else; refuse rather than guess.
-            return Err(StartError::Port(PortError::InvalidResponse {
-                service: "planner",
-                operation: "plan",
-                message: format!("unexpected action for {}", action.family()),
-            }));
+        let (family, trigger, dedupe_key, commit, parent, children, waits) = match action {
+            Action::StartBake {
+                family,
+                trigger,
+                dedupe_key,
+                commit,
+                parent,
+                children,
+                ..
+            } => (family, trigger, dedupe_key, commit, parent, children, false),
+            Action::WaitForParent {
+                family,
+                parent,
+                trigger,
+                dedupe_key,
+                commit,
+                children,
+            } => (
+                family,
+                trigger,
+                dedupe_key,
+                commit,
+                Some(parent),
+                children,
+                true,
+            ),
+            action => {
+                // The trigger's plans hold nothing else; refuse rather than guess.
+                return Err(StartError::Port(PortError::InvalidResponse {
+                    service: "planner",
+                    operation: "plan",
+                    message: format!("unexpected action for {}", action.family()),
+                }));
+            }
         };
         let commit = commit.ok_or_else(|| PortError::InvalidResponse {
             service: "planner",
@@ -201,6 +222,8 @@ impl<R: Repository, L: Ledger, B: Builds, X: PullRequestSide> Handler<R, L, B, X
             owner,
         );
         record.pull_request = pull_request.cloned();
+        record.parent.clone_from(&parent);
+        record.children = children;
         let claim = with_backoff(&self.launcher.backoff, seed(&key.family), || {
             self.launcher.ledger.claim(&record, now)
         })
@@ -220,10 +243,15 @@ impl<R: Repository, L: Ledger, B: Builds, X: PullRequestSide> Handler<R, L, B, X
                 build_id: existing.build_id,
             }));
         }
+        if waits {
+            return self.wait_for_parent(key, trigger, now).await;
+        }
         let request = BakeRequest {
             key: key.clone(),
             trigger,
             commit,
+            parent,
+            source_image: None,
         };
         let Some(build_id) = self
             .launcher
@@ -237,6 +265,31 @@ impl<R: Repository, L: Ledger, B: Builds, X: PullRequestSide> Handler<R, L, B, X
             family: key.family,
             dedupe_key: key.dedupe_key,
             build_id,
+        }))
+    }
+
+    /// A claimed child whose parent bakes in the same run: it waits,
+    /// holding no slot, until the parent's completion releases it.
+    async fn wait_for_parent(
+        &self,
+        key: BakeKey,
+        trigger: Trigger,
+        now: i64,
+    ) -> Result<Done, StartError> {
+        let nothing = Change::default();
+        let wait =
+            Transition::require(lane_of(trigger), BakeState::Requested, Step::WaitForParent)?;
+        let waiting = with_backoff(&self.launcher.backoff, seed(&key.family), || {
+            self.launcher.ledger.advance(&key, wait, &nothing, now)
+        })
+        .await?;
+        if !waiting {
+            warn!(family = %key.family, "claim moved on before the bake could wait");
+        }
+        info!(family = %key.family, dedupe_key = %key.dedupe_key, "waiting for its parent's new image");
+        Ok(Done::Waiting(outcome::Waiting {
+            family: key.family,
+            dedupe_key: key.dedupe_key,
         }))
     }
 

@@ -92,6 +92,9 @@ pub struct Outcome {
     pub queued: Vec<Queued>,
     /// Bakes an earlier delivery already claimed.
     pub duplicates: Vec<Duplicate>,
+    /// Layered families waiting for their parent's new image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<Waiting>,
     /// A pull request's candidates ended by a newer head or its closing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub superseded: Vec<Superseded>,
@@ -100,6 +103,12 @@ pub struct Outcome {
 /// A candidate ended by a newer head or by its pull request closing.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Superseded {
+    pub family: String,
+    pub dedupe_key: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Waiting {
     pub family: String,
     pub dedupe_key: String,
 }
@@ -128,6 +137,7 @@ pub struct Duplicate {
 pub(crate) enum Done {
     Started(Started),
     Queued(Queued),
+    Waiting(Waiting),
     Duplicate(Duplicate),
     /// A queued bake left where it was: another invocation holds it, or no
     /// slot was free after all.
@@ -142,6 +152,7 @@ impl Outcome {
             started: Vec::new(),
             queued: Vec::new(),
             duplicates: Vec::new(),
+            waiting: Vec::new(),
             superseded: Vec::new(),
         }
     }
@@ -157,6 +168,7 @@ impl Outcome {
             match result {
                 Ok(Done::Started(started)) => self.started.push(started),
                 Ok(Done::Queued(queued)) => self.queued.push(queued),
+                Ok(Done::Waiting(waiting)) => self.waiting.push(waiting),
                 Ok(Done::Duplicate(duplicate)) => self.duplicates.push(duplicate),
                 Ok(Done::Left) => {}
                 Err(error) => failures.push(StartFailure { family, error }),
@@ -164,6 +176,7 @@ impl Outcome {
         }
         self.started.sort_by(|a, b| a.family.cmp(&b.family));
         self.queued.sort_by(|a, b| a.family.cmp(&b.family));
+        self.waiting.sort_by(|a, b| a.family.cmp(&b.family));
         self.duplicates.sort_by(|a, b| a.family.cmp(&b.family));
         if failures.is_empty() {
             return Ok(self);
@@ -171,7 +184,10 @@ impl Outcome {
         failures.sort_by(|a, b| a.family.cmp(&b.family));
         Err(TriggerError::StartFailed {
             failures,
-            started: self.started.len() + self.queued.len() + self.duplicates.len(),
+            started: self.started.len()
+                + self.queued.len()
+                + self.waiting.len()
+                + self.duplicates.len(),
         })
     }
 }

@@ -112,6 +112,7 @@ fn absurd() -> Announcement {
         test_log: Some(format!("https://ok.example/{}", long("b", 2900))),
         test_report: Some(long("javascript:alert(1)", 3)),
         at: long("2026-11-12T15:01:00Z", 300),
+        children: Vec::new(),
     }
 }
 
