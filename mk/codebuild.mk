@@ -15,7 +15,7 @@ CHECKS += codebuild-check
 CODEBUILD_VENV := $(VENV)/awscli
 CODEBUILD_REQUIREMENTS := tests/twin/codebuild/requirements.txt
 CODEBUILD_PY := tools/codebuild_run.py tools/codebuild_ssm_proxy.py tools/buildspec_check.py tools/twin_run_build.py \
-	buildspecs/bootstrap/family.py tests/twin/codebuild tests/twin/codebuild/standins/bin/packer
+	buildspecs/bootstrap/family.py buildspecs/bootstrap/bom.py tests/twin/codebuild tests/twin/codebuild/standins/bin/packer
 
 $(eval $(call sub_venv,CODEBUILD))
 

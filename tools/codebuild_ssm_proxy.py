@@ -20,8 +20,9 @@ are answered here, with AWS's response shapes:
   CommandId); the script is taken out of the document's parameters the way
   the instance would (base64 of gzip, test.yml's encoding) and must be
   byte-identical to a test script of the catalog in --source (gild.toml):
-  a family's `<path>/tests/run.sh` or `run.ps1`, or a consumer's
-  `<tests>/run.sh` or `run.ps1`;
+  a family's, as test.yml sends it (composed by --source's
+  buildspecs/bootstrap/family.py: the own tests of the family's chain, then
+  its template's), or a consumer's `<tests>/run.sh` or `run.ps1`;
 - GetCommandInvocation / ListCommandInvocations: that script's result. The
   script itself does NOT run (no instance exists): its output is one TAP
   line per check name the script declares (`check "..."`, `ok "..."`,
@@ -38,6 +39,7 @@ left running, which test.yml must still terminate.
 import argparse
 import base64
 import gzip
+import importlib.util
 import json
 import re
 import sys
@@ -67,19 +69,38 @@ SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/")
 SCRIPT_NAMES = {"linux": "run.sh", "windows": "run.ps1"}
 
 
+def family_reader(source):
+    """--source's buildspecs/bootstrap/family.py, the reader test.yml runs."""
+    path = Path(source) / "buildspecs" / "bootstrap" / "family.py"
+    spec = importlib.util.spec_from_file_location(f"gild_family_{id(path)}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_scripts(source):
     """{script bytes: (family or consumer name, os)} for every test script
     of the catalog: each family's, then each consumer's (a family's wins
-    should two be the same bytes)."""
-    with open(Path(source) / "gild.toml", "rb") as f:
+    should two be the same bytes). A family the reader refuses has none."""
+    catalog_file = Path(source) / "gild.toml"
+    with open(catalog_file, "rb") as f:
         catalog = tomllib.load(f)
+    reader = family_reader(source)
     scripts = {}
     for name, family in catalog.get("families", {}).items():
-        path = str(family.get("path", "")).rstrip("/")
         os_name = family.get("os")
-        script = Path(source) / path / "tests" / SCRIPT_NAMES.get(os_name, "run.ps1")
-        if script.is_file():
-            scripts.setdefault(script.read_bytes(), (name, os_name))
+        try:
+            if hasattr(reader, "test_script"):
+                script = reader.test_script(name, str(catalog_file))
+            else:  # a revision before shared templates: <path>/tests/<script>
+                path = str(family.get("path", "")).rstrip("/")
+                own = (
+                    Path(source) / path / "tests" / SCRIPT_NAMES.get(os_name, "run.ps1")
+                )
+                script = own.read_bytes()
+        except (OSError, ValueError):
+            continue
+        scripts.setdefault(script, (name, os_name))
     for name, consumer in catalog.get("consumers", {}).items():
         tests = str(consumer.get("tests", "")).rstrip("/")
         for os_name, file_name in SCRIPT_NAMES.items():

@@ -14,7 +14,8 @@
 # against the sha256 below (`apt-cache show packer=<version>`), and unpacked
 # into .tools/ without installing anything system-wide.
 #
-# Usage: tools/packer_fmt_check.sh [folder...]   (default: images/*/)
+# Usage: tools/packer_fmt_check.sh [folder...]   (default: every images/*/
+#        holding a *.pkr.hcl; a family's own folder may hold only tests)
 # Env:   PACKER_FMT_BIN=/path/to/packer  uses that binary instead.
 set -euo pipefail
 
@@ -70,7 +71,11 @@ fi
 
 cd "$ROOT"
 if [ "$#" -eq 0 ]; then
-  set -- images/*/
+  for folder in images/*/; do
+    if compgen -G "${folder}*.pkr.hcl" > /dev/null; then
+      set -- "$@" "$folder"
+    fi
+  done
 fi
 failed=0
 for folder in "$@"; do

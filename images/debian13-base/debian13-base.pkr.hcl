@@ -1,8 +1,10 @@
 # debian13-base: Debian 13 (trixie) amd64 from Debian's official AMI, fully
 # updated, with the SSM and CloudWatch agents and gild's baseline hardening
 # (ansible/playbooks/debian13-base.yml), sealed so every instance starts as a
-# fresh cloud-init instance. See images/README.md for the contract with the
-# buildspecs and the Lambdas.
+# fresh cloud-init instance. The family comes from the bake (var.family), as
+# in every template; a layered Linux family (`parent`) would start from its
+# parent's promoted AMI (var.source_ami) instead of Debian's. See
+# images/README.md for the contract with the buildspecs and the Lambdas.
 
 packer {
   required_version = ">= 1.16.1"
@@ -19,11 +21,19 @@ packer {
 }
 
 locals {
-  family = "debian13-base"
+  family = var.family
   # Templates live in images/<family>/: the repository root is two levels up,
   # whatever directory Packer is started from.
   repo_root = "${path.root}/../.."
   timestamp = formatdate("YYYYMMDD-hhmmss", timestamp())
+
+  # The source image: Debian's newest, or a child's parent AMI held to being
+  # one of ours. packer-plugin-amazon v1.8.0 looks the source up with one
+  # DescribeImages holding both source_ami (ImageIds) and the filter's
+  # Filters and Owners, so the filter must match the parent's image too
+  # (images/windows-server/windows-server.pkr.hcl says where in the plugin).
+  source_owner = var.source_ami == "" ? "136693071363" : "self"
+  source_name  = var.source_ami == "" ? "debian-13-amd64-*" : "gild-${var.parent_family}-*"
 
   # Set at creation on the AMI and its snapshots. bake-finished only touches
   # an image carrying gild:managed=true and its own build's gild:build-id.
@@ -35,6 +45,8 @@ locals {
     "gild:source-commit" = var.source_commit
     "gild:build-id"      = var.build_id
     "gild:base-ami"      = "{{ .SourceAMI }}"
+    "gild:parent-family" = var.parent_family
+    "gild:parent-ami"    = var.source_ami
   }
 }
 
@@ -44,14 +56,15 @@ source "amazon-ebs" "debian13" {
 
   # Debian's own account publishes the official images; most_recent picks
   # the latest point release, so a monthly bake starts from current packages.
+  source_ami = var.source_ami
   source_ami_filter {
     filters = {
-      name                = "debian-13-amd64-*"
+      name                = local.source_name
       architecture        = "x86_64"
       root-device-type    = "ebs"
       virtualization-type = "hvm"
     }
-    owners      = ["136693071363"]
+    owners      = [local.source_owner]
     most_recent = true
   }
 
@@ -123,7 +136,7 @@ build {
   # opens its own SSH session through Session Manager (there is no address
   # it could reach directly), as documented for the ansible plugin.
   provisioner "ansible" {
-    playbook_file = "${local.repo_root}/ansible/playbooks/debian13-base.yml"
+    playbook_file = "${local.repo_root}/ansible/playbooks/${local.family}.yml"
     user          = "admin"
     use_proxy     = false
     # Ansible's own SSH session, tunnelled through Session Manager.
@@ -143,6 +156,8 @@ build {
       "--extra-vars", "@${abspath(local.repo_root)}/ansible/pins.yml",
       "--extra-vars", jsonencode({
         gild_family        = local.family
+        gild_family_dir    = abspath("${local.repo_root}/${var.family_dir}")
+        gild_parent_family = var.parent_family
         gild_source_commit = var.source_commit
         gild_build_id      = var.build_id
         gild_trigger       = var.trigger
@@ -151,12 +166,21 @@ build {
     ]
   }
 
-  # The installed-package list the playbook wrote last (ansible/tasks/
-  # linux-finalize.yml), kept as a build artifact. A missing list fails the bake.
+  # The bill of materials, collected last: every installed package's name,
+  # version and architecture (dpkg-query), as tab-separated lines in
+  # /var/log/gild/bom.tsv (buildspecs/bootstrap/bom-linux.sh, as root). It
+  # stays on the image too.
+  provisioner "shell" {
+    script          = "${local.repo_root}/buildspecs/bootstrap/bom-linux.sh"
+    execute_command = "chmod +x {{ .Path }}; {{ .Vars }} sudo -n -E {{ .Path }}"
+  }
+
+  # ... brought back for the bake, which fills in the AMI and keeps it
+  # (bake.yml: bom/<ami>.json). A missing list fails the bake.
   provisioner "file" {
     direction   = "download"
-    source      = "/var/log/gild/packages.txt"
-    destination = "${var.output_dir}/packages.txt"
+    source      = "/var/log/gild/bom.tsv"
+    destination = "${var.output_dir}/bom.tsv"
   }
 
   # Seal: agents stopped (the SSM agent carries this very session and stops
@@ -178,6 +202,7 @@ build {
     strip_path = true
     custom_data = {
       family        = local.family
+      parent_family = var.parent_family
       source_commit = var.source_commit
       build_id      = var.build_id
       trigger       = var.trigger

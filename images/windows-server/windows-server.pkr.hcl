@@ -1,8 +1,19 @@
-# win2022-core-dotnet: Windows Server 2022 Core from Amazon's base AMI, all
-# Windows updates, .NET 8 and .NET Framework 4.8, the SSM and CloudWatch
-# agents and gild's Windows baseline (ansible/playbooks/win2022-core-dotnet.yml),
-# generalised with EC2Launch v2's sysprep. See images/README.md for the
-# contract with the buildspecs and the Lambdas.
+# windows-server: the one Packer template of every Windows Server 2022
+# family of gild.toml (`template = "images/windows-server"`). What differs
+# per family comes from the bake, never from a copy of this file:
+#   - var.family: the family (GILD_FAMILY), its playbook
+#     (ansible/playbooks/<family>.yml), image name and tags;
+#   - var.family_dir: the family's own folder (its `path`), handed to Ansible
+#     as gild_family_dir for any per-family file;
+#   - var.source_ami / var.parent_family: a layered family bakes from its
+#     parent's promoted AMI (GILD_SOURCE_AMI); a root family from Amazon's
+#     base image of var.edition;
+#   - the catalog's `[families.<name>.variables]` (a JSON var-file written
+#     by buildspecs/bootstrap/family.py): here only `edition`, and the
+#     builder's size (variables.pkr.hcl validates every one).
+# The family's tests are its own tests/run.ps1 plus tests/run.ps1 here
+# (images/README.md). Generalised with EC2Launch v2's sysprep. See
+# images/README.md for the contract with the buildspecs and the Lambdas.
 
 packer {
   required_version = ">= 1.16.1"
@@ -19,14 +30,38 @@ packer {
 }
 
 locals {
-  family = "win2022-core-dotnet"
-  # Templates live in images/<family>/: the repository root is two levels up,
-  # whatever directory Packer is started from.
+  family = var.family
+  # Templates live in images/<template>/: the repository root is two levels
+  # up, whatever directory Packer is started from.
   repo_root = "${path.root}/../.."
   timestamp = formatdate("YYYYMMDD-hhmmss", timestamp())
 
+  # The source image. A root family: the newest of Amazon's Windows Server
+  # 2022 base AMIs of its edition (account 801119661308). A child: its
+  # parent's promoted AMI, var.source_ami, and the filter then only holds it
+  # to being one of ours: owned by this account, named as gild names the
+  # parent's images.
+  #
+  # Why the filter stays set with source_ami: hashicorp/packer-plugin-amazon
+  # v1.8.0 (the version pinned above) looks the source up with ONE
+  # DescribeImages call holding both: ImageIds = [source_ami] when it is set,
+  # plus the filter's Filters and Owners (builder/common/
+  # step_source_ami_info.go, StepSourceAMIInfo.Run, then ami_filter.go,
+  # GetFilteredImage); EC2 answers only images matching all of them, and none
+  # fails the build ("No AMI was found matching filters"). run_config.go
+  # documents the same ("The provided source_ami must meet all of the
+  # filtering criteria provided in source_ami_filter"), and requires an
+  # owner in the filter only when source_ami is empty. So with the base
+  # image's filter left in place a child could never start from its parent
+  # (owned by this account, named gild-<parent>-...), and an empty
+  # source_ami ("") leaves the plugin on the filter alone (`if s.SourceAmi
+  # != ""`).
+  source_owner = var.source_ami == "" ? "801119661308" : "self"
+  source_name  = var.source_ami == "" ? "Windows_Server-2022-English-${title(var.edition)}-Base-*" : "gild-${var.parent_family}-*"
+
   # Set at creation on the AMI and its snapshots. bake-finished only touches
   # an image carrying gild:managed=true and its own build's gild:build-id.
+  # A root family's parent tags are empty.
   image_tags = {
     Name                 = "gild-${local.family}-${local.timestamp}"
     "gild:managed"       = "true"
@@ -35,28 +70,30 @@ locals {
     "gild:source-commit" = var.source_commit
     "gild:build-id"      = var.build_id
     "gild:base-ami"      = "{{ .SourceAMI }}"
+    "gild:parent-family" = var.parent_family
+    "gild:parent-ami"    = var.source_ami
   }
 }
 
-source "amazon-ebs" "win2022" {
+source "amazon-ebs" "windows" {
   region        = var.region
   instance_type = var.instance_type
 
-  # Amazon's Windows AMIs (account 801119661308); most_recent picks the
-  # latest monthly release, already carrying that month's patches.
+  # See local.source_owner above: the parent's AMI, or the newest base image.
+  source_ami = var.source_ami
   source_ami_filter {
     filters = {
-      name                = "Windows_Server-2022-English-Core-Base-*"
+      name                = local.source_name
       architecture        = "x86_64"
       root-device-type    = "ebs"
       virtualization-type = "hvm"
     }
-    owners      = ["801119661308"]
+    owners      = [local.source_owner]
     most_recent = true
   }
 
   ami_name                = "gild-${local.family}-${local.timestamp}"
-  ami_description         = "gild ${local.family}: Windows Server 2022 Core, commit ${var.source_commit}, build ${var.build_id}"
+  ami_description         = "gild ${local.family}: Windows Server 2022 ${title(var.edition)}, commit ${var.source_commit}, build ${var.build_id}"
   ami_virtualization_type = "hvm"
   ena_support             = true
   sriov_support           = true
@@ -95,7 +132,9 @@ source "amazon-ebs" "win2022" {
 
   # Creates a certificate on the instance and a WinRM HTTPS listener on 5986
   # (NTLM only: Basic auth and unencrypted traffic stay off). The last
-  # provisioner removes the listener and the certificate again.
+  # provisioner removes the listener and the certificate again. A child's
+  # source (its parent's image) was sealed the same way, so its first boot
+  # runs this too.
   user_data_file = "${local.repo_root}/buildspecs/bootstrap/windows-winrm-https.ps1"
 
   communicator   = "winrm"
@@ -131,14 +170,16 @@ source "amazon-ebs" "win2022" {
 }
 
 build {
-  name    = "win2022-core-dotnet"
-  sources = ["source.amazon-ebs.win2022"]
+  name    = "windows-server"
+  sources = ["source.amazon-ebs.windows"]
 
-  # Everything that makes the image: Windows updates, .NET, agents,
-  # baseline. Ansible connects straight to the builder over WinRM HTTPS
-  # (NTLM, message-encrypted inside TLS); the plugin hands it the password.
+  # Everything that makes the image: the family's playbook (a root family:
+  # Windows updates, .NET, agents, baseline; a child: only what it adds to
+  # its parent's image). Ansible connects straight to the builder over WinRM
+  # HTTPS (NTLM, message-encrypted inside TLS); the plugin hands it the
+  # password.
   provisioner "ansible" {
-    playbook_file = "${local.repo_root}/ansible/playbooks/win2022-core-dotnet.yml"
+    playbook_file = "${local.repo_root}/ansible/playbooks/${local.family}.yml"
     user          = "Administrator"
     use_proxy     = false
     ansible_env_vars = [
@@ -158,6 +199,8 @@ build {
       "--extra-vars", "ansible_winrm_operation_timeout_sec=120 ansible_winrm_read_timeout_sec=150",
       "--extra-vars", jsonencode({
         gild_family        = local.family
+        gild_family_dir    = abspath("${local.repo_root}/${var.family_dir}")
+        gild_parent_family = var.parent_family
         gild_source_commit = var.source_commit
         gild_build_id      = var.build_id
         gild_trigger       = var.trigger
@@ -171,12 +214,20 @@ build {
     restart_timeout = "45m"
   }
 
-  # The installed-package list the playbook wrote last (ansible/tasks/
-  # windows-finalize.yml), kept as a build artifact. A missing list fails the bake.
+  # The bill of materials, collected last (after the restart, so the
+  # hotfixes an update finished installing are in): installed hotfixes,
+  # Windows features and programs, as tab-separated lines in C:\gild\bom.tsv
+  # (buildspecs/bootstrap/bom-windows.ps1). It stays on the image too.
+  provisioner "powershell" {
+    script = "${local.repo_root}/buildspecs/bootstrap/bom-windows.ps1"
+  }
+
+  # ... brought back for the bake, which fills in the AMI and keeps it
+  # (bake.yml: bom/<ami>.json). A missing list fails the bake.
   provisioner "file" {
     direction   = "download"
-    source      = "C:\\gild\\packages.txt"
-    destination = "${var.output_dir}/packages.txt"
+    source      = "C:\\gild\\bom.tsv"
+    destination = "${var.output_dir}/bom.tsv"
   }
 
   # Seal. Removing the WinRM listener would cut this very connection, so the
@@ -207,6 +258,7 @@ build {
     strip_path = true
     custom_data = {
       family        = local.family
+      parent_family = var.parent_family
       source_commit = var.source_commit
       build_id      = var.build_id
       trigger       = var.trigger

@@ -1,23 +1,36 @@
 #Requires -Version 5.1
 <#
-win2022-core-dotnet image tests, run on a fresh instance of the image by
-buildspecs/test.yml (SSM Run Command, Windows PowerShell 5.1, as SYSTEM).
+Tests of every image made from images/windows-server, run on a fresh instance
+of the image by buildspecs/test.yml (SSM Run Command, Windows PowerShell 5.1,
+as SYSTEM).
 
 Prints one line per check: "ok - <name>" or "not ok - <name>: <why>";
 exits 1 if any check failed.
 
-The part between "shared checks" markers is the same in
-images/win2022-iis/tests/run.ps1: keep the two in step.
+A family's own checks live in its folder, images/<family>/tests/run.ps1.
+test.yml sends one script (buildspecs/bootstrap/family.py, `--test-script`):
+the own run.ps1 of each family of the chain that uses this template, root
+first (win2022-core-dotnet's, then win2022-iis's), then this file. Those
+files run nothing themselves: they register their checks and any port
+their image may listen on, for this file to run after its own:
+
+    if ($null -eq $GildChecks) { $GildChecks = [Collections.Generic.List[scriptblock]]::new() }
+    $GildChecks.Add({
+        Test-Check 'W3SVC starts at boot and runs' { Test-ServiceState 'W3SVC' $true }
+    })
+    if ($null -eq $GildListenPorts) { $GildListenPorts = [Collections.Generic.List[int]]::new() }
+    $GildListenPorts.Add(80)
+
+(PowerShell finds Test-Check when the block runs, by then defined below.)
+Keep check names literal strings: the twin's SSM stand-in reads them.
 #>
-[CmdletBinding()]
-param()
 
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
 $script:Count = 0
 $script:Failed = 0
 
-# ----- shared checks: begin ---------------------------------------------------
+# ----- helpers -------------------------------------------------------------------
 
 function Write-Pass([string]$Name) {
     $script:Count++
@@ -57,6 +70,8 @@ function Test-ServiceState([string]$Name, [bool]$MustRun) {
     if ($MustRun -and $service.Status -ne 'Running') { return "status $($service.Status), want Running" }
     return $null
 }
+
+# ----- the template's checks: every Windows family ------------------------------
 
 $schannel = 'HKLM:\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols'
 
@@ -123,23 +138,6 @@ Test-Check 'firewall on for every profile' {
     if ($off.Count -gt 0) { return "off: $($off -join ', ')" }
 }
 
-Test-Check '.NET Framework 4.8 or later' {
-    $release = Get-RegValue 'HKLM:\SOFTWARE\Microsoft\NET Framework Setup\NDP\v4\Full' 'Release'
-    if ($null -eq $release -or $release -lt 528040) { return "Release $release (4.8 is 528040)" }
-}
-
-$dotnetExe = Join-Path $env:ProgramFiles 'dotnet\dotnet.exe'
-$runtimes = ''
-if (Test-Path -LiteralPath $dotnetExe) { $runtimes = (& $dotnetExe --list-runtimes) -join "`n" }
-foreach ($runtime in @('Microsoft.NETCore.App', 'Microsoft.AspNetCore.App')) {
-    Test-Check ".NET 8 runtime $runtime" {
-        if (-not (Test-Path -LiteralPath $dotnetExe)) { return "no $dotnetExe" }
-        if ($runtimes -notmatch "(?m)^$([regex]::Escape($runtime)) 8\.0\.\d+ ") {
-            return "dotnet --list-runtimes: $runtimes"
-        }
-    }
-}
-
 Test-Check 'package list C:\gild\packages.txt present' {
     $list = 'C:\gild\packages.txt'
     if (-not (Test-Path -LiteralPath $list)) { return 'missing' }
@@ -157,12 +155,20 @@ Test-Check "the build's WinRM HTTPS listener is gone" {
     if (Get-NetTCPConnection -State Listen -LocalPort 5986 -ErrorAction SilentlyContinue) { return 'port 5986 listens' }
 }
 
-# ----- shared checks: end -------------------------------------------------------
+# ----- the families' own checks (registered above this file) -------------------
+
+foreach ($checks in @($GildChecks)) {
+    if ($checks -is [scriptblock]) {
+        try { & $checks } catch { Write-Fail "a family's registered checks" ('stopped: ' + $_.Exception.Message) }
+    }
+}
+
+# ----- listening ports -------------------------------------------------------------
 
 # Ports below Windows' dynamic RPC range (49152+) that may listen on a
 # non-loopback address: RPC endpoint mapper, NetBIOS, SMB, RDP, WinRM HTTP
-# (5985 and its 47001 twin).
-$allowedPorts = @(135, 139, 445, 3389, 5985, 47001)
+# (5985 and its 47001 twin), and what the families registered.
+$allowedPorts = @(135, 139, 445, 3389, 5985, 47001) + @($GildListenPorts | Where-Object { $_ -is [int] })
 
 Test-Check 'only expected TCP ports listen' {
     $unexpected = @(Get-NetTCPConnection -State Listen |

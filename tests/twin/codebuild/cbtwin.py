@@ -37,7 +37,9 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "gild-artifacts-twin"
 REPORT_GROUP = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:report-group/gild-test"
-# The base-amis.json image each family's bake starts from.
+# The base-amis.json image each family's bake starts from (win2022-iis,
+# a layered family, is baked from its parent's image: test_bake.py; its
+# test images here are made from the base).
 BASE_AMI = {
     "debian13-base": "ami-0d3b1a0c0000de13a",
     "win2022-core-dotnet": "ami-0a2022c0000b45e01",
@@ -46,6 +48,13 @@ BASE_AMI = {
 # The tests import the code they test: the SSM proxy's check-name reader
 # (tools/) and the buildspecs' family reader (buildspecs/bootstrap/).
 sys.path[:0] = [str(REPO / "tools"), str(REPO / "buildspecs" / "bootstrap")]
+
+
+def family_script(family):
+    """The family's test script as test.yml sends it (family.py composes it)."""
+    import family as reader  # buildspecs/bootstrap/family.py
+
+    return reader.test_script(family, str(REPO / "gild.toml"))
 
 
 def free_port():
@@ -157,6 +166,7 @@ class Twin:
             "GILD_SECURITY_GROUP_ID": self.sg,
             "GILD_WINRM_SECURITY_GROUP_ID": self.winrm_sg,
             "GILD_INSTANCE_PROFILE": self.profile,
+            "GILD_ARTIFACT_BUCKET": BUCKET,
             "GILD_REPORT_GROUP_ARN": REPORT_GROUP,
             # Each build its own state folder, as each CodeBuild container
             # has its own /tmp (the buildspecs default to /tmp/gild-*).

@@ -11,6 +11,12 @@ project's service role's keys, so every AWS call goes through the gate.
 Gates and proxies are started on demand: a gate over a copy of the template
 with one grant removed, or a proxy told to fail a check, share the world's
 moto and stack.
+
+The stack deployed is infra/template.yaml with what the bill of materials
+(issue 14) asks of it, until the template has it (`with_bom`): the bake
+project's GILD_ARTIFACT_BUCKET and the bake role's s3:PutObject on
+bom/* of the artifact bucket, exactly the additions handed over for
+infra/template.yaml.
 """
 
 import json
@@ -28,6 +34,34 @@ STACK_PYTHON = REPO / ".venv" / "stack" / "bin" / "python"
 IAM_PYTHON = REPO / ".venv" / "iam" / "bin" / "python"
 TEMPLATE = REPO / "infra" / "template.yaml"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+# What bake.yml's bill of materials needs from infra/template.yaml.
+BOM_GRANT = """\
+              # The image's bill of materials, keyed by AMI (bake.yml).
+              - Sid: KeepBillsOfMaterials
+                Effect: Allow
+                Action: s3:PutObject
+                Resource: !Sub ${ArtifactBucket.Arn}/bom/*
+"""
+BOM_GRANT_BEFORE = "              - Sid: FindTheArtifactBucket\n"
+BOM_ENV = "          - {Name: GILD_ARTIFACT_BUCKET, Value: !Ref ArtifactBucket}\n"
+# The bake project's last variable (the test project's list ends the same).
+BOM_ENV_AFTER = "          - {Name: GILD_PROJECT_PREFIX, Value: !Ref ProjectPrefix}\n"
+
+
+def with_bom(text: str) -> str:
+    """infra/template.yaml with the bake's bill-of-materials additions, when
+    it does not have them yet."""
+    if "/bom/*" not in text:
+        assert text.count(BOM_GRANT_BEFORE) == 1, BOM_GRANT_BEFORE
+        text = text.replace(BOM_GRANT_BEFORE, BOM_GRANT + BOM_GRANT_BEFORE)
+    if "GILD_ARTIFACT_BUCKET" not in text:
+        # The first such line is the bake project's (BakeProject comes first).
+        at = text.index(BOM_ENV_AFTER) + len(BOM_ENV_AFTER)
+        assert "BakeProject" in text[:at] and "TestProject" not in text[:at]
+        text = text[:at] + BOM_ENV + text[at:]
+    return text
 
 
 def _need(path: Path, target: str) -> None:
@@ -70,6 +104,10 @@ class World:
         _need(STACK_PYTHON, "stack-check")
         _need(IAM_PYTHON, "iam-check")
         self.tmp, self.procs = tmp, procs
+        self.template = tmp / "template.yaml"
+        self.template.write_text(
+            with_bom(TEMPLATE.read_text(encoding="utf-8")), encoding="utf-8"
+        )
         moto_exe = os.environ.get("GILD_MOTO_SERVER") or str(
             SHARED_BIN / "gild-moto-server"
         )
@@ -96,7 +134,7 @@ class World:
         self.stack_json = tmp / "stack.json"
         deploy = subprocess.run(
             [str(STACK_PYTHON), str(REPO / "tools" / "twin_stack_deploy.py"),
-             "--endpoint", self.moto, "--template", str(TEMPLATE),
+             "--endpoint", self.moto, "--template", str(self.template),
              "--param", f"VpcId={vpc}", "--param", f"SubnetId={subnet}",
              "--param", f"SecurityGroupId={sg}", "--out", str(self.stack_json)],
             capture_output=True, text=True, check=False,
@@ -143,8 +181,9 @@ class World:
             self.proxies[args] = url
         return self.proxies[args]
 
-    def gate(self, name: str = "stack", template: Path = TEMPLATE, proxy=()) -> Gate:
+    def gate(self, name: str = "stack", template: Path | None = None, proxy=()) -> Gate:
         """A gate over ``template`` (the deployed one by default)."""
+        template = template or self.template
         key = (name, str(template), tuple(proxy))
         if key not in self.gates:
             self.gates[key] = Gate(

@@ -25,15 +25,12 @@ from cbtwin import (
     assert_all_terminated,
     baked_image,
     exported,
+    family_script,
     junit,
     suites_exported,
 )
 from codebuild_ssm_proxy import check_names
 
-FAMILY_SCRIPT = {
-    "debian13-base": "images/debian13-base/tests/run.sh",
-    "win2022-iis": "images/win2022-iis/tests/run.ps1",
-}
 CONSUMER = {
     "debian13-base": (
         "billing-worker",
@@ -122,7 +119,7 @@ def test_consumer_suites_run_on_the_family_instance(twin):
     suites = suites_by_name(root)
     assert list(suites) == ["gild.win2022-iis", f"consumer.{consumer}"]
     family_suite, consumer_suite = suites.values()
-    family_checks = checks_of(FAMILY_SCRIPT["win2022-iis"])
+    family_checks = check_names(family_script("win2022-iis"))
     consumer_checks = checks_of(script)
     assert cases(family_suite) == [(n, "passed") for n in family_checks]
     assert cases(consumer_suite) == [(n, "passed") for n in consumer_checks]
@@ -218,7 +215,7 @@ def test_a_failing_consumer_check_fails_the_build(twin_factory, consumer_check):
 def test_a_failing_family_still_runs_the_consumers(twin_factory):
     """A family check fails: the consumer's script still runs, on the same
     instance, and passes; the build fails for the family only."""
-    check = checks_of(FAMILY_SCRIPT["win2022-iis"])[1]
+    check = check_names(family_script("win2022-iis"))[1]
     twin = twin_factory("--fail", f"win2022-iis={check}")
     ami = baked_image(twin, "win2022-iis")
     result = twin.run(

@@ -10,14 +10,15 @@ a copy of the template must fail the build, and the gate's log must name
 the refused action.
 """
 
+import json
 import re
 
 import pytest
 from cbtwin import stop, suites_exported
 from codebuild_ssm_proxy import check_names
 from gated import (
+    BOM_GRANT,
     REPO,
-    TEMPLATE,
     World,
     assert_all_allowed,
     exported,
@@ -86,9 +87,24 @@ def test_bake_succeeds_under_the_bake_role(world, baked):
     bucket = world.output("ArtifactBucketName")
     uuid = baked["id"].split(":", 1)[1]
     assert sorted(baked["artifactObjects"]) == [
+        f"s3://{bucket}/bake/{uuid}/bom.json",
         f"s3://{bucket}/bake/{uuid}/manifest.json",
-        f"s3://{bucket}/bake/{uuid}/packages.txt",
     ]
+    # The bill of materials, keyed by the AMI, put by the buildspec itself
+    # under BakeRole (the grant handed over for the template: gated.py).
+    puts = [
+        d
+        for d in baked["decisions"]
+        if d["action"] == "s3:PutObject" and "/bom/" in str(d)
+    ]
+    assert len(puts) == 1, puts
+    body = world.client("s3").get_object(Bucket=bucket, Key=f"bom/{ami}.json")["Body"]
+    bom = json.loads(body.read())
+    assert (bom["schema"], bom["image"], bom["family"]) == (
+        "gild.bom/1",
+        ami,
+        "debian13-base",
+    )
     (image,) = world.client("ec2").describe_images(ImageIds=[ami])["Images"]
     tags = {t["Key"]: t["Value"] for t in image["Tags"]}
     assert tags["gild:build-id"] == baked["id"] and tags["gild:managed"] == "true"
@@ -126,15 +142,35 @@ def test_test_succeeds_under_the_test_role(world, baked):
 
 
 def test_windows_bake_succeeds_under_the_bake_role(world):
-    """win2022-iis: two security groups (the given one and the stack's WinRM
-    group), an RSA key pair, the password fetched, no stop (sysprep stops it)."""
-    result = world.run("gild-bake", "win2022-iis", expect="SUCCEEDED")
-    assert_all_allowed(result, "BakeRole")
-    assert "ec2:GetPasswordData" in actions(result)
-    assert "ec2:StopInstances" not in actions(result)
+    """win2022-core-dotnet, then its child win2022-iis from its AMI: two
+    security groups (the given one and the stack's WinRM group), an RSA key
+    pair, the password fetched, no stop (sysprep stops it); the child's
+    builder is launched from the parent's (encrypted, self-owned) image."""
+    parent = world.run("gild-bake", "win2022-core-dotnet", expect="SUCCEEDED")
+    parent_ami = exported(parent, "GILD_AMI_ID")
+    result = world.run(
+        "gild-bake",
+        "win2022-iis",
+        env={
+            "GILD_SOURCE_AMI": parent_ami,
+            "GILD_PARENT_FAMILY": "win2022-core-dotnet",
+        },
+        expect="SUCCEEDED",
+    )
+    for build in (parent, result):
+        assert_all_allowed(build, "BakeRole")
+        assert "ec2:GetPasswordData" in actions(build)
+        assert "ec2:StopInstances" not in actions(build)
+        launch = next(
+            d for d in build["decisions"] if d["action"] == "ec2:RunInstances"
+        )
+        groups = [r for r in launch["resources"] if ":security-group/" in r]
+        assert any(r.endswith(world.output("WinRmSecurityGroupId")) for r in groups), (
+            groups
+        )
     launch = next(d for d in result["decisions"] if d["action"] == "ec2:RunInstances")
-    groups = [r for r in launch["resources"] if ":security-group/" in r]
-    assert any(r.endswith(world.output("WinRmSecurityGroupId")) for r in groups), groups
+    assert any(r.endswith(f":image/{parent_ami}") for r in launch["resources"]), launch
+    assert exported(result, "GILD_BASE_AMI") == parent_ami
 
 
 def gild_image(world, family="debian13-base"):
@@ -212,6 +248,15 @@ REMOVED = {
         "ec2:CreateImage",
         "::image/*",
     ),
+    # The bake role's PutObject of the bill of materials (bom/*): without
+    # it the bake fails, though the image was made (bake-finished removes it).
+    "bake-bill-of-materials": (
+        "gild-bake",
+        lambda t: without(t, BOM_GRANT),
+        "s3:PutObject",
+        "s3:PutObject",
+        "/bom/ami-",
+    ),
     # The test role's SendCommand on gild instances.
     "test-send-command": (
         "gild-test",
@@ -236,7 +281,7 @@ def test_a_missing_permission_fails_the_build_and_the_gate_names_it(
 ):
     project, edit, action, refused_action, resource = REMOVED[case]
     copy = tmp_path / "template.yaml"
-    copy.write_text(edit(TEMPLATE.read_text(encoding="utf-8")), encoding="utf-8")
+    copy.write_text(edit(world.template.read_text(encoding="utf-8")), encoding="utf-8")
     gate = world.gate(case, template=copy)
     env = {}
     if project == "gild-test":

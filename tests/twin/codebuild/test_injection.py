@@ -12,6 +12,12 @@ consumer of debian13-base carrying a payload fails test.yml in pre_build
 (family.py refuses it), nothing is launched, and GILD_TEST_SUITES still
 reports the family's suite failing.
 
+And for a family's `variables` (issue 14): legal values carrying shell,
+HCL-template or Go-template payloads reach Packer only in the JSON
+var-file, verbatim, never on a command line; the bake runs and nothing is
+executed. A payload in a variable's name is refused before anything runs.
+bake.yml reads the catalog in install (test.yml in pre_build).
+
 GILD_TWIN_BUILDSPECS_REV=<git revision> runs the same tests on that
 revision's buildspecs (e.g. the commit before the fix, to see them fail).
 """
@@ -35,9 +41,10 @@ PAYLOADS = {
 }
 
 
-def hostile_source(tmp_path, path_value=None, consumer=None):
+def hostile_source(tmp_path, path_value=None, consumer=None, variables=None):
     """A copy of the repository with one more family, `evil`, at path_value,
-    or one more consumer of debian13-base: {name, tests, owner}."""
+    or one more consumer of debian13-base: {name, tests, owner}, or
+    debian13-base with these `variables` ({name: value})."""
     source = tmp_path / "source"
     shutil.copytree(
         REPO,
@@ -58,6 +65,12 @@ def hostile_source(tmp_path, path_value=None, consumer=None):
         if path_value is not None:
             f.write(
                 f'\n[families.evil]\npath = {json.dumps(path_value)}\nos = "linux"\nroles = []\n'
+            )
+        if variables is not None:
+            f.write("\n[families.debian13-base.variables]\n")
+            f.writelines(
+                f"{json.dumps(key)} = {json.dumps(value)}\n"
+                for key, value in variables.items()
             )
         if consumer is not None:
             f.write(
@@ -85,7 +98,8 @@ def test_catalog_path_is_never_executed(module_twin, tmp_path, buildspec, payloa
     )
     assert not marker.exists(), f"{buildspec} executed the catalog path ({payload})"
     phases = {p["phaseType"]: p["phaseStatus"] for p in result["phases"]}
-    assert phases["PRE_BUILD"] == "FAILED", result["log"][-3000:]
+    reads_in = "INSTALL" if "bake" in buildspec else "PRE_BUILD"
+    assert phases[reads_in] == "FAILED", result["log"][-3000:]
     assert "must be a relative folder" in result["log"]
     assert twin.instances(result["id"]) == {}
 
@@ -128,3 +142,65 @@ def test_consumer_fields_are_never_executed(module_twin, tmp_path, field):
     assert module_twin.instances(result["id"]) == {}
     (family,) = suites_exported(result)
     assert (family["name"], family["failed"]) == ("debian13-base", ["test run"])
+
+
+# Legal variable values (strings without control characters) that would do
+# harm if a shell, HCL's template engine or the plugin's Go templates
+# evaluated them. debian13-base's template declares none of these names:
+# Packer ignores an undeclared var-file variable (hashicorp/packer v1.16
+# hcl2template, collectInputVariableValues), and so does the stand-in.
+VARIABLE_PAYLOADS = {
+    "command_substitution": "x$(touch MARKER)",
+    "backquotes": "x`touch MARKER`",
+    "quotes": "x';touch MARKER;'\"",
+    "hcl_template": '${file("MARKER")}%{ if true }x%{ endif }',
+    "go_template": '{{ env "AWS_SECRET_ACCESS_KEY" }}',
+}
+
+
+def test_catalog_variables_are_never_executed(module_twin, tmp_path):
+    """debian13-base with hostile variable values: the bake SUCCEEDS, no
+    marker, the values are in the var-file exactly as the catalog has them,
+    and Packer's command lines carry the var-file, none of the values."""
+    marker = tmp_path / "pwned"
+    variables = {
+        k: v.replace("MARKER", str(marker)) for k, v in VARIABLE_PAYLOADS.items()
+    }
+    source = hostile_source(tmp_path, variables=variables)
+    module_twin.run(
+        "buildspecs/bake.yml", "debian13-base", source=source, expect="SUCCEEDED"
+    )
+    assert not marker.exists(), "bake.yml executed a catalog variable"
+    work = module_twin.tmp / f"build-{module_twin.builds}"
+    var_file = work / "state" / "family.pkrvars.json"
+    assert json.loads(var_file.read_text(encoding="utf-8")) == variables
+    runs = [
+        c["argv"]
+        for c in module_twin.standin_calls()
+        if "argv" in c and c["argv"][:1] in (["validate"], ["build"])
+    ]
+    assert len(runs) >= 2, runs
+    for argv in runs[-2:]:
+        assert argv[argv.index("-var-file") + 1] == str(var_file)
+        text = " ".join(argv)
+        assert not [v for v in variables.values() if v in text], argv
+
+
+@pytest.mark.parametrize(
+    "key", ["x$(touch MARKER)", "x`touch MARKER`", "family", "source_ami"]
+)
+def test_bad_variable_names_stop_the_bake_in_install(module_twin, tmp_path, key):
+    """A payload in a variable's name, or a name the bake sets itself:
+    refused by family.py in install; no marker, nothing launched."""
+    marker = tmp_path / "pwned"
+    source = hostile_source(
+        tmp_path, variables={key.replace("MARKER", str(marker)): "x"}
+    )
+    result = module_twin.run(
+        "buildspecs/bake.yml", "debian13-base", source=source, expect="FAILED"
+    )
+    assert not marker.exists()
+    phases = {p["phaseType"]: p["phaseStatus"] for p in result["phases"]}
+    assert phases["INSTALL"] == "FAILED", result["log"][-3000:]
+    assert "gild: family 'debian13-base': variable" in result["log"]
+    assert module_twin.instances(result["id"]) == {}

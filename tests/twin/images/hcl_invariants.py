@@ -3,6 +3,12 @@ structure python-hcl2 parses (tools/packer_hcl.py), not on their text.
 
 Used by test_hcl.py on the real templates and on broken copies of them
 (breakages.yml). Each problem names the attribute to fix.
+
+A template folder may serve several families (gild.toml `template`, issue
+14): the family then comes from the bake as `var.family`, and a family's
+tag and playbook may name it so. A layered family starts from
+`var.source_ami` (its parent's AMI), which the source filter must hold to
+an image of this account (`self`) named for the parent.
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ REQUIRED_TAGS = (
     "gild:build-id",
     "gild:source-commit",
     "gild:base-ami",
+    "gild:parent-family",
+    "gild:parent-ami",
 )
+# The family as the bake passes it to a template (GILD_FAMILY).
+FAMILY_VAR = "${var.family}"
+# The bill of materials: collected on the builder, then downloaded.
+BOM_SCRIPTS = {
+    "linux": ("shell", "buildspecs/bootstrap/bom-linux.sh"),
+    "windows": ("powershell", "buildspecs/bootstrap/bom-windows.ps1"),
+}
+BOM_FILE = "bom.tsv"
 SHARING = (
     "ami_groups",
     "ami_users",
@@ -111,10 +127,21 @@ def _check_tags(
         problems.append(
             f'{where}: `{key}` sets gild:managed to {tags["gild:managed"]!r}, not "true"'
         )
-    if "gild:family" in tags and folder.resolve(tags["gild:family"]) != family:
+    if "gild:family" in tags and folder.resolve(tags["gild:family"]) not in (
+        family,
+        FAMILY_VAR,
+    ):
         problems.append(
-            f"{where}: `{key}` tags gild:family {tags['gild:family']!r}, but the family is {family}"
+            f"{where}: `{key}` tags gild:family {tags['gild:family']!r}, but the family is {family} (or var.family)"
         )
+    for tag, var in (
+        ("gild:parent-family", "${var.parent_family}"),
+        ("gild:parent-ami", "${var.source_ami}"),
+    ):
+        if tag in tags and folder.resolve(tags[tag]) != var:
+            problems.append(
+                f"{where}: `{key}` must tag {tag} with {var[2:-1]}, not {tags[tag]!r}"
+            )
     if "gild:base-ami" in tags and "SourceAMI" not in str(tags["gild:base-ami"]):
         problems.append(
             f"{where}: `{key}` must tag gild:base-ami with {{{{ .SourceAMI }}}}"
@@ -160,6 +187,7 @@ def _check_sources(folder: packer_hcl.Folder, family: str, os_name: str) -> list
             problems.append(
                 f'{where}: `metadata_options {{ http_tokens = "required" }}` is required'
             )
+        problems += _check_source_image(folder, where, body)
         ami_name = str(folder.resolve(get("ami_name")))
         if not (
             ("local.family" in ami_name or family in ami_name)
@@ -224,17 +252,50 @@ def _check_sources(folder: packer_hcl.Folder, family: str, os_name: str) -> list
     return problems
 
 
+def _check_source_image(folder: packer_hcl.Folder, where: str, body: dict) -> list[str]:
+    """A layered family's source: `source_ami = var.source_ami`, and a
+    filter whose owner is `self` and name the parent's when it is set
+    (packer-plugin-amazon v1.8.0 applies both to one DescribeImages)."""
+    problems = []
+    if body.get("source_ami") != "${var.source_ami}":
+        problems.append(
+            f"{where}: `source_ami = var.source_ami` is required (a layered family's parent AMI)"
+        )
+    flt = _one(body, "source_ami_filter")
+    owners = [str(folder.resolve(o)) for o in flt.get("owners") or []]
+    name = str(folder.resolve((folder.mapping(flt.get("filters")) or {}).get("name")))
+    if not owners:
+        problems.append(f"{where}: `source_ami_filter` must name its `owners`")
+    elif not all('"self"' in o and "var.source_ami" in o for o in owners):
+        problems.append(
+            f"{where}: `source_ami_filter` owners must be `self` when var.source_ami is set "
+            f"(a parent's image is this account's), not {owners!r}"
+        )
+    if "var.parent_family" not in name:
+        problems.append(
+            f"{where}: `source_ami_filter` must match the parent's images by name "
+            f"(gild-${{var.parent_family}}-*) when var.source_ami is set, not {name!r}"
+        )
+    return problems
+
+
 def _check_build(folder: packer_hcl.Folder, family: str, os_name: str) -> list[str]:
     if not folder.blocks("build"):
         return ["no `build` block"]
     problems = []
     playbook = f"ansible/playbooks/{family}.yml"
+    # The family's playbook by name, or by the family the bake passes
+    # (var.family, or local.family when that is the family or var.family).
+    accepted = {playbook, "ansible/playbooks/${var.family}.yml"}
+    if folder.resolve(folder.locals.get("family")) in (family, FAMILY_VAR):
+        accepted.add("ansible/playbooks/${local.family}.yml")
     ansible = folder.provisioners("ansible")
     if not ansible:
         problems.append(f"no ansible provisioner running {playbook}")
     for _, body in ansible:
         played = str(folder.resolve(body.get("playbook_file")))
-        if not played.endswith(playbook):
+        named = any(played.endswith(a) for a in accepted)
+        if not named:
             problems.append(
                 f"the ansible provisioner must run {playbook}, not {played!r}"
             )
@@ -260,16 +321,30 @@ def _check_build(folder: packer_hcl.Folder, family: str, os_name: str) -> list[s
                     problems.append(
                         f"the ansible provisioner's `extra_arguments` must set {needed}"
                     )
-    downloads = [
-        b
-        for _, b in folder.provisioners("file")
-        if folder.resolve(b.get("direction")) == "download"
-        and str(folder.resolve(b.get("source"))).endswith("packages.txt")
+    kind, script = BOM_SCRIPTS[os_name]
+    provisioners = folder.provisioners()
+    collects = [
+        i
+        for i, (k, b) in enumerate(provisioners)
+        if k == kind and str(folder.resolve(b.get("script"))).endswith(script)
     ]
+    downloads = [
+        i
+        for i, (k, b) in enumerate(provisioners)
+        if k == "file"
+        and folder.resolve(b.get("direction")) == "download"
+        and str(folder.resolve(b.get("source"))).endswith(BOM_FILE)
+    ]
+    if not collects:
+        problems.append(
+            f"no `{kind}` provisioner running {script} (the bill of materials)"
+        )
     if not downloads:
         problems.append(
-            'no `file` provisioner downloading the image\'s packages.txt (`direction = "download"`)'
+            f'no `file` provisioner downloading the bill of materials, {BOM_FILE} (`direction = "download"`)'
         )
+    if collects and downloads and min(collects) > max(downloads):
+        problems.append(f"the bill of materials is downloaded before {script} runs")
     manifests = folder.post_processors("manifest")
     if not manifests:
         problems.append(

@@ -11,10 +11,14 @@ plugins pinned exactly and alike, and a manifest for the buildspec.
 ``test_broken_template_is_rejected`` feeds broken copies of the real
 templates to the same ``check_folder`` and expects each to be named, so no
 check can silently pass everything.
+
+A family is checked on its `template` folder (gild.toml, default its
+`path`): one template may serve several families (issue 14).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -35,14 +39,53 @@ def _families(root: Path) -> dict[str, dict]:
         return tomllib.load(handle)["families"]
 
 
+def _template(spec: dict) -> str:
+    """A family's template folder: `template`, default `path` (no `/` at the end)."""
+    return spec.get("template", spec["path"]).rstrip("/")
+
+
 def test_every_template_belongs_to_a_family(root: Path) -> None:
-    paths = {family["path"] for family in _families(root).values()}
+    templates = {_template(family) for family in _families(root).values()}
     folders = [str(f.relative_to(root)) for f in packer_hcl.template_folders(root)]
     assert folders, "no images/**/*.pkr.hcl at all"
-    assert [f for f in folders if f not in paths] == [], (
+    assert [f for f in folders if f not in templates] == [], (
         "folders in no family of gild.toml are never built"
     )
-    assert [p for p in paths if p not in folders] == [], "families without templates"
+    assert [t for t in templates if t not in folders] == [], (
+        "families without templates"
+    )
+
+
+def test_every_family_has_its_own_folder(root: Path) -> None:
+    """`path` is the family's own folder (its tests): it exists, and holds
+    no template unless it is the family's template."""
+    for name, spec in _families(root).items():
+        path = spec["path"].rstrip("/")
+        assert (root / path).is_dir(), f"{name}: {path} is missing"
+        if path != _template(spec):
+            assert not list((root / path).glob("*.pkr.hcl")), (
+                f"{name}: {path} holds a template, but the family is baked with {_template(spec)}"
+            )
+
+
+def test_every_template_declares_what_the_bake_passes(root: Path) -> None:
+    """bake.yml passes these with -var (Packer refuses a -var a template
+    does not declare): every template declares each, winrm_security_group_id
+    only the Windows ones (the only ones it is passed to)."""
+    bake = (root / "buildspecs/bake.yml").read_text(encoding="utf-8")
+    passed = set(re.findall(r'-var "([a-z_]+)=', bake))
+    assert {"family", "family_dir", "source_ami", "parent_family"} <= passed
+    for name, spec in _families(root).items():
+        folder = packer_hcl.load_folder(root / _template(spec))
+        declared = {
+            packer_hcl.label(variable)
+            for block in folder.blocks("variable")
+            for variable in block
+        }
+        wanted = passed - (
+            {"winrm_security_group_id"} if spec["os"] == "linux" else set()
+        )
+        assert wanted <= declared, (name, wanted - declared)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +93,8 @@ def test_every_template_belongs_to_a_family(root: Path) -> None:
 )
 def test_templates_hold_gilds_invariants(root: Path, family: str) -> None:
     spec = _families(root)[family]
-    folder = packer_hcl.load_folder(root / spec["path"])
-    assert folder.files, f"no *.pkr.hcl in {spec['path']}"
+    folder = packer_hcl.load_folder(root / _template(spec))
+    assert folder.files, f"no *.pkr.hcl in {_template(spec)}"
     assert check_folder(folder, family, spec["os"]) == []
 
 
@@ -109,7 +152,7 @@ def test_plugins_and_packer_pinned_alike(root: Path) -> None:
 def test_broken_template_is_rejected(root: Path, tmp_path: Path, case: dict) -> None:
     spec = _families(root)[case["family"]]
     copy = tmp_path / case["family"]
-    shutil.copytree(root / spec["path"], copy)
+    shutil.copytree(root / _template(spec), copy)
     old = case["from"]
     holders = [p for p in sorted(copy.glob("*.pkr.hcl")) if old in p.read_text()]
     assert holders, f"no template holds {old!r}: update breakages.yml with the template"

@@ -70,14 +70,14 @@ def test_pin_removed_from_the_file(tree: Path) -> None:
 
 def test_template_does_not_pass_the_pins_file(tree: Path) -> None:
     _edit(
-        tree / "images/win2022-iis/win2022-iis.pkr.hcl",
+        tree / "images/windows-server/windows-server.pkr.hcl",
         '"--extra-vars", "@${abspath(local.repo_root)}/ansible/pins.yml",\n',
         "",
     )
     problems, _ = pins_check.check(tree)
     assert len(problems) == 1, problems
     assert (
-        "images/win2022-iis" in problems[0]
+        "images/windows-server" in problems[0]
         and "does not pass the pins file" in problems[0]
     )
 
