@@ -45,8 +45,6 @@ locals {
     "gild:source-commit" = var.source_commit
     "gild:build-id"      = var.build_id
     "gild:base-ami"      = "{{ .SourceAMI }}"
-    "gild:parent-family" = var.parent_family
-    "gild:parent-ami"    = var.source_ami
   }
 }
 

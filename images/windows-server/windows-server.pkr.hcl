@@ -60,8 +60,9 @@ locals {
   source_name  = var.source_ami == "" ? "Windows_Server-2022-English-${title(var.edition)}-Base-*" : "gild-${var.parent_family}-*"
 
   # Set at creation on the AMI and its snapshots. bake-finished only touches
-  # an image carrying gild:managed=true and its own build's gild:build-id.
-  # A root family's parent tags are empty.
+  # an image carrying gild:managed=true and its own build's gild:build-id,
+  # and adds a layered family's gild:parent-family/gild:parent-ami itself
+  # (gild:base-ami, the source, is then the parent's AMI).
   image_tags = {
     Name                 = "gild-${local.family}-${local.timestamp}"
     "gild:managed"       = "true"
@@ -70,8 +71,6 @@ locals {
     "gild:source-commit" = var.source_commit
     "gild:build-id"      = var.build_id
     "gild:base-ami"      = "{{ .SourceAMI }}"
-    "gild:parent-family" = var.parent_family
-    "gild:parent-ami"    = var.source_ami
   }
 }
 

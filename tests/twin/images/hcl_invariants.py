@@ -23,8 +23,6 @@ REQUIRED_TAGS = (
     "gild:build-id",
     "gild:source-commit",
     "gild:base-ami",
-    "gild:parent-family",
-    "gild:parent-ami",
 )
 # The family as the bake passes it to a template (GILD_FAMILY).
 FAMILY_VAR = "${var.family}"
@@ -134,14 +132,6 @@ def _check_tags(
         problems.append(
             f"{where}: `{key}` tags gild:family {tags['gild:family']!r}, but the family is {family} (or var.family)"
         )
-    for tag, var in (
-        ("gild:parent-family", "${var.parent_family}"),
-        ("gild:parent-ami", "${var.source_ami}"),
-    ):
-        if tag in tags and folder.resolve(tags[tag]) != var:
-            problems.append(
-                f"{where}: `{key}` must tag {tag} with {var[2:-1]}, not {tags[tag]!r}"
-            )
     if "gild:base-ami" in tags and "SourceAMI" not in str(tags["gild:base-ami"]):
         problems.append(
             f"{where}: `{key}` must tag gild:base-ami with {{{{ .SourceAMI }}}}"
