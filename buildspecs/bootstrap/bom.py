@@ -22,11 +22,16 @@ uploads the result to the artifacts bucket as `bom/<ami>.json`:
 
 Kinds by os: linux `dpkg` (name, version, arch); windows `hotfix` (name),
 `feature` (name), `program` (name, and version when the program has one).
-Packages come sorted (kind, name, arch, version) and once each. A line
-that is not of the family's os, has no name, or a field with a control
-character is refused (exit 1, naming the line), and so is an empty list:
-an image without its bill of materials is not kept. The schema is
-docs/bom.md's; crates/core reads it.
+As docs/bom.md wants it: a package's identity (kind, name, arch) appears
+once (a program Windows lists twice, under both Uninstall keys at two
+versions, is kept at its highest version), fields are trimmed and clipped
+to 256 characters (name) and 128 (version), a field a kind does not have is
+absent, and the packages come in identity order (dpkg, hotfix, feature,
+program; then name, then arch). A line that is not of the family's os, has
+no name, a dpkg package without version or architecture, or a field with a
+control character is refused (exit 1, naming the line), and so is an empty
+list: an image without its bill of materials is not kept. crates/core reads
+the result (gild_core::bom).
 """
 
 import argparse
@@ -45,6 +50,9 @@ FIELDS = {
     "feature": (),
     "program": ("version",),
 }
+KIND_ORDER = ("dpkg", "hotfix", "feature", "program")
+MAX_NAME = 256
+MAX_VERSION = 128
 FAMILY = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z", re.ASCII)
 IMAGE = re.compile(r"ami-[0-9a-f]{8,17}\Z", re.ASCII)
 HEADER = re.compile(
@@ -57,6 +65,16 @@ def has_control(text):
     return any(unicodedata.category(c) == "Cc" for c in text)
 
 
+def program_version_key(version):
+    """Dotted numbers, component by component, as docs/bom.md orders a
+    program's versions: the leading digits as a number, then the rest."""
+    key = []
+    for part in version.split("."):
+        digits = re.match(r"[0-9]*", part).group()
+        key.append((int(digits) if digits else 0, part[len(digits) :]))
+    return key
+
+
 def build(raw, family, os_name, image, now=None):
     """The gild.bom/1 document for raw (the bom.tsv text)."""
     if not FAMILY.match(family):
@@ -66,7 +84,7 @@ def build(raw, family, os_name, image, now=None):
     if not IMAGE.match(image):
         raise ValueError(f"{image!r} is not an AMI id")
     collected = None
-    packages = set()
+    packages = {}
     for number, line in enumerate(raw.removeprefix("\ufeff").splitlines(), 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -76,46 +94,49 @@ def build(raw, family, os_name, image, now=None):
             if header and collected is None:
                 collected = header.group(1)
             continue
-        fields = line.split("\t")
-        kind, name = fields[0], fields[1] if len(fields) > 1 else ""
+        fields = [f.strip() for f in line.split("\t")] + ["", "", ""]
+        kind, name = fields[0], fields[1][:MAX_NAME].rstrip()
+        version, arch = fields[2][:MAX_VERSION].rstrip(), fields[3]
         if kind not in KINDS[os_name]:
             raise ValueError(
                 f"line {number}: kind {kind!r} is not one of a {os_name} image "
                 f"({', '.join(KINDS[os_name])})"
             )
-        if not name.strip():
+        if not name:
             raise ValueError(f"line {number}: a {kind} without a name")
-        values = dict(zip(("version", "arch"), fields[2:4], strict=False))
-        if any(has_control(v) for v in (name, *values.values())):
+        if kind == "dpkg" and not (version and arch):
+            raise ValueError(f"line {number}: dpkg {name} without version or arch")
+        if any(has_control(v) for v in (name, version, arch)):
             raise ValueError(f"line {number}: a field holds a control character")
-        entry = (
-            ("kind", kind),
-            ("name", name),
-            *((k, values[k]) for k in FIELDS[kind] if values.get(k)),
-        )
-        packages.add(entry)
+        values = {"version": version, "arch": arch}
+        entry = {"kind": kind, "name": name}
+        entry.update((k, values[k]) for k in FIELDS[kind] if values[k])
+        identity = (kind, name, entry.get("arch", ""))
+        known = packages.get(identity)
+        if known is None or entry == known:
+            packages[identity] = entry
+        elif kind == "program":
+            # Listed twice at two versions: the highest is what runs.
+            packages[identity] = max(
+                (known, entry), key=lambda e: program_version_key(e.get("version", ""))
+            )
+        else:
+            raise ValueError(
+                f"line {number}: {kind} {name} listed twice, at two versions"
+            )
     if not packages:
         raise ValueError("the list names no package")
     if collected is None:
         moment = now or datetime.datetime.now(datetime.UTC)
         collected = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def order(entry):
-        fields = dict(entry)
-        return (
-            fields["kind"],
-            fields["name"],
-            fields.get("arch", ""),
-            fields.get("version", ""),
-        )
-
+    order = sorted(packages, key=lambda i: (KIND_ORDER.index(i[0]), i[1], i[2]))
     return {
         "schema": SCHEMA,
         "family": family,
         "image": image,
         "os": os_name,
         "collected_at": collected,
-        "packages": [dict(e) for e in sorted(packages, key=order)],
+        "packages": [packages[i] for i in order],
     }
 
 
