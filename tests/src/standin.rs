@@ -110,6 +110,9 @@ impl RunOnce {
 
 pub struct BuildStandIn {
     ec2: aws_sdk_ec2::Client,
+    ssm: aws_sdk_ssm::Client,
+    /// `<prefix>/<family>/ami` of the stack, with `{}` for the family.
+    parameter: String,
     base_image: String,
     fail_bake: BTreeSet<String>,
     fail_test: BTreeSet<String>,
@@ -127,6 +130,8 @@ impl BuildStandIn {
     pub fn new(pipeline: &Pipeline, base_image: impl Into<String>) -> Self {
         BuildStandIn {
             ec2: aws_sdk_ec2::Client::new(&pipeline.aws),
+            ssm: aws_sdk_ssm::Client::new(&pipeline.aws),
+            parameter: pipeline.parameter_name("{}"),
             bake_project: pipeline.bake_project().to_owned(),
             test_project: pipeline.test_project().to_owned(),
             base_image: base_image.into(),
@@ -168,13 +173,14 @@ impl BuildStandIn {
             .unwrap_or_default()
             .to_owned();
         if build.project_name == self.bake_project {
-            let image = self.bake(build, &family).await?;
+            let source = self.source_image(build).await?;
+            let image = self.bake(build, &family, &source).await?;
             let failed = self.fail_bake.contains(&family);
             let status = if failed { "FAILED" } else { "SUCCEEDED" };
             let mut exported = vec![("GILD_FAMILY", family.clone())];
             if !failed {
                 exported.push(("GILD_AMI_ID", image.clone()));
-                exported.push(("GILD_BASE_AMI", self.base_image.clone()));
+                exported.push(("GILD_BASE_AMI", source));
             }
             Ok(Completed {
                 event: self.event(build, status, &exported)?,
@@ -216,14 +222,45 @@ impl BuildStandIn {
         }
     }
 
-    /// What Packer leaves in EC2: an image made from an instance of the base
-    /// image, tagged at creation, with its snapshot tagged too.
-    async fn bake(&self, build: &StartedBuild, family: &str) -> Result<String, HarnessError> {
+    /// What bake.yml bakes from: the image the build was given
+    /// (`GILD_SOURCE_AMI`), else a layered family's parent's promoted image
+    /// (its parameter, read when the build starts), else the base image.
+    async fn source_image(&self, build: &StartedBuild) -> Result<String, HarnessError> {
+        if let Some(image) = build.env_value("GILD_SOURCE_AMI").filter(|v| !v.is_empty()) {
+            return Ok(image.to_owned());
+        }
+        let Some(parent) = build
+            .env_value("GILD_PARENT_FAMILY")
+            .filter(|v| !v.is_empty())
+        else {
+            return Ok(self.base_image.clone());
+        };
+        let name = self.parameter.replace("{}", parent);
+        self.ssm
+            .get_parameter()
+            .name(&name)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.parameter.and_then(|p| p.value))
+            .ok_or_else(|| HarnessError::InvalidInput {
+                message: format!("stand-in: {name} names no image: the parent was never promoted"),
+            })
+    }
+
+    /// What Packer leaves in EC2: an image made from an instance of the
+    /// source image, tagged at creation, with its snapshot tagged too.
+    async fn bake(
+        &self,
+        build: &StartedBuild,
+        family: &str,
+        source: &str,
+    ) -> Result<String, HarnessError> {
         let commit = build.env_value("GILD_SOURCE_COMMIT").unwrap_or("unknown");
         let instance = self
             .ec2
             .run_instances()
-            .image_id(&self.base_image)
+            .image_id(source)
             .instance_type(InstanceType::T3Micro)
             .min_count(1)
             .max_count(1)
@@ -245,7 +282,7 @@ impl BuildStandIn {
             ("gild:family", family.to_owned()),
             ("gild:source-commit", commit.to_owned()),
             ("gild:build-id", build.build_id.clone()),
-            ("gild:base-ami", self.base_image.clone()),
+            ("gild:base-ami", source.to_owned()),
         ];
         let tag_list: Vec<Tag> = tags
             .iter()
