@@ -454,3 +454,58 @@ async fn bus_put_arrives_in_the_shape_the_deployed_manual_rule_matches() {
     }
     assert_eq!(everything.drain().await, Vec::<Value>::new());
 }
+
+/// A layered family's bake keeps its parent, children and parent image on
+/// the deployed table: waiting, then queued from the parent's image.
+#[tokio::test]
+async fn a_waiting_child_keeps_its_lineage_and_is_queued_from_its_parents_image() {
+    let Some(pipeline) = deployed(false).await else {
+        return;
+    };
+    let ledger = DynamoLedger::new(
+        aws_sdk_dynamodb::Client::new(&pipeline.aws),
+        pipeline.ledger_table(),
+    );
+    let key = BakeKey::new("win2022-iis", "schedule:2026-11");
+    let mut record = BakeRecord::requested(
+        key.clone(),
+        Trigger::Schedule,
+        Some("c0ffee".into()),
+        1_000,
+        90,
+        "invocation-a",
+    );
+    record.parent = Some("win2022-core-dotnet".into());
+    record.children = vec!["iis-app".into(), "iis-app/iis-app-2".into()];
+    assert_eq!(ledger.claim(&record, 1_000).await, Ok(Claim::Claimed));
+    let wait = row(BakeState::Requested, Step::WaitForParent);
+    assert_eq!(
+        ledger.advance(&key, wait, &Change::default(), 1_001).await,
+        Ok(true)
+    );
+    // Waiting holds no lock and stays in the active index.
+    let waiting = ledger.get(&key).await.expect("get").expect("record");
+    assert_eq!(waiting.state, BakeState::Waiting);
+    assert_eq!(waiting.parent.as_deref(), Some("win2022-core-dotnet"));
+    assert_eq!(waiting.children, record.children);
+    assert!(ledger
+        .active()
+        .await
+        .expect("active")
+        .iter()
+        .any(|r| r.key == key));
+    let queue = row(BakeState::Waiting, Step::Queued);
+    let released = Change {
+        parent_image: Some("ami-0parent".into()),
+        ..Change::default()
+    };
+    assert_eq!(
+        ledger.advance(&key, queue, &released, 1_002).await,
+        Ok(true)
+    );
+    let queued = ledger.get(&key).await.expect("get").expect("record");
+    assert_eq!(queued.state, BakeState::Queued);
+    assert_eq!(queued.parent_image.as_deref(), Some("ami-0parent"));
+    // A candidate row from waiting does not exist, so nothing else moves it.
+    assert!(Transition::of(Lane::Candidate, BakeState::Waiting, Step::Queued).is_none());
+}
