@@ -48,21 +48,26 @@ pub fn render(
     records.sort_by(|a, b| {
         (b.requested_at, &b.key.dedupe_key).cmp(&(a.requested_at, &a.key.dedupe_key))
     });
-    let shown: Vec<&BakeRecord> = match family {
+    // One family's history, or every family's latest bake as the tree of
+    // layered families, each child under its parent and marked when its
+    // parent was promoted again since its image was baked.
+    let shown: Vec<(String, &BakeRecord, Option<String>)> = match family {
         Some(family) => records
             .iter()
             .filter(|r| r.key.family == family)
             .take(limit)
+            .map(|r| (r.key.family.clone(), r, None))
             .collect(),
-        None => {
-            let mut seen = std::collections::BTreeSet::new();
-            let mut latest: Vec<&BakeRecord> = records
-                .iter()
-                .filter(|r| seen.insert(r.key.family.clone()))
-                .collect();
-            latest.sort_by(|a, b| a.key.family.cmp(&b.key.family));
-            latest
-        }
+        None => gild_core::layers::tree(&records)
+            .into_iter()
+            .map(|node| {
+                let name = match node.depth {
+                    0 => node.family.to_owned(),
+                    depth => format!("{}└ {}", "  ".repeat(depth - 1), node.family),
+                };
+                (name, node.latest, node.outdated)
+            })
+            .collect(),
     };
     if shown.is_empty() {
         return match family {
@@ -74,13 +79,16 @@ pub fn render(
     table
         .load_style(UTF8_FULL_CONDENSED)
         .set_header(["FAMILY", "STATE", "AMI", "TRIGGER", "COMMIT", "AGE", "BAKE"]);
-    for r in shown {
-        let state = match (&r.failed_stage, &r.reason) {
+    for (name, r, outdated) in shown {
+        let mut state = match (&r.failed_stage, &r.reason) {
             (Some(stage), Some(reason)) => format!("failed at {stage}: {reason}"),
             _ => r.state.to_string(),
         };
+        if let Some(parent_image) = outdated {
+            state.push_str(&format!(" (outdated: its parent is now {parent_image})"));
+        }
         table.add_row([
-            r.key.family.clone(),
+            name,
             state,
             r.image.clone().unwrap_or_else(|| "-".into()),
             r.trigger.to_string(),
@@ -151,5 +159,29 @@ mod tests {
         );
         assert!(!one.contains("failed"), "{one}");
         assert_eq!(render(vec![], None, 10, 0), "no bakes in the ledger yet");
+    }
+
+    #[test]
+    fn children_show_under_their_parent_and_say_when_they_are_outdated() {
+        let mut parent = record("dotnet", "push:2", 300, BakeState::Promoted);
+        parent.image = Some("ami-p2".into());
+        let mut child = record("iis", "parent:ami-p1", 200, BakeState::Promoted);
+        child.parent = Some("dotnet".into());
+        child.parent_image = Some("ami-p1".into());
+        let shown = render(vec![parent, child], None, 10, 400);
+        let lines: Vec<&str> = shown.lines().collect();
+        let dotnet = lines
+            .iter()
+            .position(|l| l.contains("dotnet"))
+            .expect("dotnet");
+        let iis = lines
+            .iter()
+            .position(|l| l.contains("└ iis"))
+            .expect("iis under it");
+        assert!(iis > dotnet, "{shown}");
+        assert!(
+            lines[iis].contains("outdated: its parent is now ami-p2"),
+            "{shown}"
+        );
     }
 }

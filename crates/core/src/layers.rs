@@ -154,3 +154,158 @@ os = "linux"
         assert_eq!(parent_dedupe_key("ami-1"), "parent:ami-1");
     }
 }
+
+/// One family in `gild status`'s tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node<'a> {
+    pub family: &'a str,
+    /// 0 for a family with no parent.
+    pub depth: usize,
+    /// The family's latest bake.
+    pub latest: &'a crate::ledger::BakeRecord,
+    /// Its parent's image it is behind: the parent was promoted again since
+    /// the family's promoted image was baked, and the rebuild is not
+    /// promoted yet.
+    pub outdated: Option<String>,
+}
+
+/// The families the ledger knows, as a tree (each child under its parent,
+/// names in order), from the bakes alone: a bake records its parent and
+/// the parent image it was baked from.
+pub fn tree(records: &[crate::ledger::BakeRecord]) -> Vec<Node<'_>> {
+    use crate::state::BakeState;
+    let newest = |a: &&crate::ledger::BakeRecord, b: &&crate::ledger::BakeRecord| {
+        (a.requested_at, &a.key.dedupe_key).cmp(&(b.requested_at, &b.key.dedupe_key))
+    };
+    let mut latest: BTreeMap<&str, &crate::ledger::BakeRecord> = BTreeMap::new();
+    let mut promoted: BTreeMap<&str, &crate::ledger::BakeRecord> = BTreeMap::new();
+    for record in records {
+        let family = record.key.family.as_str();
+        if latest
+            .get(family)
+            .is_none_or(|l| newest(&record, l).is_gt())
+        {
+            latest.insert(family, record);
+        }
+        if record.state == BakeState::Promoted
+            && promoted
+                .get(family)
+                .is_none_or(|p| newest(&record, p).is_gt())
+        {
+            promoted.insert(family, record);
+        }
+    }
+    // A family's parent: what its latest bake says, else any bake that says.
+    let parent_of = |family: &str| -> Option<&str> {
+        latest
+            .get(family)
+            .and_then(|r| r.parent.as_deref())
+            .or_else(|| {
+                records
+                    .iter()
+                    .filter(|r| r.key.family == family)
+                    .find_map(|r| r.parent.as_deref())
+            })
+            .filter(|p| latest.contains_key(p) && *p != family)
+    };
+    let outdated = |family: &str| -> Option<String> {
+        let parent = parent_of(family)?;
+        let now = promoted.get(parent)?.image.clone()?;
+        let baked_from = promoted.get(family)?.parent_image.as_deref()?;
+        (baked_from != now).then_some(now)
+    };
+    let mut nodes = Vec::new();
+    let mut placed = BTreeSet::new();
+    let mut stack: Vec<(&str, usize)> = latest
+        .keys()
+        .filter(|f| parent_of(f).is_none())
+        .rev()
+        .map(|f| (*f, 0))
+        .collect();
+    // Families whose parent chain loops (a hand-edited ledger) are shown
+    // as roots after the rest rather than lost.
+    let mut orphans: Vec<&str> = Vec::new();
+    loop {
+        while let Some((family, depth)) = stack.pop() {
+            if !placed.insert(family) {
+                continue;
+            }
+            nodes.push(Node {
+                family,
+                depth,
+                latest: latest[family],
+                outdated: outdated(family),
+            });
+            let children: Vec<&str> = latest
+                .keys()
+                .filter(|c| parent_of(c) == Some(family))
+                .copied()
+                .collect();
+            stack.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
+        }
+        if orphans.is_empty() {
+            orphans = latest
+                .keys()
+                .filter(|f| !placed.contains(*f))
+                .copied()
+                .collect();
+            orphans.reverse();
+            if orphans.is_empty() {
+                break;
+            }
+        }
+        match orphans.pop() {
+            Some(next) => stack.push((next, 0)),
+            None => break,
+        }
+    }
+    nodes
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+    use crate::ledger::{BakeKey, BakeRecord};
+    use crate::state::BakeState;
+    use crate::vocabulary::Trigger;
+
+    fn bake(family: &str, key: &str, at: i64, state: BakeState) -> BakeRecord {
+        let mut r = BakeRecord::requested(
+            BakeKey::new(family, key),
+            Trigger::Schedule,
+            None,
+            at,
+            60,
+            "t",
+        );
+        r.state = state;
+        r
+    }
+
+    #[test]
+    fn children_sit_under_their_parent_and_an_older_parent_image_is_outdated() {
+        let mut parent_old = bake("dotnet", "schedule:2026-10", 10, BakeState::Promoted);
+        parent_old.image = Some("ami-p1".into());
+        let mut parent_new = bake("dotnet", "push:abc", 30, BakeState::Promoted);
+        parent_new.image = Some("ami-p2".into());
+        let mut child = bake("iis", "parent:ami-p1", 20, BakeState::Promoted);
+        child.parent = Some("dotnet".into());
+        child.parent_image = Some("ami-p1".into());
+        child.image = Some("ami-c1".into());
+        let deb = bake("deb", "schedule:2026-10", 10, BakeState::Promoted);
+        let records = vec![parent_old, child.clone(), parent_new, deb];
+        let nodes = tree(&records);
+        let shown: Vec<(&str, usize)> = nodes.iter().map(|n| (n.family, n.depth)).collect();
+        assert_eq!(shown, [("deb", 0), ("dotnet", 0), ("iis", 1)]);
+        assert_eq!(nodes[2].outdated.as_deref(), Some("ami-p2"));
+        assert_eq!(nodes[1].outdated, None);
+        // Rebuilt from the new image: current again.
+        let mut rebuilt = child;
+        rebuilt.key = BakeKey::new("iis", "parent:ami-p2");
+        rebuilt.requested_at = 40;
+        rebuilt.parent_image = Some("ami-p2".into());
+        let mut with_rebuild = records.clone();
+        with_rebuild.push(rebuilt);
+        assert!(tree(&with_rebuild).iter().all(|n| n.outdated.is_none()));
+    }
+}
