@@ -287,3 +287,63 @@ pub fn timestamp(now: i64) -> String {
         })
         .unwrap_or_else(|| now.to_string())
 }
+
+/// What the reconciler does with a bake still waiting for its parent. The
+/// parent's own steps release or fail its children before its state moves,
+/// so this is the backstop for a parent bake that never came.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Waiting {
+    Wait {
+        why: String,
+    },
+    /// Queue it to bake from the parent's promoted image.
+    Release {
+        image: String,
+    },
+    /// End it at stage `parent`.
+    Fail {
+        reason: String,
+    },
+}
+
+/// `parent` is the parent's bake of the child's run (same dedupe key).
+pub fn waiting(
+    child: &BakeRecord,
+    parent: Option<&BakeRecord>,
+    now: i64,
+    deadlines: &Deadlines,
+) -> Waiting {
+    let parent_family = child.parent.as_deref().unwrap_or("its parent");
+    match parent {
+        None if now - child.updated_at > deadlines.lease + deadlines.margin => Waiting::Fail {
+            reason: format!(
+                "{parent_family}'s bake {} was never claimed, so there is no new image to bake from",
+                child.key.dedupe_key
+            ),
+        },
+        None => Waiting::Wait {
+            why: format!("{parent_family}'s bake is not claimed yet"),
+        },
+        Some(p) => match (p.state, &p.image) {
+            (BakeState::Promoted, Some(image)) => Waiting::Release {
+                image: image.clone(),
+            },
+            (BakeState::Failed | BakeState::Superseded | BakeState::Promoted, _) => {
+                Waiting::Fail {
+                    reason: format!(
+                        "{parent_family}'s bake ended {}{}",
+                        p.state,
+                        p.reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+            (state, _) => Waiting::Wait {
+                why: format!("{parent_family}'s bake is {state}"),
+            },
+        },
+    }
+}

@@ -94,7 +94,7 @@ where
         Ok(released)
     }
 
-    async fn queue_child(
+    pub(crate) async fn queue_child(
         &self,
         key: &BakeKey,
         from: BakeState,
@@ -137,57 +137,75 @@ where
                 {
                     continue;
                 }
-                let owner = gild_lambda::invocation_token();
-                let locked = self
-                    .retrying(&key, || {
-                        self.ports.ledger.lock(
-                            &key,
-                            BakeState::Waiting,
-                            cx.now,
-                            self.settings.lease_secs,
-                            &owner,
-                        )
-                    })
-                    .await
-                    .map_err(|error| port("lock a child's bake", &key, error))?;
-                if !locked {
-                    // Another try of this step holds it; it ends it.
-                    continue;
-                }
                 let child_reason = format!("parent {why}; {child}'s promoted image stays");
-                self.announce_record(&record, cx, &child_reason).await?;
-                let fail = Transition::require(
-                    record.lane(),
-                    BakeState::Waiting,
-                    Step::Failed(Stage::Parent),
-                )?;
-                let change = Change {
-                    failed_stage: Some(Stage::Parent),
-                    reason: Some(child_reason.clone()),
-                    ..Change::default()
-                };
-                self.retrying(&key, || {
-                    self.ports.ledger.advance(&key, fail, &change, cx.now)
-                })
-                .await
-                .map_err(|error| port("fail a child's bake", &key, error))?;
-                info!(family = child, parent = %parent.key.family, "waiting child failed with its parent");
-                parents.push((record, format!("{child} failed because its parent did")));
+                // `false`: another try of this step holds it, and ends it.
+                if self
+                    .fail_waiting(&record, &child_reason, cx.region, &cx.at, cx.now)
+                    .await?
+                {
+                    info!(family = child, parent = %parent.key.family, "waiting child failed with its parent");
+                    parents.push((record, format!("{child} failed because its parent did")));
+                }
             }
         }
         Ok(())
     }
 
+    /// Ends one waiting bake at stage `parent` under its own lock,
+    /// announcing it first; `false` when another invocation holds it.
+    pub(crate) async fn fail_waiting(
+        &self,
+        record: &BakeRecord,
+        reason: &str,
+        region: &str,
+        at: &str,
+        now: i64,
+    ) -> Result<bool, FlowError> {
+        let key = &record.key;
+        let owner = gild_lambda::invocation_token();
+        let locked = self
+            .retrying(key, || {
+                self.ports.ledger.lock(
+                    key,
+                    BakeState::Waiting,
+                    now,
+                    self.settings.lease_secs,
+                    &owner,
+                )
+            })
+            .await
+            .map_err(|error| port("lock a child's bake", key, error))?;
+        if !locked {
+            return Ok(false);
+        }
+        self.announce_record(record, region, at, reason).await?;
+        let fail = Transition::require(
+            record.lane(),
+            BakeState::Waiting,
+            Step::Failed(Stage::Parent),
+        )?;
+        let change = Change {
+            failed_stage: Some(Stage::Parent),
+            reason: Some(reason.to_owned()),
+            ..Change::default()
+        };
+        self.retrying(key, || self.ports.ledger.advance(key, fail, &change, now))
+            .await
+            .map_err(|error| port("fail a child's bake", key, error))?;
+        Ok(true)
+    }
+
     async fn announce_record(
         &self,
         record: &BakeRecord,
-        cx: &Context<'_>,
+        region: &str,
+        at: &str,
         reason: &str,
     ) -> Result<(), FlowError> {
         let announcement = Announcement {
             family: record.key.family.clone(),
             image: None,
-            region: cx.region.to_owned(),
+            region: region.to_owned(),
             trigger: record.trigger,
             dedupe_key: record.key.dedupe_key.clone(),
             commit: record.commit.clone(),
@@ -200,7 +218,7 @@ where
             bake_log: None,
             test_log: None,
             test_report: None,
-            at: cx.at.clone(),
+            at: at.to_owned(),
             children: Vec::new(),
         };
         let publication = announcement.publication();

@@ -9,9 +9,10 @@
 //! a state that calls for nothing.
 
 use gild_core::completion::{tags, Finished};
-use gild_core::ledger::{BakeKey, BakeRecord};
+use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Reviews, Tests};
 use gild_core::reconcile::{self, Deadlines, Look, Verdict};
+use gild_core::state::BakeState;
 use gild_core::steps;
 use gild_lambda::retry::{seed, with_backoff};
 use gild_lambda::Diagnostic;
@@ -147,6 +148,17 @@ where
                 }
             }
         }
+        // Children still waiting for a parent whose bake ended (or never
+        // came): released or failed, so none waits forever.
+        for child in open.iter().filter(|r| r.state == BakeState::Waiting) {
+            if let Err(error) = self.resolve_waiting(child, now).await {
+                warn!(family = %child.key.family, %error, "could not resolve a waiting bake");
+                failures.push(format!(
+                    "{} {}: {error}",
+                    child.key.family, child.key.dedupe_key
+                ));
+            }
+        }
         // Slots freed by bakes ended above (or by a test build that could
         // never start) go to the queue now, not at the next build's end.
         let drained = self.launcher.drain("reconcile".into(), None, now).await?;
@@ -166,6 +178,40 @@ where
             started: drained.started,
             queue: drained.reason,
         })
+    }
+
+    /// The backstop for a bake waiting on a parent bake that ended without
+    /// moving it, or never came (`gild_core::reconcile::waiting`).
+    async fn resolve_waiting(&self, child: &BakeRecord, now: i64) -> Result<(), FlowError> {
+        let completions = &self.completions;
+        let parent = match &child.parent {
+            Some(parent) => {
+                let key = BakeKey::new(parent.clone(), child.key.dedupe_key.clone());
+                completions.read(&key, "read the parent's bake").await?
+            }
+            None => None,
+        };
+        match reconcile::waiting(child, parent.as_ref(), now, &self.deadlines) {
+            reconcile::Waiting::Wait { .. } => {}
+            reconcile::Waiting::Release { image } => {
+                let change = Change {
+                    parent_image: Some(image.clone()),
+                    ..Change::default()
+                };
+                completions
+                    .queue_child(&child.key, BakeState::Waiting, &change, now)
+                    .await?;
+                info!(family = %child.key.family, image, "a waiting child released by the reconciler");
+            }
+            reconcile::Waiting::Fail { reason } => {
+                let at = reconcile::timestamp(now);
+                completions
+                    .fail_waiting(child, &reason, &self.region, &at, now)
+                    .await?;
+                info!(family = %child.key.family, reason, "a waiting child failed by the reconciler");
+            }
+        }
+        Ok(())
     }
 
     /// Removes the candidate images whose `gild:expires-at` has passed.

@@ -400,3 +400,77 @@ async fn a_slot_freed_without_a_build_ending_goes_to_the_queue() {
         .expect("record");
     assert_eq!(started.state, BakeState::Baking);
 }
+
+/// A child waiting in a run whose parent bake never came (a lost trigger
+/// event) ends at stage parent once the claim deadline passes, announced
+/// once; a child whose parent bake was promoted without moving it (an
+/// older gild, a hand-edited ledger) is queued from the parent's image.
+#[tokio::test]
+async fn a_child_left_waiting_is_failed_or_released_by_the_reconciler() {
+    let r = reconciler(world());
+    let ledger = &r.completions().ports().ledger;
+    let wait =
+        Transition::of(Lane::Production, BakeState::Requested, Step::WaitForParent).expect("a row");
+    for (family, dedupe) in [("orphan", "schedule:2026-11"), ("iis", "push:abc")] {
+        let mut child = BakeRecord::requested(
+            BakeKey::new(family, dedupe),
+            Trigger::Schedule,
+            Some("9f2c1e7".into()),
+            0,
+            60,
+            "trigger",
+        );
+        child.parent = Some("dotnet".into());
+        ledger.claim(&child, 0).await.expect("claim");
+        assert!(ledger
+            .advance(&child.key, wait, &Change::default(), 1)
+            .await
+            .expect("wait"));
+    }
+    let mut parent = BakeRecord::requested(
+        BakeKey::new("dotnet", "push:abc"),
+        Trigger::Push,
+        Some("9f2c1e7".into()),
+        0,
+        60,
+        "trigger",
+    );
+    parent.state = BakeState::Promoted;
+    parent.image = Some("ami-parent".into());
+    ledger
+        .records
+        .lock()
+        .expect("lock")
+        .insert(parent.key.clone(), parent);
+
+    // Before the claim's deadline the orphan still waits.
+    r.run(30).await.expect("early run");
+    let orphan = BakeKey::new("orphan", "schedule:2026-11");
+    assert_eq!(
+        ledger.get(&orphan).await.expect("get").map(|c| c.state),
+        Some(BakeState::Waiting)
+    );
+    let released = ledger
+        .get(&BakeKey::new("iis", "push:abc"))
+        .await
+        .expect("get")
+        .expect("iis");
+    assert!(
+        matches!(released.state, BakeState::Queued | BakeState::Baking),
+        "{:?}",
+        released.state
+    );
+    assert_eq!(released.parent_image.as_deref(), Some("ami-parent"));
+
+    for at in [2_000, 2_001] {
+        r.run(at).await.expect("late run");
+    }
+    let failed = ledger.get(&orphan).await.expect("get").expect("orphan");
+    assert_eq!(
+        (failed.state, failed.failed_stage),
+        (BakeState::Failed, Some(Stage::Parent))
+    );
+    let subjects = announced(&r);
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(subjects[0].contains("orphan"), "{subjects:?}");
+}
