@@ -68,9 +68,28 @@ pub fn catalog(data: &[u8]) {
         Ok(parsed) => {
             for (name, family) in &parsed.families {
                 assert_eq!(name, &family.name);
-                assert!(
-                    !family.path.starts_with('/') && !family.path.split('/').any(|p| p == "..")
-                );
+                for folder in [&family.path, &family.template] {
+                    assert!(!folder.starts_with('/') && !folder.split('/').any(|p| p == ".."));
+                }
+                // The graph the parse accepted: known parents of the same
+                // OS, no cycle, no chain deeper than the limit.
+                let ancestors = parsed.ancestors(name);
+                assert!(ancestors.len() < catalog::MAX_DEPTH);
+                assert!(ancestors
+                    .iter()
+                    .all(|a| a.os == family.os && a.name != *name));
+                let below = crate::layers::descendants(&parsed, name);
+                assert!(!below.iter().any(|d| d.split('/').any(|f| f == name)));
+                for key in family.variables.keys() {
+                    assert!(!catalog::RESERVED_VARIABLES.contains(&key.as_str()));
+                }
+            }
+            // A run of every family waits only for parents in the run.
+            let all = parsed.families.keys().cloned().collect();
+            for (family, waits_for) in crate::layers::layer(&parsed, &all) {
+                if let Some(parent) = waits_for {
+                    assert_eq!(parsed.families[&family].parent.as_ref(), Some(&parent));
+                }
             }
         }
         Err(err) => assert!(err.line >= 1 && err.line <= text.lines().count() + 1),

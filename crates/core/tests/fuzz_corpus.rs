@@ -19,7 +19,7 @@ fn eventbridge_corpus() {
 
 #[test]
 fn catalog_corpus() {
-    replay("catalog", gild_core::fuzzing::catalog, 2, 3);
+    replay("catalog", gild_core::fuzzing::catalog, 16, 3);
 }
 
 #[test]
