@@ -23,11 +23,17 @@ fn report(what: &str, findings: &[Finding]) {
     );
 }
 
+/// A catalog family as gild.toml declares it: the Windows families share
+/// images/windows-server.
 fn family(name: &str, os: Os) -> Family {
+    let template = match os {
+        Os::Windows => "images/windows-server".to_owned(),
+        Os::Linux => format!("images/{name}"),
+    };
     Family {
         name: name.to_owned(),
         path: format!("images/{name}"),
-        template: format!("images/{name}"),
+        template,
         os,
         roles: Vec::new(),
         parent: None,
@@ -101,7 +107,7 @@ fn breaks(
 #[test]
 fn broken_templates_are_rejected() {
     let debian = real_templates("debian13-base");
-    let windows = real_templates("win2022-iis");
+    let windows = real_templates("windows-server");
     let imds = "  imds_support = \"v2.0\"\n";
     let cases = vec![
         breaks(
@@ -241,7 +247,7 @@ fn broken_templates_are_rejected() {
         breaks(
             "wrong family tag",
             Os::Linux,
-            "  family = \"debian13-base\"",
+            "  family = var.family",
             "  family = \"debian12-base\"",
             "gild:family",
         ),
@@ -262,7 +268,7 @@ fn broken_templates_are_rejected() {
         breaks(
             "other playbook",
             Os::Linux,
-            "playbook_file = \"${local.repo_root}/ansible/playbooks/debian13-base.yml\"",
+            "playbook_file = \"${local.repo_root}/ansible/playbooks/${local.family}.yml\"",
             "playbook_file = \"${local.repo_root}/ansible/playbooks/other.yml\"",
             "must run ansible/playbooks/debian13-base.yml",
         ),
@@ -278,7 +284,7 @@ fn broken_templates_are_rejected() {
             Os::Linux,
             "direction   = \"download\"",
             "direction = \"upload\"",
-            "packages.txt",
+            "bom.tsv",
         ),
         breaks(
             "not HCL",

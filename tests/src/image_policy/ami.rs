@@ -131,10 +131,11 @@ fn tag_map_problems(family: &Family<'_>, source: &Source<'_>, key: &str) -> Vec<
             ));
         }
     }
-    if let Some(tagged) = value("gild:family") {
-        if tagged != family.name {
+    if let Some(tagged) = entries.get("gild:family") {
+        if !family.names_family(tagged) {
             problems.push(format!(
-                "source {name}: `{key}` tags gild:family {tagged:?}, but the family is {:?}",
+                "source {name}: `{key}` tags gild:family {:?}, but the family is {:?} (or var.family, which bake.yml sets to it)",
+                family.text(tagged),
                 family.name
             ));
         }

@@ -110,6 +110,29 @@ impl<'a> Family<'a> {
         }
     }
 
+    /// A `locals` entry, as written.
+    pub fn local(&self, name: &str) -> Option<&Expression> {
+        self.locals.get(name)
+    }
+
+    /// Whether `expr` is (through locals) `var.family`: bake.yml passes the
+    /// family being baked as that variable, so a shared template names its
+    /// family through it.
+    pub fn is_family_variable(&self, expr: &Expression) -> bool {
+        matches!(
+            self.resolve(expr),
+            Expression::Traversal(t)
+                if matches!(&t.expr, Expression::Variable(root) if root.as_str() == "var")
+                    && matches!(t.operators.as_slice(), [TraversalOperator::GetAttr(name)] if name.as_str() == "family")
+        )
+    }
+
+    /// The family's name as the template writes it: the name itself, or
+    /// `var.family` (see [`Self::is_family_variable`]).
+    pub fn names_family(&self, expr: &Expression) -> bool {
+        self.is_family_variable(expr) || self.text(expr).as_deref() == Some(self.name)
+    }
+
     pub fn boolean(&self, expr: &Expression) -> Option<bool> {
         match self.resolve(expr) {
             Expression::Bool(b) => Some(*b),

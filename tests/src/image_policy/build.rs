@@ -49,7 +49,7 @@ pub(super) fn check(family: &Family<'_>, out: &mut Vec<Finding>) {
                     let direction = family.text_at(body, "direction");
                     let source = family.text_at(body, "source");
                     if direction.as_deref() == Some("download")
-                        && source.is_some_and(|s| s.ends_with("packages.txt"))
+                        && source.is_some_and(|s| s.ends_with("bom.tsv"))
                     {
                         download = true;
                     }
@@ -93,7 +93,7 @@ pub(super) fn check(family: &Family<'_>, out: &mut Vec<Finding>) {
         out.push(Finding::new(
             family.path,
             rule::PACKAGE_LIST,
-            "no `file` provisioner downloading the image's packages.txt (`direction = \"download\"`)",
+            "no `file` provisioner downloading the image's bill of materials, bom.tsv (`direction = \"download\"`)",
         ));
     }
     if manifest == 0 {
@@ -109,7 +109,20 @@ pub(super) fn check(family: &Family<'_>, out: &mut Vec<Finding>) {
 fn ansible_problems(family: &Family<'_>, body: &Body, playbook: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let file = family.text_at(body, "playbook_file");
-    if !file.as_deref().is_some_and(|f| f.ends_with(playbook)) {
+    // A shared template runs the family's playbook through the family
+    // variable bake.yml sets: `.../playbooks/${local.family}.yml` with
+    // `local.family = var.family`, or `${var.family}` itself.
+    let by_variable = |f: &str| {
+        f.ends_with("ansible/playbooks/${var.family}.yml")
+            || (f.ends_with("ansible/playbooks/${local.family}.yml")
+                && family
+                    .local("family")
+                    .is_some_and(|e| family.is_family_variable(e)))
+    };
+    if !file
+        .as_deref()
+        .is_some_and(|f| f.ends_with(playbook) || by_variable(f))
+    {
         problems.push(format!(
             "the ansible provisioner must run {playbook}, not {file:?}"
         ));

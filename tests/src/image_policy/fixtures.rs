@@ -67,7 +67,7 @@ build {
 
   provisioner "file" {
     direction = "download"
-    source    = "/var/log/gild/packages.txt"
+    source    = "/var/log/gild/bom.tsv"
   }
 
   post-processor "manifest" {
@@ -147,7 +147,7 @@ build {
 
   provisioner "file" {
     direction = "download"
-    source    = "C:\\gild\\packages.txt"
+    source    = "C:\\gild\\bom.tsv"
   }
 
   post-processor "manifest" {

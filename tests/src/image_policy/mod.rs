@@ -82,7 +82,7 @@ pub mod rule {
     /// An Ansible provisioner runs the family's playbook, directly (no
     /// proxy; on Windows over WinRM with the self-signed certificate).
     pub const ANSIBLE_PROVISIONER: &str = "ansible-provisioner";
-    /// A `file` provisioner downloads the image's packages.txt.
+    /// A `file` provisioner downloads the image's bill of materials (bom.tsv).
     pub const PACKAGE_LIST: &str = "package-list";
     /// A `manifest` post-processor with `strip_path` and gild's custom data.
     pub const MANIFEST: &str = "manifest";

@@ -38,7 +38,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 # What bake.yml's bill of materials needs from infra/template.yaml.
 BOM_GRANT = """\
-              # The image's bill of materials, keyed by AMI (bake.yml).
+              # Every image's bill of materials, by AMI (bake.yml), for
+              # the package diff of the next bake.
               - Sid: KeepBillsOfMaterials
                 Effect: Allow
                 Action: s3:PutObject

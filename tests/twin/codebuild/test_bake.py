@@ -172,6 +172,29 @@ def test_layered_family_bakes_from_its_parents_image(twin):
     assert packer[-1][-1] == "images/windows-server"
 
 
+def test_a_layered_family_baked_alone_reads_its_parents_promoted_image(twin):
+    """No GILD_SOURCE_AMI (a push to the child alone): the bake reads the
+    parent's promoted image from its parameter when it starts and bakes
+    from it."""
+    parent = twin.run("buildspecs/bake.yml", "win2022-core-dotnet", expect="SUCCEEDED")
+    parent_ami = exported(parent, "GILD_AMI_ID")
+    twin.client("ssm").put_parameter(
+        Name="/gild/win2022-core-dotnet/ami",
+        Value=parent_ami,
+        Type="String",
+        Overwrite=True,
+    )
+    result = twin.run(
+        "buildspecs/bake.yml",
+        "win2022-iis",
+        env={"GILD_PARENT_FAMILY": "win2022-core-dotnet"},
+        expect="SUCCEEDED",
+    )
+    assert exported(result, "GILD_BASE_AMI") == parent_ami
+    (builder,) = twin.instances(result["id"]).values()
+    assert builder["ImageId"] == parent_ami
+
+
 def test_layered_family_refuses_an_image_not_its_parents(twin):
     """GILD_SOURCE_AMI naming the base image (not one of this account's
     images of the parent): the template's filter finds nothing, the bake
@@ -189,7 +212,8 @@ def test_layered_family_refuses_an_image_not_its_parents(twin):
 @pytest.mark.parametrize(
     ("family", "env", "says"),
     [
-        ("win2022-iis", {}, "none was given"),
+        # No GILD_SOURCE_AMI and no promoted parent to read it from.
+        ("win2022-iis", {}, "names none (is win2022-core-dotnet promoted?)"),
         (
             "win2022-iis",
             {
@@ -208,7 +232,8 @@ def test_layered_family_refuses_an_image_not_its_parents(twin):
     ids=["child-without-source", "wrong-parent", "bad-ami", "root-with-source"],
 )
 def test_source_ami_is_checked_before_anything_runs(module_twin, family, env, says):
-    """A child without GILD_SOURCE_AMI, a parent the catalog does not name,
+    """A child without GILD_SOURCE_AMI whose parent has no promoted image,
+    a parent the catalog does not name,
     a malformed AMI id, a root family given one: the bake fails in install
     with a clear message, before Packer is downloaded or anything launched."""
     result = module_twin.run("buildspecs/bake.yml", family, env=env, expect="FAILED")

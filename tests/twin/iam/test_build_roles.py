@@ -148,7 +148,9 @@ def cli_actions(role):
                     if command == "wait"
                     else "".join(w.title() for w in command.split("-"))
                 )
-                found.add(f"{service}:{name}")
+                # `aws s3api` is the S3 API's own commands: IAM's s3.
+                iam_service = "s3" if service == "s3api" else service
+                found.add(f"{iam_service}:{name}")
     return found
 
 

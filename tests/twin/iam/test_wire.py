@@ -340,6 +340,24 @@ def build_calls(stack):
         "bake.yml.describe-images": [
             describe("describe_images", ImageIds=[EX["Image"]])
         ],
+        "bake.yml.parent-ami": [
+            (
+                "ssm",
+                "get_parameter",
+                {"Name": f"{stack.ref('ParameterPrefix')}/win2022-core-dotnet/ami"},
+            )
+        ],
+        "bake.yml.put-bom": [
+            (
+                "s3",
+                "put_object",
+                {
+                    "Bucket": stack.ref("ArtifactBucket"),
+                    "Key": f"bom/{EX['Image']}.json",
+                    "Body": b"{}",
+                },
+            )
+        ],
         "codebuild.bake.logs": logs(stack.ref("BakeLogGroup")),
     }
     tested = {
