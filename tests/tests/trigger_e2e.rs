@@ -323,7 +323,7 @@ async fn broken_catalog_starts_nothing_and_names_the_line() {
     let (repo, first) = images_repo();
     repo.write(
         "gild.toml",
-        format!("{CATALOG}\n[families.extra]\npath = \"images/extra\"\nos = \"linux\"\nparent = \"al2023-base\"\n"),
+        format!("{CATALOG}\n[families.extra]\npath = \"images/extra\"\nos = \"linux\"\nparents = \"al2023-base\"\n"),
     )
     .expect("write");
     repo.write("images/extra/x.pkr.hcl", "#\n").expect("write");
@@ -348,7 +348,7 @@ async fn broken_catalog_starts_nothing_and_names_the_line() {
         err.error_message
     );
     assert!(
-        err.error_message.contains("parent"),
+        err.error_message.contains("parents"),
         "{}",
         err.error_message
     );
