@@ -74,6 +74,15 @@ async fn run_all(pipeline: &Pipeline, functions: &Functions, standin: &BuildStan
     }
 }
 
+/// November's schedule, run to the end: both families promoted once.
+async fn november(pipeline: &Pipeline, functions: &Functions, standin: &BuildStandIn) {
+    functions
+        .fire_schedule(pipeline, "2026-11-11T03:00:00Z")
+        .await
+        .expect("november");
+    run_all(pipeline, functions, standin, "2026-11-11T04:00:00Z").await;
+}
+
 async fn promoted(pipeline: &Pipeline, family: &str) -> Vec<String> {
     pipeline.parameter_history(family).await.expect("history")
 }
@@ -141,11 +150,7 @@ async fn a_parent_that_fails_its_test_fails_the_waiting_child_and_keeps_its_imag
         return;
     };
     let standin = BuildStandIn::new(&pipeline, &base);
-    functions
-        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
-        .await
-        .expect("november");
-    run_all(&pipeline, &functions, &standin, "2026-11-11T04:00:00Z").await;
+    november(&pipeline, &functions, &standin).await;
     let child_before = promoted(&pipeline, CHILD).await;
     assert_eq!(child_before.len(), 1);
     pipeline.announcements().await.expect("drain");
@@ -200,11 +205,7 @@ async fn a_push_to_the_child_alone_bakes_it_from_its_parents_promoted_image() {
         return;
     };
     let standin = BuildStandIn::new(&pipeline, &base);
-    functions
-        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
-        .await
-        .expect("november");
-    run_all(&pipeline, &functions, &standin, "2026-11-11T04:00:00Z").await;
+    november(&pipeline, &functions, &standin).await;
     let parent_image = promoted(&pipeline, PARENT)
         .await
         .pop()
@@ -245,11 +246,7 @@ async fn a_push_to_the_parent_alone_rebuilds_the_child_once_from_its_new_image()
         return;
     };
     let standin = BuildStandIn::new(&pipeline, &base);
-    functions
-        .fire_schedule(&pipeline, "2026-11-11T03:00:00Z")
-        .await
-        .expect("november");
-    run_all(&pipeline, &functions, &standin, "2026-11-11T04:00:00Z").await;
+    november(&pipeline, &functions, &standin).await;
 
     let old = pipeline.repo.branch_tip("main").expect("main");
     pipeline

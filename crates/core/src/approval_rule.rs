@@ -255,15 +255,12 @@ pub fn steps(request: &Request) -> Vec<Step> {
     }
 }
 
-/// The physical id a request's response names: the template's name, or,
-/// for a Create refused before any template existed, one that names none
-/// (CloudFormation requires a non-empty id, and its rollback then deletes
-/// a template that does not exist, which is done at once).
-pub fn physical_id(request: Option<&Request>, fallback: &str) -> String {
+/// The physical id a request's response names: the template's name (a
+/// Delete names the one CloudFormation knows).
+pub fn physical_id(request: &Request) -> String {
     match request {
-        Some(Request::Create(rule)) | Some(Request::Update { new: rule, .. }) => rule.name.clone(),
-        Some(Request::Delete { physical_id }) => physical_id.clone(),
-        None => fallback.to_owned(),
+        Request::Create(rule) | Request::Update { new: rule, .. } => rule.name.clone(),
+        Request::Delete { physical_id } => physical_id.clone(),
     }
 }
 
@@ -402,10 +399,7 @@ mod tests {
         assert!(!steps
             .iter()
             .any(|s| matches!(s, Step::Disassociate { .. } | Step::Remove { .. })));
-        assert_eq!(
-            physical_id(Some(&Request::Update { old: None, new }), "x"),
-            "gild"
-        );
+        assert_eq!(physical_id(&Request::Update { old: None, new }), "gild");
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl<T: ApprovalRuleTemplates, P: Respond> Handler<T, P> {
             // A failed Update keeps the resource CloudFormation knows; its
             // rollback sends the old properties back.
             (Request::Update { .. }, Err(_), Some(old)) => old.clone(),
-            _ => physical_id(Some(&request), &fallback),
+            _ => physical_id(&request),
         };
         (id, outcome)
     }
