@@ -12,11 +12,12 @@
 //! clock or environment) and must not depend on `aws-sdk-*` or an HTTP
 //! client. Reading the SNS event and posting are `slack-notify`'s.
 //!
-//! - `notice`: an announcement body → [`Notice`], or a [`NoticeError`].
+//! - `notice`: an announcement body → [`Notice`], or a [`NoticeError`];
+//!   its package changes, read leniently, are [`NoticePackages`].
 //! - `link`: where commit and AMI links point ([`RepositoryLink`]), built
 //!   only from validated parts.
-//! - `render`: a [`Notice`] → [`SlackMessage`] (header, facts, link
-//!   buttons, context line, fallback text).
+//! - `render`: a [`Notice`] → [`SlackMessage`] (header, facts, the
+//!   package changes, link buttons, context line, fallback text).
 //! - `mrkdwn`: escaping and clipping text ([`escape_clip`], [`clip`]).
 //! - `blockkit`: Block Kit's [`limits`] and [`block_kit_problems`], the
 //!   validator every test that renders a payload runs.
@@ -37,5 +38,5 @@ mod testdata;
 pub use blockkit::{block_kit_problems, limits};
 pub use link::{ec2_console_url, RepositoryLink};
 pub use mrkdwn::{clip, escape_clip};
-pub use notice::{Links, Notice, NoticeError, NoticeOutcome};
+pub use notice::{Links, Notice, NoticeError, NoticeOutcome, NoticePackages, PackageCounts};
 pub use render::{render, render_body, SlackMessage};

@@ -1,5 +1,6 @@
 //! A [`Notice`] as a Slack message: a header with the outcome, a section
-//! with the facts as fields, link buttons, the bake's key and time, and a
+//! with the facts as fields, a section with the package changes (when the
+//! announcement has them), link buttons, the bake's key and time, and a
 //! plain `text` fallback for notifications.
 
 use gild_core::announce::short_commit;
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use crate::blockkit::{is_link, limits};
 use crate::link::{ec2_console_url, RepositoryLink};
 use crate::mrkdwn::{clip, escape_clip, one_line};
-use crate::notice::{Notice, NoticeError, NoticeOutcome};
+use crate::notice::{Notice, NoticeError, NoticeOutcome, NoticePackages};
 
 /// A Slack incoming-webhook payload.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -40,9 +41,11 @@ pub fn render_body(body: &str, link: &RepositoryLink) -> Result<SlackMessage, No
 }
 
 /// The message for an announcement: a header with the outcome, a section
-/// with the facts as fields, link buttons, and the bake's key and time.
+/// with the facts as fields, the package changes, link buttons, and the
+/// bake's key and time.
 pub fn render(notice: &Notice, link: &RepositoryLink) -> SlackMessage {
     let mut blocks = vec![header(notice), facts(notice, link)];
+    blocks.extend(packages(notice));
     let buttons = buttons(notice);
     if !buttons.is_empty() {
         blocks.push(json!({"type": "actions", "elements": buttons}));
@@ -87,7 +90,8 @@ fn header(notice: &Notice) -> Value {
     })
 }
 
-/// The notification line: the email's subject, and the reason of a failure.
+/// The notification line: the email's subject, and the reason of a failure;
+/// then, on a line of its own, the package changes.
 fn fallback(notice: &Notice) -> String {
     let image = notice
         .image
@@ -118,7 +122,78 @@ fn fallback(notice: &Notice) -> String {
             format!("gild: {}{image} FAILED{at}{reason}", notice.family)
         }
     };
-    escape_clip(&text, limits::FALLBACK_TEXT)
+    let packages = package_line(notice)
+        .map(|line| format!("\nPackages: {}", escape_clip(&line, FALLBACK_PACKAGES)))
+        .unwrap_or_default();
+    let room = limits::FALLBACK_TEXT - packages.chars().count();
+    format!("{}{packages}", escape_clip(&text, room))
+}
+
+/// Characters of the fallback the package summary may take, so that a long
+/// reason still leaves it room and a long summary the subject.
+const FALLBACK_PACKAGES: usize = 1000;
+
+/// Characters the diff's `s3://` URI may take in the packages section (the
+/// `versus` image 200); the summary has the rest of the section's
+/// `limits::SECTION_TEXT`, at least 1500.
+const PACKAGES_DETAIL: usize = 1000;
+
+/// The package summary as one line, when the announcement has one.
+fn package_line(notice: &Notice) -> Option<String> {
+    notice
+        .packages
+        .as_ref()
+        .and_then(NoticePackages::line)
+        .map(|line| one_line(&line))
+}
+
+/// The pre-signed link to the whole package diff, when a button can carry
+/// it: https only (S3 signs https links; anything else is not gild's), and
+/// within Block Kit's URL limit (a cut link would be a broken one).
+fn diff_link(packages: &NoticePackages) -> Option<&str> {
+    packages
+        .diff_url
+        .as_deref()
+        .filter(|url| url.starts_with("https://") && is_link(url))
+}
+
+/// The package changes against the family's promoted image, as the email
+/// gives them: `*Packages* <summary>`, the image compared with, and where
+/// the whole diff is. `None` when the announcement has nothing to show.
+fn packages(notice: &Notice) -> Option<Value> {
+    let packages = notice.packages.as_ref()?;
+    let line = package_line(notice)?;
+    let detail = |text: &str| escape_clip(&one_line(text), PACKAGES_DETAIL);
+    let mut tail = String::new();
+    if let Some(against) = &packages.against {
+        tail.push_str(&format!(
+            "\nversus `{}`, the family's promoted image when it was baked",
+            escape_clip(&one_line(against), 200)
+        ));
+    }
+    let button = diff_link(packages).is_some();
+    match (button, &packages.diff_s3) {
+        (true, Some(s3)) => tail.push_str(&format!(
+            "\nWhole diff: *Package diff* below (the link expires), or `{}`",
+            detail(s3)
+        )),
+        (true, None) => tail.push_str("\nWhole diff: *Package diff* below (the link expires)"),
+        (false, Some(s3)) => tail.push_str(&format!("\nWhole diff: `{}`", detail(s3))),
+        (false, None) => {}
+    }
+    // A status this version does not know is shown, not dropped.
+    let head = match packages.unknown_status() {
+        Some(status) => format!("*Packages* ({}) ", escape_clip(&one_line(status), 100)),
+        None => "*Packages* ".to_owned(),
+    };
+    let room = limits::SECTION_TEXT.saturating_sub(head.chars().count() + tail.chars().count());
+    Some(json!({
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": format!("{head}{}{tail}", escape_clip(&line, room)),
+        },
+    }))
 }
 
 fn summary(notice: &Notice) -> String {
@@ -240,6 +315,9 @@ fn buttons(notice: &Notice) -> Vec<Value> {
         {
             buttons.extend(button("ec2_image", "AMI in EC2 console", &url));
         }
+    }
+    if let Some(url) = notice.packages.as_ref().and_then(diff_link) {
+        buttons.extend(button("package_diff", "Package diff", url));
     }
     buttons.truncate(limits::ACTIONS_ELEMENTS);
     buttons

@@ -1,7 +1,8 @@
 //! What the unit tests render: the announcements gild publishes for each
 //! outcome, the two repository hosts, and the fixture files.
 
-use gild_core::announce::{Announcement, Outcome};
+use gild_core::announce::{AnnouncedPackages, Announcement, Outcome};
+use gild_core::bom::{PackageChanges, Summary};
 use gild_core::state::Stage;
 use gild_core::vocabulary::Trigger;
 use serde_json::Value;
@@ -41,6 +42,43 @@ pub fn promoted() -> Announcement {
         test_report: Some(log("gild-test:7f1c2a9e-3b4d-4e5f-8a6b-9c0d1e2f3a4b", "reports")),
         at: "2026-11-12T15:01:00Z".into(),
         children: Vec::new(),
+        packages: None,
+    }
+}
+
+/// The family's promoted image that [`compared`] was compared with.
+pub const AGAINST: &str = "ami-0fedcba9876543210";
+
+/// The pre-signed link to [`compared`]'s whole diff.
+pub const DIFF_URL: &str = "https://gild-artifacts-123456789012.s3.us-east-1.amazonaws.com/diff/ami-0123456789abcdef0.json?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=604800&X-Amz-SignedHeaders=host&X-Amz-Signature=0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+/// A promotion whose packages were compared with the promoted image, the
+/// diff too big to carry inline (so linked and stored).
+pub fn compared() -> Announcement {
+    Announcement {
+        packages: Some(AnnouncedPackages {
+            changes: PackageChanges::Compared {
+                against: AGAINST.into(),
+                summary: Summary {
+                    named: vec![
+                        "linux-image-amd64 6.12.9 → 6.12.12".into(),
+                        "openssl 3.0.15-1 → 3.0.16-1".into(),
+                    ],
+                    upgraded: 14,
+                    downgraded: 0,
+                    added: 1,
+                    removed: 0,
+                    respelled: 0,
+                },
+                diff_bytes: 40_000,
+            },
+            diff: None,
+            link: Some(DIFF_URL.into()),
+            location: Some(
+                "s3://gild-artifacts-123456789012/diff/ami-0123456789abcdef0.json".into(),
+            ),
+        }),
+        ..promoted()
     }
 }
 
