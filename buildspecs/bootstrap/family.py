@@ -102,6 +102,7 @@ RESERVED = (
     "output_dir",
     "region",
     "family_dir",
+    "build_id",
 )
 MAX_VALUE = 1024
 # A family and its ancestors: at most this many.

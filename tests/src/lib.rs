@@ -27,6 +27,7 @@ pub mod runtime_api;
 pub mod scenario;
 pub mod stack;
 pub mod standin;
+pub mod standin_bom;
 pub mod suites;
 pub mod webhook;
 

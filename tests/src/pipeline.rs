@@ -366,6 +366,11 @@ impl Pipeline {
         self.output_or_empty("TestProject")
     }
 
+    /// Where bakes keep their bills of materials and gild its diffs.
+    pub fn artifact_bucket(&self) -> &str {
+        self.output_or_empty("ArtifactBucketName")
+    }
+
     /// The family's promoted-image parameter, under the stack's prefix.
     pub fn parameter_name(&self, family: &str) -> String {
         let prefix = self

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use crate::codebuild::StartedBuild;
 use crate::events::sample;
 use crate::pipeline::Pipeline;
+use crate::standin_bom;
 use crate::suites::{suites, Failing};
 use crate::{aws, HarnessError};
 
@@ -111,6 +112,10 @@ impl RunOnce {
 pub struct BuildStandIn {
     ec2: aws_sdk_ec2::Client,
     ssm: aws_sdk_ssm::Client,
+    s3: aws_sdk_s3::Client,
+    artifact_bucket: String,
+    /// Bakes so far per family: the next one's list moves on from it.
+    baked: Mutex<std::collections::BTreeMap<String, u32>>,
     /// `<prefix>/<family>/ami` of the stack, with `{}` for the family.
     parameter: String,
     base_image: String,
@@ -131,6 +136,9 @@ impl BuildStandIn {
         BuildStandIn {
             ec2: aws_sdk_ec2::Client::new(&pipeline.aws),
             ssm: aws_sdk_ssm::Client::new(&pipeline.aws),
+            s3: aws_sdk_s3::Client::new(&pipeline.aws),
+            artifact_bucket: pipeline.artifact_bucket().to_owned(),
+            baked: Mutex::default(),
             parameter: pipeline.parameter_name("{}"),
             bake_project: pipeline.bake_project().to_owned(),
             test_project: pipeline.test_project().to_owned(),
@@ -176,6 +184,9 @@ impl BuildStandIn {
             let source = self.source_image(build).await?;
             let image = self.bake(build, &family, &source).await?;
             let failed = self.fail_bake.contains(&family);
+            if !failed {
+                self.keep_bill_of_materials(build, &family, &image).await?;
+            }
             let status = if failed { "FAILED" } else { "SUCCEEDED" };
             let mut exported = vec![("GILD_FAMILY", family.clone())];
             if !failed {
@@ -220,6 +231,27 @@ impl BuildStandIn {
                 message: format!("stand-in: unknown project {}", build.project_name),
             })
         }
+    }
+
+    /// What bake.yml's last step does: the image's list at `bom/<ami>.json`.
+    async fn keep_bill_of_materials(
+        &self,
+        build: &StartedBuild,
+        family: &str,
+        image: &str,
+    ) -> Result<(), HarnessError> {
+        let commit = build.env_value("GILD_SOURCE_COMMIT").unwrap_or("unknown");
+        let nth = {
+            let mut baked = self.baked.lock().map_err(|_| HarnessError::InvalidInput {
+                message: "stand-in: a bake panicked".into(),
+            })?;
+            let count = baked.entry(family.to_owned()).or_insert(0);
+            *count += 1;
+            *count - 1
+        };
+        let os = standin_bom::os_of(&self.repo, commit, family);
+        let body = standin_bom::bill_of_materials(family, os, image, nth)?;
+        standin_bom::keep(&self.s3, &self.artifact_bucket, image, body).await
     }
 
     /// What bake.yml bakes from: the image the build was given

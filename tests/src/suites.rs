@@ -61,7 +61,7 @@ fn suite(kind: &str, name: &str, owner: Option<&str>, failed: &[String]) -> Valu
     })
 }
 
-fn catalog_at(repo: &Path, commit: &str) -> Result<String, HarnessError> {
+pub(crate) fn catalog_at(repo: &Path, commit: &str) -> Result<String, HarnessError> {
     let out = std::process::Command::new("git")
         .arg("-C")
         .arg(repo)

@@ -496,6 +496,7 @@ async fn publish_delivers_the_sqs_message_subject_and_attributes() {
         test_report: None,
         at: "2026-11-11T03:00:00Z".into(),
         children: Vec::new(),
+        packages: None,
     };
     let id = notifier
         .publish(&announcement.publication())

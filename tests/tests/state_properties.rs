@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use gild_core::completion::{self, tags, Projects};
 use gild_core::event::{BuildStateChange, BuildStatus};
 use gild_core::fakes::{
-    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingReviews,
-    RecordingTests, ScriptedBuilds,
+    MemoryArtifacts, MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier,
+    RecordingReviews, RecordingTests, ScriptedBuilds,
 };
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
 use gild_core::plan::Trigger;
@@ -107,6 +107,7 @@ type World<L> = Reconciler<
     MemoryParameters,
     RecordingNotifier,
     RecordingReviews,
+    MemoryArtifacts,
     Arc<Observed<L>>,
     ScriptedBuilds,
 >;
@@ -221,6 +222,7 @@ impl<L: Ledger> Case<L> {
             parameters: MemoryParameters::default(),
             notifier: RecordingNotifier::default(),
             reviews: RecordingReviews::default(),
+            artifacts: MemoryArtifacts::default(),
         };
         let mut keys = Vec::new();
         let mut amis = Vec::new();
@@ -292,6 +294,7 @@ impl<L: Ledger> Case<L> {
         MemoryParameters,
         RecordingNotifier,
         RecordingReviews,
+        MemoryArtifacts,
     > {
         self.world.completions().ports()
     }

@@ -93,6 +93,14 @@ fn to_item(record: &BakeRecord) -> Item {
             AttributeValue::Ss(record.children.clone()),
         );
     }
+    // The package changes, as JSON: information for messages, never queried.
+    if let Some(json) = record
+        .packages
+        .as_ref()
+        .and_then(|p| serde_json::to_string(p).ok())
+    {
+        item.insert("packages".into(), s(&json));
+    }
     // The pull request a candidate reports to, as JSON: read back whole by
     // the handlers that report, never queried on.
     if let Some(pr) = record.pull_request.as_ref() {
@@ -151,6 +159,10 @@ fn from_item(item: &Item) -> PortResult<BakeRecord> {
                 names
             })
             .unwrap_or_default(),
+        // Unlike the pull request, a record whose changes cannot be read is
+        // still the bake's record: the changes only inform its messages,
+        // so they are dropped rather than making the bake unreadable.
+        packages: text("packages").and_then(|json| serde_json::from_str(&json).ok()),
     })
 }
 
@@ -277,6 +289,10 @@ impl Ledger for DynamoLedger {
         now: i64,
     ) -> PortResult<bool> {
         let (from, to) = (transition.from(), transition.to());
+        let packages = change
+            .packages
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok());
         // Every name goes through a placeholder: several are DynamoDB reserved words.
         let mut sets = vec![
             "#state = :to".to_owned(),
@@ -311,6 +327,7 @@ impl Ledger for DynamoLedger {
             ("reason", change.reason.as_deref()),
             ("suites", change.suites.as_deref()),
             ("parent_image", change.parent_image.as_deref()),
+            ("packages", packages.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(value) = value {

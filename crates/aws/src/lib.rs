@@ -15,6 +15,7 @@ pub mod dynamodb;
 pub mod ec2;
 pub mod eventbridge;
 pub mod reviews;
+pub mod s3;
 pub mod secretsmanager;
 pub mod sns;
 pub mod ssm;

@@ -11,6 +11,7 @@ use crate::codecommit_reviews::CodeCommitReviews;
 use crate::dynamodb::DynamoLedger;
 use crate::ec2::Ec2Images;
 use crate::reviews::HostReviews;
+use crate::s3::S3Artifacts;
 use crate::secretsmanager::SecretsManager;
 use crate::sns::SnsNotifier;
 use crate::ssm::SsmParameters;
@@ -25,12 +26,14 @@ pub type AwsCompletionPorts<V> = CompletionPorts<
     SsmParameters,
     SnsNotifier,
     V,
+    S3Artifacts,
 >;
 
 pub fn completion_ports<V>(
     aws: &aws_config::SdkConfig,
     ledger_table: &str,
     topic_arn: &str,
+    artifact_bucket: &str,
     projects: &Projects,
     reviews: V,
 ) -> AwsCompletionPorts<V> {
@@ -43,6 +46,7 @@ pub fn completion_ports<V>(
         parameters: SsmParameters::new(aws_sdk_ssm::Client::new(aws)),
         notifier: SnsNotifier::new(aws_sdk_sns::Client::new(aws), topic_arn),
         reviews,
+        artifacts: S3Artifacts::new(aws_sdk_s3::Client::new(aws), artifact_bucket),
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod diff;
 mod plan;
 mod status;
 
@@ -29,6 +30,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Show the latest bakes from the ledger: state, AMI, trigger, commit, age.
     Status(status::StatusArgs),
+    /// What changed in the packages between two images of a family (default: the promoted image and the latest bake).
+    Diff(diff::DiffArgs),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Diff(args) => diff::run(&args),
     };
     match result {
         Ok(output) => {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::json;
 
+use crate::bom::{self, BomDiff, PackageChanges};
 use crate::ports::Publication;
 use crate::state::Stage;
 use crate::vocabulary::Trigger;
@@ -39,7 +40,110 @@ pub struct Announcement {
     /// Families queued to rebuild from this promoted image (layered
     /// families); empty otherwise.
     pub children: Vec<String>,
+    /// What the image's packages changed against the family's promoted
+    /// image; `None` when nothing was baked.
+    pub packages: Option<AnnouncedPackages>,
 }
+
+/// The package changes as announced: the one-line summary always, the
+/// whole diff when it is small enough to carry, else a link to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedPackages {
+    pub changes: PackageChanges,
+    /// The whole diff, when at most `bom::INLINE_DIFF_MAX_BYTES`.
+    pub diff: Option<BomDiff>,
+    /// Else a pre-signed link to it (it expires: `bom::LINK_SECS`, or the
+    /// signing role's session, whichever ends first).
+    pub link: Option<String>,
+    /// The stored diff's `s3://` URI, for people with access to the bucket.
+    pub location: Option<String>,
+}
+
+impl AnnouncedPackages {
+    /// The changes alone, before the diff is read or linked.
+    pub fn of(changes: PackageChanges) -> Self {
+        AnnouncedPackages {
+            changes,
+            diff: None,
+            link: None,
+            location: None,
+        }
+    }
+
+    /// The paragraph at the top of the email.
+    fn headline(&self) -> String {
+        let mut text = format!("Packages: {}", self.changes);
+        if let Some(against) = self.changes.against() {
+            text.push_str(&format!(
+                "\n(versus {against}, the family's promoted image when it was baked)"
+            ));
+        }
+        text
+    }
+
+    /// The whole list of changes for the end of the email: every row when
+    /// the diff is here (up to `EMAIL_ROWS`), else where to find it.
+    fn details(&self) -> Option<String> {
+        let PackageChanges::Compared { .. } = self.changes else {
+            return None;
+        };
+        let mut out = String::from("Package changes:\n");
+        match &self.diff {
+            Some(diff) => {
+                let lines = bom::lines(diff);
+                for line in lines.iter().take(EMAIL_ROWS) {
+                    out.push_str(&format!("  {line}\n"));
+                }
+                if lines.len() > EMAIL_ROWS {
+                    out.push_str(&format!(
+                        "  ... and {} more (the JSON announcement's packages.diff)\n",
+                        lines.len() - EMAIL_ROWS
+                    ));
+                }
+            }
+            None => {
+                if let Some(link) = &self.link {
+                    out.push_str(&format!(
+                        "  too many to list here; the whole diff: {link}\n  (the link expires)\n"
+                    ));
+                }
+                if let Some(location) = &self.location {
+                    out.push_str(&format!("  stored at {location}\n"));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut out = json!({
+            "status": self.changes.status(),
+            "against": self.changes.against(),
+            "summary": self.changes.to_string(),
+        });
+        match &self.changes {
+            PackageChanges::Compared { summary, .. } => {
+                out["named"] = json!(summary.named);
+                out["counts"] = json!({
+                    "upgraded": summary.upgraded,
+                    "downgraded": summary.downgraded,
+                    "added": summary.added,
+                    "removed": summary.removed,
+                    "respelled": summary.respelled,
+                });
+                out["diff"] = json!(self.diff);
+                out["diff_url"] = json!(self.link);
+                out["diff_s3"] = json!(self.location);
+            }
+            PackageChanges::First { packages } => out["packages"] = json!(packages),
+            PackageChanges::Unavailable { reason, .. } => out["reason"] = json!(reason),
+        }
+        out
+    }
+}
+
+/// Rows of package changes an email lists before pointing to the JSON.
+pub const EMAIL_ROWS: usize = 40;
 
 /// A commit as people quote it: its first 12 characters (the email here and
 /// the Slack message in `gild-slack` quote it alike).
@@ -153,7 +257,14 @@ impl Announcement {
                 row(label, link);
             }
         }
-        let mut body = format!("{headline}\n\n{summary}\n\n{}\n", lines.join("\n"));
+        let mut body = format!("{headline}\n\n{summary}\n\n");
+        if let Some(packages) = &self.packages {
+            body.push_str(&format!("{}\n\n", packages.headline()));
+        }
+        body.push_str(&format!("{}\n", lines.join("\n")));
+        if let Some(details) = self.packages.as_ref().and_then(AnnouncedPackages::details) {
+            body.push_str(&format!("\n{details}"));
+        }
         if let Outcome::Promoted { parameter, .. } = &self.outcome {
             body.push_str(&format!(
                 "\nUse it:      resolve:ssm:{parameter} (launch templates), or\n             aws ssm get-parameter --name {parameter}\nRoll back:   aws ssm get-parameter-history --name {parameter}, then put the previous value back\n"
@@ -199,6 +310,7 @@ impl Announcement {
             },
             "at": self.at,
             "children": self.children,
+            "packages": self.packages.as_ref().map(AnnouncedPackages::json),
             // The email's text, for subscribers that show people a message
             // (chat, queues read by a person) without re-rendering the facts.
             "text": text,
@@ -259,6 +371,7 @@ mod tests {
             test_report: Some("https://reports.example/test".into()),
             at: "2026-11-12T15:01:00Z".into(),
             children: Vec::new(),
+            packages: None,
         }
     }
 
@@ -368,6 +481,100 @@ Bake log    https://logs.example/bake
 gild, bake manual:5f0c of debian13-base
 ";
         assert_eq!(a.email(), expected);
+    }
+
+    fn compared(diff_bytes: usize) -> AnnouncedPackages {
+        let old = br#"{"schema": "gild.bom/1", "family": "debian13-base", "image": "ami-0aaaaaaaaaaaaaaaa", "os": "linux", "collected_at": "2026-12-06T21:00:00Z", "packages": [{"kind": "dpkg", "name": "openssl", "version": "3.0.15-1", "arch": "amd64"}]}"#;
+        let new = br#"{"schema": "gild.bom/1", "family": "debian13-base", "image": "ami-0123456789abcdef0", "os": "linux", "collected_at": "2026-12-06T21:00:00Z", "packages": [{"kind": "dpkg", "name": "openssl", "version": "3.0.16-1", "arch": "amd64"}, {"kind": "dpkg", "name": "jq", "version": "1.7.1-3", "arch": "amd64"}]}"#;
+        let (changes, document) = bom::compare(bom::Lists {
+            family: "debian13-base",
+            image: "ami-0123456789abcdef0",
+            new: Some(new),
+            promoted: Some(("ami-0aaaaaaaaaaaaaaaa", Some(old))),
+        });
+        let changes = match changes {
+            PackageChanges::Compared {
+                against, summary, ..
+            } => PackageChanges::Compared {
+                against,
+                summary,
+                diff_bytes,
+            },
+            other => other,
+        };
+        let mut packages = AnnouncedPackages::of(changes);
+        if diff_bytes <= bom::INLINE_DIFF_MAX_BYTES {
+            packages.diff = document.map(|d| d.diff);
+        } else {
+            packages.link =
+                Some("https://bucket.s3.amazonaws.com/diff/x.json?X-Amz-Signature=s".into());
+        }
+        packages.location = Some("s3://bucket/diff/ami-0123456789abcdef0.json".into());
+        packages
+    }
+
+    #[test]
+    fn the_package_summary_is_at_the_top_and_the_changes_at_the_end() {
+        let a = Announcement {
+            packages: Some(compared(100)),
+            ..promoted()
+        };
+        let email = a.email();
+        let expected_top = "\
+debian13-base: new image ami-0123456789abcdef0 is ready
+
+It passed its tests and /gild/debian13-base/ami now points at it.
+
+Packages: openssl 3.0.15-1 → 3.0.16-1, jq 1.7.1-3 (added); 1 upgraded, 1 added, 0 removed
+(versus ami-0aaaaaaaaaaaaaaaa, the family's promoted image when it was baked)
+
+Family      debian13-base
+";
+        assert!(email.starts_with(expected_top), "{email}");
+        assert!(
+            email.contains(
+                "\nPackage changes:\n  upgraded  dpkg  openssl:amd64  3.0.15-1 → 3.0.16-1\n  added     dpkg  jq:amd64       1.7.1-3\n\nUse it:"
+            ),
+            "{email}"
+        );
+        let json = a.json();
+        assert_eq!(json["packages"]["status"], "compared");
+        assert_eq!(json["packages"]["counts"]["added"], 1);
+        assert_eq!(json["packages"]["diff"]["added"][0]["name"], "jq");
+        assert!(json["packages"]["diff_url"].is_null());
+
+        let linked = Announcement {
+            packages: Some(compared(bom::INLINE_DIFF_MAX_BYTES + 1)),
+            ..promoted()
+        };
+        let email = linked.email();
+        assert!(
+            email.contains(
+                "too many to list here; the whole diff: https://bucket.s3.amazonaws.com/"
+            ),
+            "{email}"
+        );
+        assert!(email.contains("stored at s3://bucket/diff/"), "{email}");
+        let json = linked.json();
+        assert!(json["packages"]["diff"].is_null());
+        assert!(json["packages"]["diff_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://")));
+
+        let first = Announcement {
+            packages: Some(AnnouncedPackages::of(PackageChanges::First {
+                packages: 312,
+            })),
+            ..promoted()
+        };
+        let email = first.email();
+        assert!(
+            email.contains("\n\nPackages: first image of the family (312 packages)\n\nFamily"),
+            "{email}"
+        );
+        assert!(!email.contains("Package changes:"), "{email}");
+        assert_eq!(first.json()["packages"]["packages"], 312);
+        assert!(promoted().json()["packages"].is_null());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The bill of materials (BOM): what is installed in one image, as the bake
 //! collects it (`docs/bom.md` is the schema), and what changed between two
-//! images ([`diff`], [`summarize`]).
+//! images ([`diff`], [`summarize`]), and a bake's changes against its
+//! family's promoted image ([`compare`]).
 //!
 //! Parsing is strict and bounded: a BOM comes from a build the pipeline
 //! does not control line by line, and its diff goes into emails, Slack and
@@ -17,11 +18,16 @@ use time::OffsetDateTime;
 
 use crate::catalog::{self, Os};
 
+mod compare;
 mod diff;
 mod package;
 mod summary;
 mod version;
 
+pub use compare::{
+    bom_key, compare, diff_key, DiffDocument, Lists, PackageChanges, DIFF_SCHEMA,
+    INLINE_DIFF_MAX_BYTES, LINK_SECS, MAX_NAMED,
+};
 pub use diff::{apply, diff, json_len, ApplyError, BomDiff, VersionChange};
 use package::RawPackage;
 pub use package::{Identity, Kind, Package, PackageProblem};

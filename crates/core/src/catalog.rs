@@ -83,6 +83,7 @@ pub const RESERVED_VARIABLES: &[&str] = &[
     "output_dir",
     "region",
     "family_dir",
+    "build_id",
 ];
 /// The longest variable value: a variable names an edition, a feature, a
 /// version, never a document.

@@ -17,8 +17,10 @@ use crate::review::Status;
 use crate::state::{BakeState, Transition};
 use crate::vocabulary::DiffBase;
 
+mod artifacts;
 mod templates;
 
+pub use artifacts::MemoryArtifacts;
 pub use templates::{MemoryTemplates, StoredTemplate};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bom::PackageChanges;
 use crate::pull_request::PullRequest;
 use crate::state::{BakeState, Lane, Stage};
 use crate::vocabulary::Trigger;
@@ -66,6 +67,10 @@ pub struct BakeRecord {
     /// bake's image once it is promoted, or failed with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<String>,
+    /// What the bake's packages changed against the family's promoted
+    /// image, decided when the bake finished (`bom::compare`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackageChanges>,
 }
 
 impl BakeRecord {
@@ -87,6 +92,9 @@ impl BakeRecord {
         }
         if change.failed_stage.is_some() {
             self.failed_stage = change.failed_stage;
+        }
+        if change.packages.is_some() {
+            self.packages.clone_from(&change.packages);
         }
     }
 
@@ -129,6 +137,7 @@ impl BakeRecord {
             parent: None,
             parent_image: None,
             children: Vec::new(),
+            packages: None,
         }
     }
 }
@@ -153,4 +162,6 @@ pub struct Change {
     pub suites: Option<String>,
     /// The parent's image a waiting child started from.
     pub parent_image: Option<String>,
+    /// The bake's packages against the promoted image's.
+    pub packages: Option<PackageChanges>,
 }

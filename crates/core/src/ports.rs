@@ -298,6 +298,21 @@ pub struct Publication {
     pub attributes: Vec<(String, String)>,
 }
 
+/// The artifact bucket: the bake's bills of materials and gild's diffs,
+/// by key (`bom::bom_key`, `bom::diff_key`).
+pub trait Artifacts: Send + Sync {
+    /// The object's bytes; `None` when nothing is stored under `key`. An
+    /// object larger than `bom::MAX_BYTES` is an `InvalidResponse`, never
+    /// read whole.
+    fn get(&self, key: &str) -> impl Future<Output = PortResult<Option<Vec<u8>>>> + Send;
+    /// Stores `body` as JSON under `key`, replacing what was there.
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = PortResult<()>> + Send;
+    /// A pre-signed link that reads the object for at most `secs`.
+    fn link(&self, key: &str, secs: u64) -> impl Future<Output = PortResult<String>> + Send;
+    /// The object's `s3://` URI, for people with access to the bucket.
+    fn uri(&self, key: &str) -> String;
+}
+
 pub trait Notifier: Send + Sync {
     /// Returns the message id.
     fn publish(&self, publication: &Publication)
@@ -357,7 +372,7 @@ pub trait Ledger: Send + Sync {
 
 /// What the completion steps act through: one set per function, built once
 /// at cold start (`gild_aws::completion_ports`) or from the fakes.
-pub struct CompletionPorts<L, I, B, T, P, N, V> {
+pub struct CompletionPorts<L, I, B, T, P, N, V, A> {
     pub ledger: L,
     pub images: I,
     pub build_info: B,
@@ -366,6 +381,8 @@ pub struct CompletionPorts<L, I, B, T, P, N, V> {
     pub notifier: N,
     /// Where candidates report (pull requests); production bakes never use it.
     pub reviews: V,
+    /// The bills of materials and the package diffs.
+    pub artifacts: A,
 }
 
 /// One ledger shared by two services of one function (the reconciler's
@@ -544,6 +561,21 @@ impl<T: BuildInfo> BuildInfo for std::sync::Arc<T> {
         build_id: &str,
     ) -> impl Future<Output = PortResult<Option<BuildStateChange>>> + Send {
         (**self).build(build_id)
+    }
+}
+
+impl<T: Artifacts> Artifacts for std::sync::Arc<T> {
+    fn get(&self, key: &str) -> impl Future<Output = PortResult<Option<Vec<u8>>>> + Send {
+        (**self).get(key)
+    }
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = PortResult<()>> + Send {
+        (**self).put(key, body)
+    }
+    fn link(&self, key: &str, secs: u64) -> impl Future<Output = PortResult<String>> + Send {
+        (**self).link(key, secs)
+    }
+    fn uri(&self, key: &str) -> String {
+        (**self).uri(key)
     }
 }
 

@@ -217,8 +217,9 @@ pub fn approval(records: &[BakeRecord]) -> Option<bool> {
     (!records.is_empty() && records.iter().all(|r| r.state == BakeState::Reported)).then_some(true)
 }
 
-/// The comment: one row per family of the head, its image, and each suite
-/// with its counts and duration. `records` are the head's candidates.
+/// The comment: one row per family of the head, its image, each suite with
+/// its counts and duration, and what its packages changed against the
+/// family's promoted image. `records` are the head's candidates.
 pub fn comment(
     pr: &PullRequest,
     records: &[BakeRecord],
@@ -236,7 +237,9 @@ pub fn comment(
         );
         return out;
     }
-    out.push_str("| family | result | image | suites |\n|---|---|---|---|\n");
+    out.push_str(
+        "| family | result | image | suites | packages vs promoted |\n|---|---|---|---|---|\n",
+    );
     for record in rows {
         let status = status(record, None);
         let mark = match status.state {
@@ -281,14 +284,22 @@ pub fn comment(
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
+        let packages = match &record.packages {
+            Some(changes) => md(&clip(&changes.to_string(), PACKAGES_CHARS)),
+            None => "—".to_owned(),
+        };
         out.push_str(&format!(
-            "| {} | {mark} | {image} | {suites} |\n",
+            "| {} | {mark} | {image} | {suites} | {packages} |\n",
             md(&record.key.family)
         ));
     }
     out.push_str("\nCandidates are never promoted: merging starts the production bakes.\n");
     out
 }
+
+/// The packages cell's longest text: the summary names five changes at
+/// most, so this cuts only odd names, and keeps the table readable.
+const PACKAGES_CHARS: usize = 200;
 
 /// Text from events and test instances, made inert in a Markdown table:
 /// no HTML, no table breaks, no code-span breaks, one line.

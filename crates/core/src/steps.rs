@@ -2,7 +2,7 @@
 //! the bake's own, whether an image is gild's to touch, what a failed stage
 //! removes, and what is announced. `gild-flow` does the calls these name.
 
-use crate::announce::{Announcement, Outcome};
+use crate::announce::{AnnouncedPackages, Announcement, Outcome};
 use crate::completion::{build_console_link, parameter_name, tags, Completion, Finished};
 use crate::ledger::BakeRecord;
 use crate::ports::{ImageInfo, SnapshotInfo};
@@ -188,6 +188,8 @@ pub fn announcement(
         test_report: test_build.map(|b| build_console_link(region, b, true)),
         at: at.to_owned(),
         children: Vec::new(),
+        // The flow adds the diff or its link (it reads the bucket).
+        packages: record.packages.clone().map(AnnouncedPackages::of),
     }
 }
 

@@ -6,7 +6,7 @@
 use gild_core::completion::{build_console_link, tags};
 use gild_core::ledger::{BakeRecord, Change};
 use gild_core::ports::{
-    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
+    Artifacts, BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
 };
 use gild_core::reconcile::timestamp;
 use gild_core::review;
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::steps::Context;
 use crate::{port, Completions, FlowError};
 
-impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
+impl<L, I, B, T, P, N, V, A> Completions<L, I, B, T, P, N, V, A>
 where
     L: Ledger,
     I: Images,
@@ -26,6 +26,7 @@ where
     P: Parameters,
     N: Notifier,
     V: Reviews,
+    A: Artifacts,
 {
     /// A candidate passed its tests: its image is removed (or kept for
     /// `candidate_ttl_hours`, tagged with when it goes), and the result is

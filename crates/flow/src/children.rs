@@ -11,7 +11,9 @@ use gild_core::announce::{Announcement, Outcome};
 use gild_core::completion::parameter_name;
 use gild_core::layers;
 use gild_core::ledger::{BakeKey, BakeRecord, Change, Claim};
-use gild_core::ports::{BuildInfo, Images, Ledger, Notifier, Parameters, Reviews, Tests};
+use gild_core::ports::{
+    Artifacts, BuildInfo, Images, Ledger, Notifier, Parameters, Reviews, Tests,
+};
 use gild_core::state::{BakeState, Stage, Step, Transition};
 use gild_core::vocabulary::Trigger;
 use tracing::{info, warn};
@@ -19,7 +21,7 @@ use tracing::{info, warn};
 use crate::steps::Context;
 use crate::{port, Completions, FlowError};
 
-impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
+impl<L, I, B, T, P, N, V, A> Completions<L, I, B, T, P, N, V, A>
 where
     L: Ledger,
     I: Images,
@@ -28,6 +30,7 @@ where
     P: Parameters,
     N: Notifier,
     V: Reviews,
+    A: Artifacts,
 {
     /// Queues each child of the promoted bake to bake from `image`: the one
     /// waiting in the same run, or a new bake `parent:<image>`. Returns the
@@ -220,6 +223,8 @@ where
             test_report: None,
             at: at.to_owned(),
             children: Vec::new(),
+            // Nothing was baked.
+            packages: None,
         };
         let publication = announcement.publication();
         self.retrying(&record.key, || self.ports.notifier.publish(&publication))

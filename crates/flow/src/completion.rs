@@ -12,7 +12,7 @@ use gild_core::completion::{self, Finished};
 use gild_core::event::{self, EventKind};
 use gild_core::ledger::{BakeKey, BakeRecord};
 use gild_core::ports::{
-    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
+    Artifacts, BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, Tests,
 };
 use gild_core::retry::Backoff;
 use gild_core::state::{BakeState, Transition};
@@ -24,15 +24,15 @@ use tracing::{info, warn};
 use crate::steps::Context;
 use crate::{port, Accept, FlowError, FlowSettings, Ports, Report};
 
-pub struct Completions<L, I, B, T, P, N, V> {
-    pub(crate) ports: Ports<L, I, B, T, P, N, V>,
+pub struct Completions<L, I, B, T, P, N, V, A> {
+    pub(crate) ports: Ports<L, I, B, T, P, N, V, A>,
     pub(crate) settings: FlowSettings,
     pub(crate) backoff: Backoff,
 }
 
 pub use gild_core::steps::Origin;
 
-impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
+impl<L, I, B, T, P, N, V, A> Completions<L, I, B, T, P, N, V, A>
 where
     L: Ledger,
     I: Images,
@@ -41,8 +41,9 @@ where
     P: Parameters,
     N: Notifier,
     V: Reviews,
+    A: Artifacts,
 {
-    pub fn new(ports: Ports<L, I, B, T, P, N, V>, settings: FlowSettings) -> Self {
+    pub fn new(ports: Ports<L, I, B, T, P, N, V, A>, settings: FlowSettings) -> Self {
         Completions {
             ports,
             settings,
@@ -55,11 +56,11 @@ where
         self
     }
 
-    pub fn ports(&self) -> &Ports<L, I, B, T, P, N, V> {
+    pub fn ports(&self) -> &Ports<L, I, B, T, P, N, V, A> {
         &self.ports
     }
 
-    pub fn into_ports(self) -> Ports<L, I, B, T, P, N, V> {
+    pub fn into_ports(self) -> Ports<L, I, B, T, P, N, V, A> {
         self.ports
     }
 

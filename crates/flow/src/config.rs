@@ -13,6 +13,8 @@ use crate::{Accept, FlowSettings};
 pub struct CompletionConfig {
     pub ledger_table: String,
     pub topic_arn: String,
+    /// The bills of materials and package diffs (`GILD_ARTIFACT_BUCKET`).
+    pub artifact_bucket: String,
     pub settings: FlowSettings,
     /// Where the pull requests candidates report to live.
     pub host: RepositoryHost,
@@ -99,6 +101,7 @@ impl CompletionConfig {
         Ok(CompletionConfig {
             ledger_table: required("GILD_LEDGER_TABLE")?,
             topic_arn: required("GILD_TOPIC_ARN")?,
+            artifact_bucket: required("GILD_ARTIFACT_BUCKET")?,
             host: RepositoryHost::from_env()?,
             settings: FlowSettings {
                 accept,

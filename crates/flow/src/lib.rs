@@ -10,6 +10,8 @@
 //!   and announcing: report to its pull request.
 //! - `children`: a layered family's children, queued by their parent's
 //!   promotion or failed with it.
+//! - `packages`: what a bake's packages changed against the promoted
+//!   image, compared when the bake finishes and announced with its diff.
 //! - [`reconcile`]: finds bakes nobody moved past their deadline and drives
 //!   them through the same steps.
 //! - [`trigger`]: turns a schedule, push or request into bakes, and starts
@@ -26,6 +28,7 @@ mod candidate;
 mod children;
 pub mod completion;
 pub mod config;
+mod packages;
 pub mod reconcile;
 mod removal;
 mod steps;

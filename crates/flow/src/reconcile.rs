@@ -10,7 +10,9 @@
 
 use gild_core::completion::{tags, Finished};
 use gild_core::ledger::{BakeKey, BakeRecord, Change};
-use gild_core::ports::{BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Reviews, Tests};
+use gild_core::ports::{
+    Artifacts, BuildInfo, Builds, Images, Ledger, Notifier, Parameters, Reviews, Tests,
+};
 use gild_core::reconcile::{self, Deadlines, Look, Verdict};
 use gild_core::state::BakeState;
 use gild_core::steps;
@@ -77,14 +79,14 @@ pub struct Reconciled {
     pub report: Option<Report>,
 }
 
-pub struct Reconciler<L, I, B, T, P, N, V, QL, QB> {
-    completions: Completions<L, I, B, T, P, N, V>,
+pub struct Reconciler<L, I, B, T, P, N, V, A, QL, QB> {
+    completions: Completions<L, I, B, T, P, N, V, A>,
     launcher: Launcher<QL, QB>,
     deadlines: Deadlines,
     region: String,
 }
 
-impl<L, I, B, T, P, N, V, QL, QB> Reconciler<L, I, B, T, P, N, V, QL, QB>
+impl<L, I, B, T, P, N, V, A, QL, QB> Reconciler<L, I, B, T, P, N, V, A, QL, QB>
 where
     L: Ledger,
     I: Images,
@@ -93,11 +95,12 @@ where
     P: Parameters,
     N: Notifier,
     V: Reviews,
+    A: Artifacts,
     QL: Ledger,
     QB: Builds,
 {
     pub fn new(
-        completions: Completions<L, I, B, T, P, N, V>,
+        completions: Completions<L, I, B, T, P, N, V, A>,
         launcher: Launcher<QL, QB>,
         deadlines: Deadlines,
         region: impl Into<String>,
@@ -110,7 +113,7 @@ where
         }
     }
 
-    pub fn completions(&self) -> &Completions<L, I, B, T, P, N, V> {
+    pub fn completions(&self) -> &Completions<L, I, B, T, P, N, V, A> {
         &self.completions
     }
 
@@ -120,7 +123,7 @@ where
 
     /// The completion driver back, with its ports (tests deliver late
     /// events through it).
-    pub fn into_completions(self) -> Completions<L, I, B, T, P, N, V> {
+    pub fn into_completions(self) -> Completions<L, I, B, T, P, N, V, A> {
         self.completions
     }
 

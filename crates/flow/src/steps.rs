@@ -7,7 +7,8 @@ use gild_core::completion::{
 };
 use gild_core::ledger::{BakeKey, BakeRecord, Change};
 use gild_core::ports::{
-    BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, TestRequest, Tests,
+    Artifacts, BuildInfo, Images, Ledger, Notifier, Parameters, PortError, Reviews, TestRequest,
+    Tests,
 };
 use gild_core::state::{BakeState, Lane, Stage, Step};
 use gild_core::steps;
@@ -27,7 +28,7 @@ pub(crate) struct Context<'a> {
     pub at: String,
 }
 
-impl<L, I, B, T, P, N, V> Completions<L, I, B, T, P, N, V>
+impl<L, I, B, T, P, N, V, A> Completions<L, I, B, T, P, N, V, A>
 where
     L: Ledger,
     I: Images,
@@ -36,6 +37,7 @@ where
     P: Parameters,
     N: Notifier,
     V: Reviews,
+    A: Artifacts,
 {
     /// Does one piece of work; returns the step it amounts to and what to
     /// record. The driver turns the step into the table's transition.
@@ -249,11 +251,13 @@ where
         self.retrying(key, || self.ports.images.tag(&resources, &provenance))
             .await
             .map_err(|error| port("tag image", key, error))?;
+        let packages = self.compare_packages(cx, &image.id).await?;
         Ok((
             Step::BakeSucceeded,
             Change {
                 image: Some(image.id),
                 parent_image: parent.map(|(_, image)| image.to_owned()),
+                packages: Some(packages),
                 ..Change::default()
             },
         ))
@@ -386,6 +390,9 @@ where
             &cx.at,
         );
         announcement.children = children;
+        if let Some(packages) = announcement.packages.as_mut() {
+            self.attach_diff(cx, packages).await;
+        }
         let publication = announcement.publication();
         self.retrying(key, || self.ports.notifier.publish(&publication))
             .await

@@ -53,6 +53,7 @@ type Steps = Completions<
     Arc<MemoryParameters>,
     Arc<RecordingNotifier>,
     Arc<RecordingReviews>,
+    Arc<MemoryArtifacts>,
 >;
 
 /// One world: the trigger and both completion functions over the same fakes.
@@ -72,6 +73,7 @@ struct Fakes {
     parameters: Arc<MemoryParameters>,
     images: Arc<MemoryImages>,
     notifier: Arc<RecordingNotifier>,
+    artifacts: Arc<MemoryArtifacts>,
 }
 
 impl Fakes {
@@ -86,6 +88,7 @@ impl Fakes {
             parameters: self.parameters.clone(),
             notifier: self.notifier.clone(),
             reviews: self.reviews.clone(),
+            artifacts: self.artifacts.clone(),
         };
         let settings = FlowSettings {
             accept,
@@ -151,6 +154,7 @@ fn world_keeping(changed: &[&str], ttl_hours: i64) -> World {
         parameters,
         images,
         notifier,
+        artifacts: Arc::default(),
     };
     World {
         trigger,

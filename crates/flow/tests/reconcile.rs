@@ -19,6 +19,7 @@ type Rec = Reconciler<
     MemoryParameters,
     RecordingNotifier,
     RecordingReviews,
+    MemoryArtifacts,
     Arc<MemoryLedger>,
     ScriptedBuilds,
 >;

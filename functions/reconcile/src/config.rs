@@ -14,6 +14,8 @@ use gild_lambda::{optional, required, ConfigError};
 pub struct Config {
     pub ledger_table: String,
     pub topic_arn: String,
+    /// The bills of materials and package diffs (`GILD_ARTIFACT_BUCKET`).
+    pub artifact_bucket: String,
     pub flow: FlowSettings,
     pub deadlines: Deadlines,
     pub max_parallel: usize,
@@ -28,6 +30,7 @@ impl Config {
         Ok(Config {
             ledger_table: required("GILD_LEDGER_TABLE")?,
             topic_arn: required("GILD_TOPIC_ARN")?,
+            artifact_bucket: required("GILD_ARTIFACT_BUCKET")?,
             flow: FlowSettings {
                 // The reconciler drives both kinds of completion.
                 accept: Accept::Bake,

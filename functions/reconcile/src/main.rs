@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
         &aws,
         &config.ledger_table,
         &config.topic_arn,
+        &config.artifact_bucket,
         projects,
         reviews,
     );
@@ -47,6 +48,7 @@ async fn main() -> Result<(), Error> {
             parameters: ports.parameters,
             notifier: ports.notifier,
             reviews: ports.reviews,
+            artifacts: ports.artifacts,
         },
         config.flow.clone(),
     );

@@ -24,6 +24,7 @@ async fn main() -> Result<(), Error> {
         &aws,
         &config.ledger_table,
         &config.topic_arn,
+        &config.artifact_bucket,
         &config.settings.projects,
         reviews,
     );

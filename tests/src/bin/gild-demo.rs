@@ -159,19 +159,23 @@ async fn run() -> Result<(), HarnessError> {
         }
     }
 
-    section("6. gild status (the real CLI against the emulator)");
+    section("6. gild status and gild diff (the real CLI against the emulator)");
     let gild = bin_path("gild")?;
-    let output = Command::new(gild)
-        .arg("status")
-        .envs(aws::lambda_env(&pipeline.moto.endpoint()))
-        .env("GILD_LEDGER_TABLE", pipeline.ledger_table())
-        .output()
-        .map_err(|source| HarnessError::Io {
-            context: "running gild status".into(),
-            source,
-        })?;
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    for args in [&["status"][..], &["diff", "debian13-base"][..]] {
+        println!("$ gild {}", args.join(" "));
+        let output = Command::new(&gild)
+            .args(args)
+            .envs(aws::lambda_env(&pipeline.moto.endpoint()))
+            .env("GILD_LEDGER_TABLE", pipeline.ledger_table())
+            .env("GILD_ARTIFACT_BUCKET", pipeline.artifact_bucket())
+            .output()
+            .map_err(|source| HarnessError::Io {
+                context: format!("running gild {}", args.join(" ")),
+                source,
+            })?;
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    }
 
     section("7. IAM: every call, judged against the caller's own role");
     if let Some(gate) = &pipeline.gate {

@@ -409,6 +409,15 @@ class _Emulator:
         profile = found["InstanceProfile"]
         return {"Arn": profile["Arn"], "Roles": [r["Arn"] for r in profile["Roles"]]}
 
+    def object_exists(self, bucket: str, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("s3", "head_object", Bucket=bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
     def bucket_kms_key(self, bucket: str) -> str | None:
         from botocore.exceptions import ClientError
 

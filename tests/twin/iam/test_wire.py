@@ -136,6 +136,12 @@ class FakeWorld:
     def bucket_kms_key(self, bucket):
         return self.key
 
+    # Objects the examples read: one list of materials and one diff.
+    objects = {"bom/ami-0aaaaaaaaaaaaaaaa.json", "diff/ami-0bbbbbbbbbbbbbbbb.json"}
+
+    def object_exists(self, bucket, key):
+        return key in self.objects
+
 
 def make_gate(template=roles.TEMPLATE) -> Gate:
     gate = Gate("http://127.0.0.1:9", template, {}, ACCOUNT, REGION)
@@ -570,3 +576,34 @@ def test_a_removed_grant_refuses_the_authorization_it_gave(tmp_path):
     assert decision["action"] == "ec2:CreateKeyPair"
     assert decision["refused_action"] == "ec2:CreateTags"
     assert decision["refused_resource"].endswith(f":key-pair/{EX['KeyPairName']}")
+
+
+def test_the_package_diff_reads_lists_and_keeps_diffs_only(gate):
+    """bake-finished reads bills of materials (kms:Decrypt through S3 for
+    an object that is there; s3:ListBucket for one that is not, or S3
+    would answer 403 for 404) and keeps diffs; it writes no list, and
+    test-finished reads only diffs."""
+    bucket = gate.stack.ref("ArtifactBucket")
+    key_arn = gate.stack.getatt("Key", "Arn")
+
+    def decide(role, operation, key, **more):
+        return gate.decide(**wire(role, "s3", operation, Bucket=bucket, Key=key, **more))
+
+    there = decide("BakeFinishedRole", "get_object", "bom/ami-0aaaaaaaaaaaaaaaa.json")
+    assert there["allowed"], there
+    assert [a["action"] for a in there["authorizations"]] == ["s3:GetObject", "kms:Decrypt"]
+    assert there["authorizations"][1]["resources"] == [key_arn]
+    missing = decide("BakeFinishedRole", "get_object", "bom/ami-0cccccccccccccccc.json")
+    assert missing["allowed"], missing
+    assert missing["authorizations"][1] == {
+        "action": "s3:ListBucket",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+    }
+    stored = decide("BakeFinishedRole", "put_object", "diff/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}")
+    assert stored["allowed"], stored
+    forged = decide("BakeFinishedRole", "put_object", "bom/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}")
+    assert not forged["allowed"] and forged["refused_action"] == "s3:PutObject"
+    read = decide("TestFinishedRole", "get_object", "diff/ami-0bbbbbbbbbbbbbbbb.json")
+    assert read["allowed"], read
+    other = decide("TestFinishedRole", "get_object", "bom/ami-0aaaaaaaaaaaaaaaa.json")
+    assert not other["allowed"] and other["refused_action"] == "s3:GetObject"

@@ -58,6 +58,8 @@ class World(Protocol):
 
     def bucket_kms_key(self, bucket: str) -> str | None: ...
 
+    def object_exists(self, bucket: str, key: str) -> bool: ...
+
     def codecommit_repository(self) -> str | None: ...
 
 
@@ -139,6 +141,9 @@ def s3_operation(
     endpoint) or the Host header (virtual-hosted style)."""
     url = urllib.parse.urlsplit(path)
     query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+    # The Rust SDK names the operation in the query (`?x-id=GetObject`);
+    # S3 ignores it, and so does the classification below.
+    query.pop("x-id", None)
     parts = urllib.parse.unquote(url.path).lstrip("/")
     host = headers.get("host", "").split(":")[0]
     virtual = re.match(r"(.+)\.s3[.-]", host)
@@ -500,6 +505,8 @@ class Mapper:
                 .split("?")[0]
             )
             out.append(Authorization("s3:GetObject", [f"arn:aws:s3:::{source}"]))
+        if action in ("GetObject", "HeadObject"):
+            out += self._s3_read(bucket, key)
         if iam_action == "PutObject" and action != "UploadPart":
             # SSE-KMS: S3 asks KMS for a data key with the caller's
             # credentials, with the request's key or the bucket's default
@@ -523,6 +530,24 @@ class Mapper:
                     )
                 )
         return out
+
+    def _s3_read(self, bucket, key):
+        """What reading an object takes beyond s3:GetObject. A missing one
+        is answered 404 only to a caller allowed s3:ListBucket on the
+        bucket, else 403 (GetObject API reference, "Permissions"): the
+        refusal is that authorization. An existing one in a bucket whose
+        default is SSE-KMS is decrypted with the caller's credentials
+        through S3 (S3 User Guide, UsingKMSEncryption: kms:Decrypt)."""
+        if not self.world.object_exists(bucket, key):
+            return [Authorization("s3:ListBucket", [f"arn:aws:s3:::{bucket}"])]
+        key_id = self.world.bucket_kms_key(bucket)
+        if not key_id:
+            return []
+        context = {
+            "kms:ViaService": f"s3.{self.region}.amazonaws.com",
+            "kms:CallerAccount": self.account,
+        }
+        return [Authorization("kms:Decrypt", [self.kms_key(key_id)], context)]
 
     # ------------------------------------------------------------------ EC2
     def _ec2(self, action, p):

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{BomDiff, Kind, Package, VersionChange};
 
@@ -219,7 +219,7 @@ fn concern(kind: Kind, name: &str) -> Option<Concern> {
 }
 
 /// The one-line summary: some changes by name, then the counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// At most the number asked for, security-relevant first.
     pub named: Vec<String>,

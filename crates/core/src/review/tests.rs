@@ -100,8 +100,8 @@ fn descriptions_fit_github_and_hostile_text_stays_inert() {
     assert!(!row.contains("<script>") && !row.contains("<img"), "{row}");
     assert_eq!(
         row.matches(" | ").count(),
-        3,
-        "table cells stay four: {row}"
+        4,
+        "table cells stay five: {row}"
     );
     assert!(!text.contains("\n## h"), "{text}");
 }
@@ -128,4 +128,50 @@ fn codecommit_approves_only_when_every_candidate_passed() {
 fn a_change_that_touches_nothing_says_so() {
     let text = comment(&pr(), &[], &|_| None);
     assert!(text.contains("nothing to validate"), "{text}");
+}
+
+#[test]
+fn the_comment_says_what_each_candidates_packages_changed() {
+    use crate::bom::{self, BomDiff, PackageChanges};
+    let mut changed = candidate("debian13-base", BakeState::Reported);
+    changed.image = Some("ami-0123456789abcdef0".into());
+    changed.packages = Some(PackageChanges::Compared {
+        against: "ami-0aaaaaaaaaaaaaaaa".into(),
+        summary: bom::Summary {
+            named: vec!["openssl 3.0.15-1 → 3.0.16-1".into()],
+            upgraded: 14,
+            downgraded: 0,
+            added: 1,
+            removed: 0,
+            respelled: 0,
+        },
+        diff_bytes: bom::json_len(&BomDiff::default()),
+    });
+    let mut hostile = candidate("debian13-web", BakeState::Reported);
+    hostile.packages = Some(PackageChanges::Unavailable {
+        reason: format!("bom/x.json names `a|b`<script>{}", "x".repeat(500)),
+        against: None,
+    });
+    let waiting = candidate("win2022-core", BakeState::Baking);
+    let text = comment(&pr(), &[changed, hostile, waiting], &|_| None);
+    assert!(text.contains("| packages vs promoted |"), "{text}");
+    assert!(
+        text.contains("| openssl 3.0.15-1 → 3.0.16-1; 14 upgraded, 1 added, 0 removed |"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| debian13-web"))
+        .expect("row");
+    assert!(
+        row.contains("not compared: bom/x.json names 'a\\|b'&lt;script&gt;"),
+        "{row}"
+    );
+    assert!(row.chars().count() < 400, "the cell is clipped: {row}");
+    assert!(
+        text.lines()
+            .find(|l| l.starts_with("| win2022-core"))
+            .is_some_and(|l| l.ends_with("| — |")),
+        "{text}"
+    );
 }

@@ -7,8 +7,8 @@ pub use std::time::Duration;
 
 pub use gild_core::completion::{tags, Projects};
 pub use gild_core::fakes::{
-    MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier, RecordingReviews,
-    RecordingTests,
+    MemoryArtifacts, MemoryImages, MemoryLedger, MemoryParameters, RecordingNotifier,
+    RecordingReviews, RecordingTests,
 };
 pub use gild_core::ledger::{BakeKey, BakeRecord, Change};
 pub use gild_core::plan::Trigger;
@@ -26,6 +26,7 @@ pub type Flow = Completions<
     MemoryParameters,
     RecordingNotifier,
     RecordingReviews,
+    MemoryArtifacts,
 >;
 
 pub const BAKE_BUILD: &str = "gild-bake:3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7";
@@ -46,6 +47,7 @@ pub type AllPorts = Ports<
     MemoryParameters,
     RecordingNotifier,
     RecordingReviews,
+    MemoryArtifacts,
 >;
 
 pub fn empty_ports() -> AllPorts {
@@ -57,6 +59,7 @@ pub fn empty_ports() -> AllPorts {
         parameters: MemoryParameters::default(),
         notifier: RecordingNotifier::default(),
         reviews: RecordingReviews::default(),
+        artifacts: MemoryArtifacts::default(),
     }
 }
 
