@@ -136,11 +136,12 @@ class FakeWorld:
     def bucket_kms_key(self, bucket):
         return self.key
 
-    # Objects the examples read: one list of materials and one diff.
-    objects = {"bom/ami-0aaaaaaaaaaaaaaaa.json", "diff/ami-0bbbbbbbbbbbbbbbb.json"}
-
     def object_exists(self, bucket, key):
-        return key in self.objects
+        # The objects the examples read: one list of materials, one diff.
+        return key in (
+            "bom/ami-0aaaaaaaaaaaaaaaa.json",
+            "diff/ami-0bbbbbbbbbbbbbbbb.json",
+        )
 
 
 def make_gate(template=roles.TEMPLATE) -> Gate:
@@ -587,11 +588,16 @@ def test_the_package_diff_reads_lists_and_keeps_diffs_only(gate):
     key_arn = gate.stack.getatt("Key", "Arn")
 
     def decide(role, operation, key, **more):
-        return gate.decide(**wire(role, "s3", operation, Bucket=bucket, Key=key, **more))
+        return gate.decide(
+            **wire(role, "s3", operation, Bucket=bucket, Key=key, **more)
+        )
 
     there = decide("BakeFinishedRole", "get_object", "bom/ami-0aaaaaaaaaaaaaaaa.json")
     assert there["allowed"], there
-    assert [a["action"] for a in there["authorizations"]] == ["s3:GetObject", "kms:Decrypt"]
+    assert [a["action"] for a in there["authorizations"]] == [
+        "s3:GetObject",
+        "kms:Decrypt",
+    ]
     assert there["authorizations"][1]["resources"] == [key_arn]
     missing = decide("BakeFinishedRole", "get_object", "bom/ami-0cccccccccccccccc.json")
     assert missing["allowed"], missing
@@ -599,9 +605,13 @@ def test_the_package_diff_reads_lists_and_keeps_diffs_only(gate):
         "action": "s3:ListBucket",
         "resources": [f"arn:aws:s3:::{bucket}"],
     }
-    stored = decide("BakeFinishedRole", "put_object", "diff/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}")
+    stored = decide(
+        "BakeFinishedRole", "put_object", "diff/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}"
+    )
     assert stored["allowed"], stored
-    forged = decide("BakeFinishedRole", "put_object", "bom/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}")
+    forged = decide(
+        "BakeFinishedRole", "put_object", "bom/ami-0bbbbbbbbbbbbbbbb.json", Body=b"{}"
+    )
     assert not forged["allowed"] and forged["refused_action"] == "s3:PutObject"
     read = decide("TestFinishedRole", "get_object", "diff/ami-0bbbbbbbbbbbbbbbb.json")
     assert read["allowed"], read
