@@ -304,13 +304,21 @@ fn push_uuid(labels: &mut Vec<(String, String)>, build: &str, label: &str) {
 }
 
 impl Labels {
-    fn new(commits: &[String], base: &str, completed: &[Completed], bake_project: &str) -> Labels {
+    fn new(
+        commits: &[String],
+        base: &str,
+        completed: &[Completed],
+        bake_project: &str,
+        artifact_bucket: &str,
+    ) -> Labels {
         let mut labels: Vec<(String, String)> = commits
             .iter()
             .enumerate()
             .map(|(i, c)| (c.clone(), format!("C{}", i + 1)))
             .collect();
         labels.push((base.to_owned(), "ami-base".to_owned()));
+        // moto names the stack's bucket anew each run (the diff's s3:// URI).
+        labels.push((artifact_bucket.to_owned(), "<artifact-bucket>".to_owned()));
         let commit_label = |commit: &str| {
             commits
                 .iter()
@@ -981,7 +989,13 @@ async fn run(
     } else {
         0
     };
-    let labels = Labels::new(&commits, &base, &log.completed, pipeline.bake_project());
+    let labels = Labels::new(
+        &commits,
+        &base,
+        &log.completed,
+        pipeline.bake_project(),
+        pipeline.artifact_bucket(),
+    );
     let end = EndState::read(&pipeline, &labels).await;
     let starts = pipeline
         .codebuild

@@ -46,9 +46,21 @@ async fn baking_over_promoted(new_extra: usize) -> Flow {
     bake
 }
 
-/// The JSON body of the one announcement published.
-fn announced(f: &Flow) -> (Value, String) {
-    let published = f.ports().notifier.published.lock().expect("lock").clone();
+/// The bake's test passes; the JSON body and the email of the one
+/// announcement published.
+async fn passed_and_announced(bake: Flow) -> (Value, String) {
+    let test = into_test(bake);
+    let build = test_build(&test);
+    test.handle(test_event("SUCCEEDED", &build), 20)
+        .await
+        .expect("test");
+    let published = test
+        .ports()
+        .notifier
+        .published
+        .lock()
+        .expect("lock")
+        .clone();
     assert_eq!(published.len(), 1, "one announcement");
     let message: Value = serde_json::from_str(&published[0].message).expect("message");
     let body: Value =
@@ -83,12 +95,7 @@ async fn the_bake_is_compared_with_the_promoted_image_and_announced_with_its_dif
     let document = DiffDocument::parse(&stored, AMI).expect("a gild diff");
     assert_eq!(document.against, PROMOTED);
 
-    let test = into_test(bake);
-    let build = test_build(&test);
-    test.handle(test_event("SUCCEEDED", &build), 20)
-        .await
-        .expect("test");
-    let (body, email) = announced(&test);
+    let (body, email) = passed_and_announced(bake).await;
     let packages = &body["packages"];
     assert_eq!(packages["status"], "compared");
     assert_eq!(packages["against"], PROMOTED);
@@ -126,12 +133,7 @@ async fn a_diff_too_large_to_carry_is_linked() {
         panic!("compared");
     };
     assert!(diff_bytes > INLINE_DIFF_MAX_BYTES, "{diff_bytes}");
-    let test = into_test(bake);
-    let build = test_build(&test);
-    test.handle(test_event("SUCCEEDED", &build), 20)
-        .await
-        .expect("test");
-    let (body, email) = announced(&test);
+    let (body, email) = passed_and_announced(bake).await;
     assert!(body["packages"]["diff"].is_null());
     let link = body["packages"]["diff_url"].as_str().expect("a link");
     assert!(

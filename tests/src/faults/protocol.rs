@@ -18,6 +18,8 @@ pub enum Protocol {
     Ec2Query,
     /// The Query protocol (SNS, and SQS before it moved to JSON).
     AwsQuery,
+    /// S3's REST-XML: errors are `<Error><Code>` documents.
+    S3,
     /// Anything else (REST protocols): answered like AWS JSON.
     Other,
 }
@@ -51,6 +53,13 @@ pub fn identify(headers: &HeaderMap, body: &[u8]) -> CallId {
         header("content-type").is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let action = if form { form_action(body) } else { None };
     let service = scope_service.unwrap_or_else(|| "unknown".to_owned());
+    if service == "s3" {
+        return CallId {
+            service,
+            operation: "unknown".to_owned(),
+            protocol: Protocol::S3,
+        };
+    }
     match action {
         Some(action) => CallId {
             protocol: if service == "ec2" {
@@ -104,6 +113,21 @@ fn form_action(body: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Names an S3 call by its method (the only object calls gild makes), so
+/// the fault log says what was hit.
+pub fn name_s3_call(call: &mut CallId, method: &http::Method) {
+    if call.protocol == Protocol::S3 {
+        call.operation = match *method {
+            http::Method::GET => "GetObject",
+            http::Method::PUT => "PutObject",
+            http::Method::HEAD => "HeadObject",
+            http::Method::DELETE => "DeleteObject",
+            _ => "unknown",
+        }
+        .to_owned();
+    }
+}
+
 /// The response AWS would send for an injected `Throttle` or `ServerError`.
 pub fn error_response(call: &CallId, fault: Fault) -> Response<Full<Bytes>> {
     let request_id = new_uuid();
@@ -152,6 +176,27 @@ pub fn error_response(call: &CallId, fault: Fault) -> Response<Full<Bytes>> {
                 "<ErrorResponse{xmlns}><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
             );
             (status, "text/xml".to_owned(), body, None)
+        }
+        // S3 slows callers down with 503 SlowDown (S3 API reference,
+        // "Error responses"), and fails with 500 InternalError.
+        Protocol::S3 => {
+            let (status, code, message) = if throttle {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                )
+            } else {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+            );
+            (status, "application/xml".to_owned(), body, None)
         }
         Protocol::AwsJson { .. } | Protocol::Other => {
             let content_type = match &call.protocol {
@@ -272,6 +317,29 @@ mod tests {
         );
         let call = identify(&headers(&[]), b"");
         assert_eq!(call.protocol, Protocol::Other);
+        let mut call = identify(&headers(&[("authorization", &auth("s3"))]), b"");
+        name_s3_call(&mut call, &http::Method::PUT);
+        assert_eq!(
+            (
+                call.service.as_str(),
+                call.operation.as_str(),
+                call.protocol
+            ),
+            ("s3", "PutObject", Protocol::S3)
+        );
+    }
+
+    #[test]
+    fn s3_is_slowed_down_as_s3_does() {
+        let s3 = CallId {
+            service: "s3".into(),
+            operation: "GetObject".into(),
+            protocol: Protocol::S3,
+        };
+        let r = error_response(&s3, Fault::Throttle);
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "application/xml");
+        assert_eq!(error_response(&s3, Fault::ServerError).status(), 500);
     }
 
     #[test]

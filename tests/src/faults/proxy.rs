@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::{Fault, FaultConfig};
-use super::protocol::{error_response, identify};
+use super::protocol::{error_response, identify, name_s3_call};
 use crate::http_client::{self, HttpClient, Upstream};
 use crate::HarnessError;
 
@@ -311,7 +311,8 @@ async fn handle(
             ))
         }
     };
-    let call = identify(&parts.headers, &body);
+    let mut call = identify(&parts.headers, &body);
+    name_s3_call(&mut call, &parts.method);
     let shared = &state.shared;
     let seq = shared.seq.fetch_add(1, Ordering::SeqCst);
     let (fault, scripted) = {
