@@ -16,7 +16,7 @@ use gild_aws::ssm::SsmParameters;
 use gild_core::bom::{self, bom_key, DiffDocument, Lists, PackageChanges};
 use gild_core::completion::parameter_name;
 use gild_core::ledger::BakeRecord;
-use gild_core::ports::{Artifacts, Ledger, Parameters};
+use gild_core::ports::{Artifacts, Ledger, Parameters, PortError};
 use gild_core::vocabulary::defaults;
 
 use crate::CliError;
@@ -112,11 +112,15 @@ pub fn pick(
 pub fn run(args: &DiffArgs) -> Result<String, CliError> {
     let parameter = parameter_name(&args.parameter_prefix, &args.family);
     let both = args.old.is_some() && args.new.is_some();
-    let (promoted, records) = crate::block_on(async {
+    // One runtime and one SDK configuration for both rounds of calls: the
+    // images are picked between them, from what the first round read.
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Usage(format!("cannot start the async runtime: {e}")))?;
+    let config = runtime.block_on(gild_aws::load_cli_sdk_config());
+    let (promoted, records) = runtime.block_on(async {
         if both {
-            return Ok((None, Vec::new()));
+            return Ok::<_, PortError>((None, Vec::new()));
         }
-        let config = gild_aws::load_cli_sdk_config().await;
         let promoted = SsmParameters::new(aws_sdk_ssm::Client::new(&config))
             .current(&parameter)
             .await?;
@@ -137,12 +141,11 @@ pub fn run(args: &DiffArgs) -> Result<String, CliError> {
         promoted.as_deref(),
         &records,
     )?;
-    let (old, new) = crate::block_on(async {
-        let config = gild_aws::load_cli_sdk_config().await;
+    let (old, new) = runtime.block_on(async {
         let artifacts = S3Artifacts::new(aws_sdk_s3::Client::new(&config), &args.bucket);
         let old = artifacts.get(&bom_key(&pair.old)).await?;
         let new = artifacts.get(&bom_key(&pair.new)).await?;
-        Ok((old, new))
+        Ok::<_, PortError>((old, new))
     })?;
     let (changes, document) = bom::compare(Lists {
         family: &args.family,
